@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+pub mod atomic;
+pub mod command;
+pub mod keyspace;
+pub mod rdb;
+pub mod strategy;
+
+pub use atomic::AtomicFile;
+pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
+pub use keyspace::{Bytes, DB_COUNT, Db, Entry, Keyspace, KeyspaceView, Opaque, Value};
+pub use rdb::RdbError;
+pub use strategy::{
+    Applied, BgSave, Cut, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SaveTicket, SnapshotStrategy,
+    WriteStamp, unix_ms_now, write_snapshot,
+};

@@ -1,0 +1,20 @@
+//! The Redis RDB format: a streaming reader for everything Redis 2.x to 7.4 writes and a
+//! writer for the plain encodings every Redis from 5 to 7 loads.
+//!
+//! Sources for every rule: Redis src/rdb.h (opcodes, types) and src/rdb.c (`rdbSaveRio`,
+//! `rdbLoadRioWithLoadingCtx`, `rdbLoadObject`), plus src/ziplist.c, src/listpack.c,
+//! src/intset.c and src/zipmap.c for the packed blobs.
+
+pub mod consts;
+pub mod crc;
+pub mod decode;
+pub mod encode;
+pub mod lzf;
+pub mod packed;
+
+pub use consts::type_name;
+pub use decode::{
+    Checksum, Item, KeyRecord, LoadSummary, RdbError, RdbReader, StringEncoding, load, load_file, load_with_progress,
+    scan,
+};
+pub use encode::{EncodeOptions, EncodeStats, RdbWriter, write_view};

@@ -1,0 +1,423 @@
+//! The [`SnapshotStrategy`] trait every strategy implements, and what it reports.
+//!
+//! A strategy is a store that serves writes from many threads (`&self` methods, interior
+//! locking) and can save a point-in-time snapshot of itself in the RDB format, either
+//! blocking ([`SnapshotStrategy::save`], Redis SAVE) or in the background
+//! ([`SnapshotStrategy::bgsave`], Redis BGSAVE), which returns as soon as the cut is taken.
+//!
+//! The cut is reported as a [`Cut`]: for each shard (single-lock strategies have one),
+//! how many writes were applied before it. Every applied write gets a [`WriteStamp`], so a
+//! test harness can replay exactly the writes a snapshot should contain.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::atomic::AtomicFile;
+use crate::command::{Command, CommandError, Reply};
+use crate::keyspace::{Entry, Keyspace, KeyspaceView};
+use crate::rdb::{self, EncodeOptions, EncodeStats, RdbError};
+
+/// Where a write falls in its shard's order: the `seq`-th write (from 1) applied by shard
+/// `shard`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteStamp {
+    /// The shard that applied the write (0 for single-lock strategies).
+    pub shard: u32,
+    /// Its position in that shard's write order, from 1.
+    pub seq: u64,
+}
+
+/// A point-in-time cut: per shard, the number of writes applied before it. A snapshot
+/// taken at this cut contains exactly the writes whose stamp it [`includes`](Cut::includes).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Cut {
+    /// Writes applied before the cut, indexed by shard.
+    pub per_shard: Vec<u64>,
+}
+
+impl Cut {
+    /// The cut of a single-lock store after `writes` writes.
+    pub fn single(writes: u64) -> Self {
+        Cut { per_shard: vec![writes] }
+    }
+
+    /// Whether the write with `stamp` is inside the snapshot.
+    pub fn includes(&self, stamp: WriteStamp) -> bool {
+        self.per_shard.get(stamp.shard as usize).is_some_and(|&n| stamp.seq <= n)
+    }
+
+    /// Total writes applied before the cut, over all shards.
+    pub fn writes(&self) -> u64 {
+        self.per_shard.iter().sum()
+    }
+}
+
+/// A write that was applied: its reply and its stamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// What Redis would have replied.
+    pub reply: Reply,
+    /// Where it falls in its shard's write order.
+    pub stamp: WriteStamp,
+}
+
+/// How to save.
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    /// LZF-compress long strings, like Redis's `rdbcompression yes` (default true).
+    pub compress: bool,
+    /// Deterministic output (see [`EncodeOptions::canonical`]).
+    pub canonical: bool,
+    /// Advanced by the number of keys written, for a progress bar.
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        SaveOptions { compress: true, canonical: false, progress: None }
+    }
+}
+
+impl SaveOptions {
+    /// Canonical, compressed: what tests compare by sha256.
+    pub fn canonical() -> Self {
+        SaveOptions { canonical: true, ..Self::default() }
+    }
+}
+
+/// What a finished save did. Durations are wall-clock.
+#[derive(Clone, Debug)]
+pub struct SaveReport {
+    /// The strategy's [`SnapshotStrategy::NAME`].
+    pub strategy: &'static str,
+    /// The destination file.
+    pub path: PathBuf,
+    /// The cut the snapshot was taken at.
+    pub cut: Cut,
+    /// From the call to the moment the cut was taken (writers may resume from here for
+    /// non-blocking strategies).
+    pub time_to_cut: Duration,
+    /// From the call to the moment the file was renamed into place and its directory synced.
+    pub duration: Duration,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// Keys written.
+    pub keys: u64,
+    /// When the save completed, unix ms (what LASTSAVE reports, in ms).
+    pub finished_at_ms: i64,
+    /// Strategy-specific figures, each name ending in its unit (`_bytes`, `_us`, `_count`).
+    pub figures: Vec<(&'static str, u64)>,
+}
+
+impl SaveReport {
+    /// The figure called `name`, if the strategy reported it.
+    pub fn figure(&self, name: &str) -> Option<u64> {
+        self.figures.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// Why a save did not complete. The previous snapshot at the destination is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Another save is running (Redis: "Background save already in progress").
+    #[error("Background save already in progress")]
+    InProgress,
+    /// An I/O step failed.
+    #[error("{stage} failed for {}: {source}", path.display())]
+    Io {
+        /// Which step: "create temp file", "write", "fsync", "rename", "fsync directory".
+        stage: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The thread (or process) doing the save died.
+    #[error("the save did not finish: {0}")]
+    Aborted(String),
+}
+
+impl SaveError {
+    /// An I/O error at `stage` on `path`.
+    pub fn io(stage: &'static str, path: &Path, source: io::Error) -> Self {
+        SaveError::Io { stage, path: path.to_path_buf(), source }
+    }
+}
+
+/// The outcome of the last save, as Redis's `rdb_last_bgsave_status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SaveStatus {
+    /// No save has failed since the last success (Redis reports `ok` at startup too).
+    Ok,
+    /// The last save failed, with the reason.
+    Err(String),
+}
+
+/// Bookkeeping every strategy needs around saves: at most one at a time, LASTSAVE, and
+/// the last status. Share it as `Arc<SaveState>` so a background save can own a ticket.
+#[derive(Debug)]
+pub struct SaveState {
+    in_progress: AtomicBool,
+    lastsave_ms: AtomicI64,
+    status: Mutex<SaveStatus>,
+}
+
+impl Default for SaveState {
+    fn default() -> Self {
+        SaveState { in_progress: AtomicBool::new(false), lastsave_ms: AtomicI64::new(0), status: Mutex::new(SaveStatus::Ok) }
+    }
+}
+
+impl SaveState {
+    /// A new state in an `Arc`.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Claim the right to save.
+    ///
+    /// # Errors
+    /// [`SaveError::InProgress`] if a save holds it; nothing else changes.
+    pub fn begin(self: &Arc<Self>) -> Result<SaveTicket, SaveError> {
+        // AcqRel: the winner sees everything the previous save published before releasing.
+        self.in_progress
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| SaveError::InProgress)?;
+        Ok(SaveTicket { state: Arc::clone(self), finished: false })
+    }
+
+    /// Unix ms of the last successful save, or `None` if there was none (Redis LASTSAVE).
+    pub fn lastsave(&self) -> Option<i64> {
+        Some(self.lastsave_ms.load(Ordering::Acquire)).filter(|&t| t > 0)
+    }
+
+    /// The outcome of the last save.
+    pub fn status(&self) -> SaveStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a save is running.
+    pub fn in_progress(&self) -> bool {
+        self.in_progress.load(Ordering::Acquire)
+    }
+}
+
+/// The right to run one save; [`SaveTicket::finish`] records the outcome. Dropping it
+/// unfinished (a panic) records a failure and frees the slot.
+#[derive(Debug)]
+pub struct SaveTicket {
+    state: Arc<SaveState>,
+    finished: bool,
+}
+
+impl SaveTicket {
+    /// Record the outcome (LASTSAVE on success, the status either way) and free the slot.
+    pub fn finish(mut self, result: Result<SaveReport, SaveError>) -> Result<SaveReport, SaveError> {
+        self.record(match &result {
+            Ok(r) => Ok(r.finished_at_ms),
+            Err(e) => Err(e.to_string()),
+        });
+        result
+    }
+
+    fn record(&mut self, outcome: Result<i64, String>) {
+        let mut status = self.state.status.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(at) => {
+                self.state.lastsave_ms.store(at, Ordering::Release);
+                *status = SaveStatus::Ok;
+            }
+            Err(reason) => *status = SaveStatus::Err(reason),
+        }
+        drop(status);
+        self.finished = true;
+        self.state.in_progress.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for SaveTicket {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.record(Err("the save was abandoned (its thread panicked)".into()));
+        }
+    }
+}
+
+/// A background save in flight. The cut is already taken; [`BgSave::wait`] returns the
+/// report when the file is in place.
+#[derive(Debug)]
+pub struct BgSave {
+    cut: Cut,
+    time_to_cut: Duration,
+    handle: JoinHandle<Result<SaveReport, SaveError>>,
+}
+
+impl BgSave {
+    /// Wrap the thread that finishes the save.
+    pub fn new(cut: Cut, time_to_cut: Duration, handle: JoinHandle<Result<SaveReport, SaveError>>) -> Self {
+        BgSave { cut, time_to_cut, handle }
+    }
+
+    /// The cut the snapshot was taken at.
+    pub fn cut(&self) -> &Cut {
+        &self.cut
+    }
+
+    /// From the `bgsave` call to the cut.
+    pub fn time_to_cut(&self) -> Duration {
+        self.time_to_cut
+    }
+
+    /// Whether the save has finished (successfully or not).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// Wait for the save to finish.
+    ///
+    /// # Errors
+    /// The save's [`SaveError`], or [`SaveError::Aborted`] if its thread panicked.
+    pub fn wait(self) -> Result<SaveReport, SaveError> {
+        self.handle.join().unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(SaveError::Aborted(msg))
+        })
+    }
+}
+
+/// A store that can take point-in-time snapshots of itself while serving writes.
+///
+/// All methods take `&self`: a strategy is shared between writer threads (`Arc<S>`) and
+/// synchronises internally in whatever way is its lesson.
+pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
+    /// The canonical id: CLI flag value, bench id, test-name prefix (`"blocking"`, ...).
+    const NAME: &'static str;
+
+    /// A store holding `keyspace`.
+    fn from_keyspace(keyspace: Keyspace) -> Self;
+
+    /// A store holding the dump at `path`.
+    ///
+    /// # Errors
+    /// Any [`RdbError`] from reading the dump.
+    fn load(path: &Path) -> Result<Self, RdbError> {
+        Ok(Self::from_keyspace(rdb::load_file(path)?.0))
+    }
+
+    /// Apply a write with Redis semantics.
+    ///
+    /// # Errors
+    /// [`CommandError`] when refused; the store is then unchanged and no stamp is used.
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError>;
+
+    /// The live entry under `key` in `db` (`None` if absent or expired).
+    fn get(&self, db: usize, key: &[u8]) -> Option<Entry>;
+
+    /// Number of keys (expired ones not yet removed included).
+    fn len(&self) -> usize;
+
+    /// Whether the store holds no keys.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the whole current state (for tests and verification; may be slow).
+    fn to_keyspace(&self) -> Keyspace;
+
+    /// Redis SAVE: write a snapshot to `dest` and return when it is in place.
+    ///
+    /// # Errors
+    /// [`SaveError`]; the previous file at `dest` is then untouched.
+    fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError>;
+
+    /// Redis BGSAVE: take the cut, return, and finish writing in the background.
+    ///
+    /// # Errors
+    /// [`SaveError::InProgress`] if a save is running (the store is unchanged), or a
+    /// failure to start.
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError>;
+
+    /// Redis LASTSAVE, in unix ms: when the last successful save finished.
+    fn lastsave(&self) -> Option<i64>;
+
+    /// Whether the last save succeeded (Redis `rdb_last_bgsave_status`).
+    fn last_save_status(&self) -> SaveStatus;
+}
+
+/// Current unix time in milliseconds.
+pub fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Write `view` to `dest` as one RDB dump through an [`AtomicFile`]: the shared last
+/// step of every strategy that serializes in-process.
+///
+/// # Errors
+/// [`SaveError::Io`] naming the stage; `dest` is then unchanged (unless only the final
+/// directory fsync failed, after the rename).
+pub fn write_snapshot<V: KeyspaceView + ?Sized>(
+    view: &V,
+    dest: &Path,
+    opts: &SaveOptions,
+    strategy: &'static str,
+) -> Result<EncodeStats, SaveError> {
+    let mut file = AtomicFile::create(dest)?;
+    let enc = EncodeOptions {
+        compress: opts.compress,
+        canonical: opts.canonical,
+        strategy: Some(strategy),
+        ctime_s: unix_ms_now() / 1000,
+    };
+    let written = rdb::write_view(view, &mut file, &enc, opts.progress.as_deref()).map(|(_, stats)| stats);
+    let stats = written.map_err(|e| SaveError::io("write", file.temp_path(), e))?;
+    file.commit()?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only one ticket at a time; finishing with an error records the status and frees it.
+    #[test]
+    fn one_save_at_a_time() {
+        let state = SaveState::new();
+        let t = state.begin().unwrap();
+        assert!(matches!(state.begin(), Err(SaveError::InProgress)));
+        let _ = t.finish(Err(SaveError::Aborted("disk on fire".into())));
+        assert!(matches!(state.status(), SaveStatus::Err(m) if m.contains("disk on fire")));
+        assert_eq!(state.lastsave(), None);
+        assert!(state.begin().is_ok());
+    }
+
+    /// A ticket dropped by a panicking save frees the slot and says the save failed.
+    #[test]
+    fn dropped_ticket_is_a_failure() {
+        let state = SaveState::new();
+        drop(state.begin().unwrap());
+        assert!(!state.in_progress());
+        assert!(matches!(state.status(), SaveStatus::Err(_)));
+    }
+
+    /// The cut includes exactly the writes at or below its count, per shard.
+    #[test]
+    fn cut_membership() {
+        let cut = Cut { per_shard: vec![3, 0] };
+        assert!(cut.includes(WriteStamp { shard: 0, seq: 3 }));
+        assert!(!cut.includes(WriteStamp { shard: 0, seq: 4 }));
+        assert!(!cut.includes(WriteStamp { shard: 1, seq: 1 }));
+        assert!(!cut.includes(WriteStamp { shard: 2, seq: 1 }));
+        assert_eq!(cut.writes(), 3);
+    }
+}
