@@ -1,1 +1,26 @@
-//! facade
+//! # snaplab
+//!
+//! The facade of the snaplab workspace: it re-exports every crate and lists the
+//! strategies by name. `cargo run -- <args>` starts the `snaplab` command-line tool.
+//!
+//! | crate | what it holds |
+//! |---|---|
+//! | [`core`] | the keyspace model, the [`SnapshotStrategy`](core::SnapshotStrategy) trait, the RDB codec, the atomic file writer |
+//! | [`blocking`] | SAVE: writers wait for the whole serialization |
+//! | [`clone`] | lock, deep-clone, unlock, serialize the clone in the background |
+//! | [`harness`] | writers during a save, verification, measurements, the CLI |
+
+pub use snaplab_blocking as blocking;
+pub use snaplab_clone as clone;
+pub use snaplab_core as core;
+pub use snaplab_harness as harness;
+
+use snaplab_harness::registry::{Registry, entry};
+
+/// Every strategy, by its canonical name. A new strategy is one line here.
+pub fn registry() -> Registry {
+    Registry::new(vec![
+        entry::<blocking::BlockingSave>("SAVE: writers wait while the whole keyspace is serialized"),
+        entry::<clone::CloneThenSerialize>("lock, deep-clone the keyspace, unlock, serialize the clone on a thread"),
+    ])
+}

@@ -1,1 +1,8 @@
-//! harness
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod compare;
+pub mod dataset;
+pub mod progress;
+pub mod registry;
+pub mod render;

@@ -70,9 +70,7 @@ impl AtomicFile {
         fs::rename(&self.tmp, &self.dest).map_err(|e| SaveError::io("rename", &self.dest, e))?;
         // The temporary name no longer exists; nothing is left to clean up from here on.
         self.tmp = PathBuf::new();
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| SaveError::io("fsync directory", &self.dir, e))
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| SaveError::io("fsync directory", &self.dir, e))
     }
 }
 

@@ -379,10 +379,7 @@ pub fn apply_to_slot(
                 return Err(CommandError::NoArguments(cmd.name()));
             }
             let set = |hash: &mut HashMap<Bytes, Bytes>| {
-                pairs
-                    .iter()
-                    .filter(|(f, v)| hash.insert(f.clone(), v.clone()).is_none())
-                    .count() as i64
+                pairs.iter().filter(|(f, v)| hash.insert(f.clone(), v.clone()).is_none()).count() as i64
             };
             match slot {
                 Some(Entry { value: Value::Hash(hash), .. }) => (Reply::Int(set(hash)), SlotChange::Kept),

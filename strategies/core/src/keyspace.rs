@@ -198,10 +198,7 @@ impl Keyspace {
 
     /// Every (db, key, entry), databases in order, keys in hash order.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &Bytes, &Entry)> {
-        self.dbs
-            .iter()
-            .enumerate()
-            .flat_map(|(i, d)| d.iter().map(move |(k, e)| (i, k, e)))
+        self.dbs.iter().enumerate().flat_map(|(i, d)| d.iter().map(move |(k, e)| (i, k, e)))
     }
 
     /// Function library sources, in load order.
@@ -224,9 +221,7 @@ impl Keyspace {
 
     /// Approximate heap bytes of keys and values (see [`Value::heap_bytes`]).
     pub fn heap_bytes(&self) -> usize {
-        self.iter()
-            .map(|(_, k, e)| k.capacity() + e.value.heap_bytes() + std::mem::size_of::<(Bytes, Entry)>())
-            .sum()
+        self.iter().map(|(_, k, e)| k.capacity() + e.value.heap_bytes() + std::mem::size_of::<(Bytes, Entry)>()).sum()
     }
 }
 

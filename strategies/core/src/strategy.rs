@@ -169,7 +169,11 @@ pub struct SaveState {
 
 impl Default for SaveState {
     fn default() -> Self {
-        SaveState { in_progress: AtomicBool::new(false), lastsave_ms: AtomicI64::new(0), status: Mutex::new(SaveStatus::Ok) }
+        SaveState {
+            in_progress: AtomicBool::new(false),
+            lastsave_ms: AtomicI64::new(0),
+            status: Mutex::new(SaveStatus::Ok),
+        }
     }
 }
 
@@ -355,9 +359,7 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
 
 /// Current unix time in milliseconds.
 pub fn unix_ms_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Write `view` to `dest` as one RDB dump through an [`AtomicFile`]: the shared last

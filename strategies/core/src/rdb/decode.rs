@@ -705,7 +705,8 @@ impl<R: Read> RdbReader<R> {
             _ => {
                 let mut b = vec![0u8; n as usize];
                 self.exact(&mut b, "a score")?;
-                parse_score(&b).ok_or_else(|| self.corrupt(offset, "score", format!("{:?} is not a number", escape(&b))))
+                parse_score(&b)
+                    .ok_or_else(|| self.corrupt(offset, "score", format!("{:?} is not a number", escape(&b))))
             }
         }
     }
@@ -747,7 +748,8 @@ impl<R: Read> RdbReader<R> {
                     } else {
                         self.string_score()?
                     };
-                    insert_scored(&mut zset, m, score).map_err(|r| self.corrupt(offset, format!("sorted set {}", k()), r))?;
+                    insert_scored(&mut zset, m, score)
+                        .map_err(|r| self.corrupt(offset, format!("sorted set {}", k()), r))?;
                 }
                 Value::ZSet(zset)
             }
@@ -792,12 +794,14 @@ impl<R: Read> RdbReader<R> {
             }
             TYPE_LIST_ZIPLIST => {
                 let (at, blob) = self.blob("a ziplist")?;
-                let items = packed::ziplist(&blob).map_err(|r| self.corrupt(at, format!("ziplist of key {}", k()), r))?;
+                let items =
+                    packed::ziplist(&blob).map_err(|r| self.corrupt(at, format!("ziplist of key {}", k()), r))?;
                 Value::List(items.into())
             }
             TYPE_SET_INTSET => {
                 let (at, blob) = self.blob("an intset")?;
-                let members = packed::intset(&blob).map_err(|r| self.corrupt(at, format!("intset of key {}", k()), r))?;
+                let members =
+                    packed::intset(&blob).map_err(|r| self.corrupt(at, format!("intset of key {}", k()), r))?;
                 Value::Set(members.into_iter().map(|m| m.to_string().into_bytes()).collect())
             }
             TYPE_SET_LISTPACK => {
@@ -868,7 +872,12 @@ impl<R: Read> RdbReader<R> {
         Ok((!v.is_empty()).then_some(v))
     }
 
-    fn pairs_to_hash(&self, pairs: Vec<(Bytes, Bytes)>, at: u64, key: &[u8]) -> Result<HashMap<Bytes, Bytes>, RdbError> {
+    fn pairs_to_hash(
+        &self,
+        pairs: Vec<(Bytes, Bytes)>,
+        at: u64,
+        key: &[u8],
+    ) -> Result<HashMap<Bytes, Bytes>, RdbError> {
         let mut hash = HashMap::with_capacity(pairs.len());
         for (f, v) in pairs {
             if hash.insert(f, v).is_some() {
@@ -950,9 +959,14 @@ impl<R: Read> RdbReader<R> {
             return Ok(n > 0);
         }
         let (at, lp) = self.blob("a hash listpack")?;
-        let items = packed::listpack(&lp).map_err(|r| self.corrupt(at, format!("hash listpack of key {}", escape(key)), r))?;
+        let items =
+            packed::listpack(&lp).map_err(|r| self.corrupt(at, format!("hash listpack of key {}", escape(key)), r))?;
         if items.len() % 3 != 0 {
-            return Err(self.corrupt(at, format!("hash listpack of key {}", escape(key)), "not field/value/TTL triples"));
+            return Err(self.corrupt(
+                at,
+                format!("hash listpack of key {}", escape(key)),
+                "not field/value/TTL triples",
+            ));
         }
         Ok(!items.is_empty())
     }
@@ -1050,9 +1064,7 @@ impl LoadSummary {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Read a whole dump into a [`Keyspace`], keeping keys whose expiry has passed.
@@ -1067,7 +1079,10 @@ pub fn load<R: Read>(input: R) -> Result<(Keyspace, LoadSummary), RdbError> {
 ///
 /// # Errors
 /// Any [`RdbError`].
-pub fn load_with_progress<R: Read>(input: R, progress: Option<Arc<AtomicU64>>) -> Result<(Keyspace, LoadSummary), RdbError> {
+pub fn load_with_progress<R: Read>(
+    input: R,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(Keyspace, LoadSummary), RdbError> {
     let mut reader = RdbReader::new(input)?;
     if let Some(p) = progress {
         reader.set_progress(p);

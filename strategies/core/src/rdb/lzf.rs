@@ -37,12 +37,7 @@ pub fn compress(input: &[u8], max_out: usize, out: &mut Vec<u8>) -> bool {
     // never reads past `in_len`, keeps no pointer after returning, and is reentrant (its
     // hash table lives on the caller's stack).
     let n = unsafe {
-        lzf_sys::lzf_compress(
-            input.as_ptr().cast::<c_void>(),
-            in_len,
-            out.as_mut_ptr().cast::<c_void>(),
-            out_len,
-        )
+        lzf_sys::lzf_compress(input.as_ptr().cast::<c_void>(), in_len, out.as_mut_ptr().cast::<c_void>(), out_len)
     };
     out.truncate(n as usize);
     n != 0
@@ -66,12 +61,7 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, String> 
     // bounds-checks every literal run and back reference against both buffers and returns
     // 0 instead of reading or writing outside them.
     let n = unsafe {
-        lzf_sys::lzf_decompress(
-            input.as_ptr().cast::<c_void>(),
-            in_len,
-            out.as_mut_ptr().cast::<c_void>(),
-            out_len,
-        )
+        lzf_sys::lzf_decompress(input.as_ptr().cast::<c_void>(), in_len, out.as_mut_ptr().cast::<c_void>(), out_len)
     };
     if n as usize != expected_len {
         return Err(format!("LZF data expands to {n} bytes, the header says {expected_len}"));

@@ -9,6 +9,9 @@
 /// A reason a blob is malformed.
 pub type Reason = String;
 
+/// A field/value pair from a zipmap.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// A bounds-checked reader over a blob.
 struct Cur<'a> {
     data: &'a [u8],
@@ -85,7 +88,9 @@ pub fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
             return Err(format!("ziplist entry at offset {start} starts with 0xFF before the end"));
         };
         if prevlen != prev_raw {
-            return Err(format!("ziplist entry at offset {start} says the previous entry is {prevlen} bytes, it is {prev_raw}"));
+            return Err(format!(
+                "ziplist entry at offset {start} says the previous entry is {prevlen} bytes, it is {prev_raw}"
+            ));
         }
         let enc = c.u8("ziplist encoding")?;
         let value = match enc >> 6 {
@@ -280,7 +285,7 @@ pub fn intset(blob: &[u8]) -> Result<Vec<i64>, Reason> {
 /// # Errors
 /// The reason the blob is not a valid zipmap (including a count byte that disagrees with
 /// the entries, as `zipmapValidateIntegrity` requires).
-pub fn zipmap(blob: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Reason> {
+pub fn zipmap(blob: &[u8]) -> Result<Vec<Pair>, Reason> {
     if blob.len() < 2 {
         return Err("zipmap shorter than 2 bytes".into());
     }

@@ -1,0 +1,295 @@
+//! The `snaplab` command-line tool.
+//!
+//! Exit status: 0 on success; 1 when an input is refused, a save fails or a snapshot does
+//! not verify, with the reason on stderr; 2 for a usage error (clap's convention).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use snaplab_core::rdb::{self, Checksum, LoadSummary};
+use snaplab_core::{DB_COUNT, Keyspace, SaveOptions, escape};
+
+use crate::compare::{self, CompareConfig, CompareRow};
+use crate::dataset::{self, DatasetSpec};
+use crate::progress;
+use crate::registry::{Registry, StrategyEntry};
+use crate::render;
+
+#[derive(Parser)]
+#[command(
+    name = "snaplab",
+    version,
+    about = "Point-in-time snapshots of an in-memory store, strategy by strategy, in the real Redis RDB format",
+    long_about = "snaplab saves a keyspace with several snapshot strategies (blocking SAVE, clone-then-serialize, ...) \
+while writer threads keep updating it, checks that every dump is a true point-in-time snapshot, and compares \
+what each strategy costs. Every dump is a Redis RDB file: redis-server loads ours, we load Redis's."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the snapshot strategies.
+    Strategies,
+    /// Print every key of a dump: db, key, type, encoding found in the file, expiry, value.
+    Inspect {
+        /// The RDB file.
+        file: PathBuf,
+        /// One JSON object per line with the full value (binary-safe: non-UTF-8 strings
+        /// become {"base64": ...}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a dump like redis-check-rdb: exit 0 and a summary, or exit 1 with the error and its byte offset.
+    Verify {
+        /// The RDB file.
+        file: PathBuf,
+    },
+    /// Load a dump into a strategy and write it back out with BGSAVE.
+    Save {
+        /// Strategy name (see `snaplab strategies`).
+        #[arg(long)]
+        strategy: String,
+        /// The dump to load.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the new dump (replaced atomically).
+        #[arg(long)]
+        output: PathBuf,
+        /// Deterministic output (keys and members sorted, ctime 0): two strategies holding
+        /// the same data write byte-identical files.
+        #[arg(long)]
+        canonical: bool,
+        /// Write strings uncompressed (Redis `rdbcompression no`).
+        #[arg(long)]
+        no_compress: bool,
+    },
+    /// Compare the strategies: one BGSAVE each while writers update random keys, every dump verified.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Run on this dump instead of the built-in dataset.
+    #[arg(long, conflicts_with_all = ["keys", "value_size"])]
+    input: Option<PathBuf>,
+    /// Built-in dataset: number of string keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: usize,
+    /// Built-in dataset: bytes per string value.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Strategies to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    strategies: Vec<String>,
+    /// Writer threads updating random existing keys during each save (0 times the save alone).
+    #[arg(long, default_value_t = 1)]
+    writers: usize,
+    /// Also write the rows as a JSON array to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Keep the dumps in this directory (default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Seed for the built-in dataset and the writers' key choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Run the CLI with these strategies; returns the process exit status.
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli, &registry) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Strategies => {
+            for e in registry.entries() {
+                println!("{:<10} {}", e.name, e.about);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Inspect { file, json } => inspect(&file, json),
+        Cmd::Verify { file } => verify(&file),
+        Cmd::Save { strategy, input, output, canonical, no_compress } => {
+            let entry = registry.get(&strategy).map_err(anyhow::Error::msg)?;
+            save(entry, &input, &output, SaveOptions { canonical, compress: !no_compress, progress: None })
+        }
+        Cmd::Compare(args) => run_compare(args, registry),
+    }
+}
+
+fn open(file: &Path) -> Result<File> {
+    File::open(file).with_context(|| format!("cannot open {}", file.display()))
+}
+
+/// Load a dump, with a progress bar if it takes more than a second.
+fn load_dump(file: &Path, show_progress: bool) -> Result<(Keyspace, LoadSummary)> {
+    let f = open(file)?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let counter = Arc::new(AtomicU64::new(0));
+    let _bar = progress::track("loading", "bytes", size, Arc::clone(&counter), show_progress);
+    rdb::load_with_progress(f, Some(counter))
+        .with_context(|| format!("{} is not a dump snaplab can load", file.display()))
+}
+
+fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut write_err: Option<io::Error> = None;
+    let result = rdb::scan(open(file)?, |r| {
+        if write_err.is_some() {
+            return;
+        }
+        let line = if json { render::record_json(r).to_string() } else { render::record_line(r) };
+        if let Err(e) = writeln!(out, "{line}") {
+            write_err = Some(e);
+        }
+    });
+    match write_err {
+        // `snaplab inspect dump.rdb | head` closes the pipe early: that is not an error.
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Some(e) => return Err(e).context("writing to stdout"),
+        None => {}
+    }
+    let _ = out.flush();
+    result.with_context(|| format!("{} is not a valid dump", file.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(file: &Path) -> Result<ExitCode> {
+    let started = Instant::now();
+    let summary = rdb::scan(open(file)?, |_| {}).with_context(|| format!("{} is not a valid dump", file.display()))?;
+    let aux = |name| summary.aux(name).map(escape).unwrap_or_else(|| "-".into());
+    println!("file:      {}", file.display());
+    println!("version:   RDB {} (redis-ver {}, ctime {})", summary.version, aux("redis-ver"), aux("ctime"));
+    for db in 0..DB_COUNT {
+        if summary.keys_per_db[db] > 0 {
+            println!(
+                "db{db}:{:<6} {} keys, {} with an expiry",
+                "", summary.keys_per_db[db], summary.expires_per_db[db]
+            );
+        }
+    }
+    println!(
+        "keys:      {} in all; {} already expired; {} carried verbatim (streams, hashes with field TTLs)",
+        summary.keys(),
+        summary.already_expired,
+        summary.opaque_values
+    );
+    if summary.empty_keys_skipped > 0 {
+        println!("skipped:   {} empty collections (Redis skips them too)", summary.empty_keys_skipped);
+    }
+    if summary.functions > 0 {
+        println!("functions: {} libraries", summary.functions);
+    }
+    let checksum = match summary.checksum {
+        Some(Checksum::Verified(c)) => format!("ok ({c:#018x})"),
+        Some(Checksum::Disabled) => "not checked: the file was written with checksums disabled".into(),
+        Some(Checksum::Absent) | None => "none (RDB versions before 5 have no checksum)".into(),
+    };
+    println!("checksum:  {checksum}");
+    println!("size:      {} bytes, read in {:.1} ms", summary.bytes, started.elapsed().as_secs_f64() * 1e3);
+    println!("RDB looks OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn save(entry: StrategyEntry, input: &Path, output: &Path, mut opts: SaveOptions) -> Result<ExitCode> {
+    let (keyspace, _) = load_dump(input, true)?;
+    let total = keyspace.len() as u64;
+    let store = (entry.build)(keyspace);
+    let counter = Arc::new(AtomicU64::new(0));
+    opts.progress = Some(Arc::clone(&counter));
+    let bar = progress::track("saving", "keys", total, counter, true);
+    let report = store
+        .bgsave(output, &opts)
+        .and_then(|bg| bg.wait())
+        .with_context(|| format!("{}: BGSAVE to {} failed", entry.name, output.display()))?;
+    drop(bar);
+    println!(
+        "{}: wrote {} keys, {} bytes to {} in {:.1} ms (cut after {} writes, taken in {:.3} ms)",
+        entry.name,
+        report.keys,
+        report.bytes,
+        output.display(),
+        report.duration.as_secs_f64() * 1e3,
+        report.cut.writes(),
+        report.time_to_cut.as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
+    let entries: Vec<StrategyEntry> = if args.strategies.is_empty() {
+        registry.entries().to_vec()
+    } else {
+        args.strategies.iter().map(|n| registry.get(n)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
+    };
+    let show = !args.quiet;
+    let (dataset, description, value_size) = match &args.input {
+        Some(file) => {
+            let (ks, _) = load_dump(file, show)?;
+            let d = format!("{} ({} keys)", file.display(), ks.len());
+            (ks, d, args.value_size)
+        }
+        None => {
+            let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
+            let ks = dataset::generate(&spec);
+            let d = format!(
+                "built-in: {} string keys x {} bytes + {} keys of other types (seed {})",
+                spec.keys,
+                spec.value_size,
+                ks.len() - spec.keys,
+                spec.seed
+            );
+            (ks, d, spec.value_size)
+        }
+    };
+    let _tmp;
+    let dir = match &args.out_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            _tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            _tmp.path().to_path_buf()
+        }
+    };
+    eprintln!("dataset: {description}; {} writer thread(s)", args.writers);
+    let cfg = CompareConfig { writers: args.writers, dir, progress: show, seed: args.seed };
+    let keys = Arc::new(compare::key_list(&dataset));
+    let mut rows: Vec<CompareRow> = Vec::new();
+    for entry in &entries {
+        let row = compare::run_one(entry, &dataset, &keys, value_size, &cfg)?;
+        if let Some(e) = &row.verify_error {
+            eprintln!("{}: verification failed: {e}", row.strategy);
+        }
+        rows.push(row);
+    }
+    print!("{}", compare::table(&rows));
+    if let Some(path) = &args.json {
+        let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        serde_json::to_writer_pretty(BufWriter::new(f), &rows).context("writing the JSON report")?;
+    }
+    if rows.iter().all(|r| r.verified) { Ok(ExitCode::SUCCESS) } else { bail!("some snapshots did not verify") }
+}
