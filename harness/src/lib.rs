@@ -4,5 +4,6 @@ pub mod cli;
 pub mod compare;
 pub mod dataset;
 pub mod progress;
+pub mod redis_server;
 pub mod registry;
 pub mod render;
