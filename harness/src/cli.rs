@@ -75,6 +75,21 @@ enum Cmd {
     },
     /// Compare the strategies: one BGSAVE each while writers update random keys, every dump verified.
     Compare(CompareArgs),
+    /// Write the built-in dataset as a dump (to load it into redis-server, or to compare on it later).
+    Generate {
+        /// Where to write the dump.
+        #[arg(long)]
+        output: PathBuf,
+        /// Number of string keys.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+        /// Bytes per string value.
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// RNG seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Args)]
@@ -135,6 +150,13 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
             save(entry, &input, &output, SaveOptions { canonical, compress: !no_compress, progress: None })
         }
         Cmd::Compare(args) => run_compare(args, registry),
+        Cmd::Generate { output, keys, value_size, seed } => {
+            let ks = dataset::generate(&DatasetSpec { keys, value_size, seed });
+            let stats = snaplab_core::write_snapshot(&ks, &output, &SaveOptions::default(), "generate")
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} keys, {} bytes to {}", stats.keys, stats.bytes, output.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -144,11 +166,10 @@ fn open(file: &Path) -> Result<File> {
 
 /// Load a dump, with a progress bar if it takes more than a second.
 fn load_dump(file: &Path, show_progress: bool) -> Result<(Keyspace, LoadSummary)> {
-    let f = open(file)?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let counter = Arc::new(AtomicU64::new(0));
     let _bar = progress::track("loading", "bytes", size, Arc::clone(&counter), show_progress);
-    rdb::load_with_progress(f, Some(counter))
+    rdb::load_file_with_progress(file, Some(counter))
         .with_context(|| format!("{} is not a dump snaplab can load", file.display()))
 }
 
@@ -245,25 +266,6 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         args.strategies.iter().map(|n| registry.get(n)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
     };
     let show = !args.quiet;
-    let (dataset, description, value_size) = match &args.input {
-        Some(file) => {
-            let (ks, _) = load_dump(file, show)?;
-            let d = format!("{} ({} keys)", file.display(), ks.len());
-            (ks, d, args.value_size)
-        }
-        None => {
-            let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
-            let ks = dataset::generate(&spec);
-            let d = format!(
-                "built-in: {} string keys x {} bytes + {} keys of other types (seed {})",
-                spec.keys,
-                spec.value_size,
-                ks.len() - spec.keys,
-                spec.seed
-            );
-            (ks, d, spec.value_size)
-        }
-    };
     let _tmp;
     let dir = match &args.out_dir {
         Some(d) => {
@@ -275,12 +277,35 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             _tmp.path().to_path_buf()
         }
     };
+    let (dataset, source, description, value_size) = match &args.input {
+        Some(file) => {
+            let (ks, _) = load_dump(file, show)?;
+            let d = format!("{} ({} keys)", file.display(), ks.len());
+            (ks, file.clone(), d, args.value_size)
+        }
+        None => {
+            let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
+            let ks = dataset::generate(&spec);
+            let d = format!(
+                "built-in: {} string keys x {} bytes + {} keys of other types (seed {})",
+                spec.keys,
+                spec.value_size,
+                ks.len() - spec.keys,
+                spec.seed
+            );
+            // Every strategy starts from this dump, as a restarted server would.
+            let source = dir.join("dataset.rdb");
+            snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "generate")
+                .with_context(|| format!("writing {}", source.display()))?;
+            (ks, source, d, spec.value_size)
+        }
+    };
     eprintln!("dataset: {description}; {} writer thread(s)", args.writers);
     let cfg = CompareConfig { writers: args.writers, dir, progress: show, seed: args.seed };
     let keys = Arc::new(compare::key_list(&dataset));
     let mut rows: Vec<CompareRow> = Vec::new();
     for entry in &entries {
-        let row = compare::run_one(entry, &dataset, &keys, value_size, &cfg)?;
+        let row = compare::run_one(entry, &source, &dataset, &keys, value_size, &cfg)?;
         if let Some(e) = &row.verify_error {
             eprintln!("{}: verification failed: {e}", row.strategy);
         }

@@ -1083,6 +1083,17 @@ pub fn load_with_progress<R: Read>(
     input: R,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<(Keyspace, LoadSummary), RdbError> {
+    load_inner(input, progress, None)
+}
+
+/// The loader. `size` (the input's length in bytes, when known) lets RESIZEDB hints
+/// pre-size each database, bounded by what the input can hold: a record takes at least
+/// 3 bytes (type, key length, value length), so a hint larger than `size / 3` is a lie.
+fn load_inner<R: Read>(
+    input: R,
+    progress: Option<Arc<AtomicU64>>,
+    size: Option<u64>,
+) -> Result<(Keyspace, LoadSummary), RdbError> {
     let mut reader = RdbReader::new(input)?;
     if let Some(p) = progress {
         reader.set_progress(p);
@@ -1090,15 +1101,25 @@ pub fn load_with_progress<R: Read>(
     let mut ks = Keyspace::new();
     let mut summary = LoadSummary { version: reader.version(), ..Default::default() };
     let now = now_ms();
+    let mut db = 0;
     while let Some(item) = reader.next_item()? {
         summary.note(&item, now);
         match item {
-            Item::Key(r) => {
-                if ks.db(r.db).contains_key(&r.key) {
-                    return Err(RdbError::DuplicateKey { offset: r.offset, db: r.db, key: escape(&r.key) });
-                }
-                ks.insert(r.db, r.key, r.entry);
+            Item::SelectDb { db: d } => db = d,
+            Item::ResizeDb { keys, .. } => {
+                let remaining = size.unwrap_or(0).saturating_sub(reader.offset());
+                ks.db_mut(db).reserve(keys.min(remaining / 3) as usize);
             }
+            Item::Key(r) => match ks.db_mut(r.db).entry(r.key) {
+                // One hash lookup per key: this loop is the whole cost of a load.
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    return Err(RdbError::DuplicateKey { offset: r.offset, db: r.db, key: escape(o.key()) });
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    // The reader never yields an empty collection, so the model's invariant holds.
+                    v.insert(r.entry);
+                }
+            },
             Item::Function { code } => ks.add_function(code),
             _ => {}
         }
@@ -1133,8 +1154,20 @@ pub fn scan<R: Read>(input: R, mut on_key: impl FnMut(&KeyRecord)) -> Result<Loa
 /// # Errors
 /// [`RdbError::Io`] at offset 0 if the file cannot be opened, else as [`load`].
 pub fn load_file(path: &Path) -> Result<(Keyspace, LoadSummary), RdbError> {
+    load_file_with_progress(path, None)
+}
+
+/// [`load_file`], reporting bytes consumed into `progress`.
+///
+/// # Errors
+/// As [`load_file`].
+pub fn load_file_with_progress(
+    path: &Path,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(Keyspace, LoadSummary), RdbError> {
     let f = File::open(path).map_err(|source| RdbError::Io { offset: 0, source })?;
-    load(f)
+    let size = f.metadata().ok().map(|m| m.len());
+    load_inner(f, progress, size)
 }
 
 #[cfg(test)]

@@ -1,0 +1,190 @@
+//! The `snaplab` command-line tool, run as a user runs it: exit codes, what it prints,
+//! and that `save` and `compare` produce dumps that verify.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use snaplab_core::rdb;
+
+fn snaplab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snaplab")).args(args).output().expect("the snaplab binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small dump written by our own `generate` command, in `dir`.
+fn small_dump(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("small.rdb");
+    let out = snaplab(&["generate", "--output", path.to_str().unwrap(), "--keys", "300", "--value-size", "40"]);
+    assert!(out.status.success(), "generate failed: {}", stderr(&out));
+    path
+}
+
+/// `strategies` lists every registered strategy by its canonical name.
+#[test]
+fn strategies_lists_every_name() {
+    let out = snaplab(&["strategies"]);
+    assert!(out.status.success());
+    for entry in snaplab::registry().entries() {
+        assert!(
+            stdout(&out).lines().any(|l| l.starts_with(entry.name)),
+            "{} missing from:\n{}",
+            entry.name,
+            stdout(&out)
+        );
+    }
+}
+
+/// `verify` accepts a good dump (exit 0, summary with the key count and checksum) and
+/// refuses a corrupted one with exit 1 and the byte offset on stderr.
+#[test]
+fn verify_accepts_good_and_refuses_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = small_dump(dir.path());
+    let out = snaplab(&["verify", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ks, _) = rdb::load_file(&good).unwrap();
+    assert!(stdout(&out).contains(&format!("{} in all", ks.len())), "{}", stdout(&out));
+    assert!(stdout(&out).contains("checksum:  ok"), "{}", stdout(&out));
+
+    let mut bytes = std::fs::read(&good).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    let bad = dir.path().join("bad.rdb");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = snaplab(&["verify", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("at byte"), "no offset in: {}", stderr(&out));
+
+    let out = snaplab(&["verify", dir.path().join("missing.rdb").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot open"), "{}", stderr(&out));
+}
+
+/// `inspect --json` prints one JSON object per key with the full value; the key count and
+/// one value match what the reader decodes.
+#[test]
+fn inspect_json_has_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = small_dump(dir.path());
+    let (ks, _) = rdb::load_file(&dump).unwrap();
+    let out = snaplab(&["inspect", "--json", dump.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    assert_eq!(lines.len(), ks.len());
+    let line = lines.iter().find(|l| l["key"] == "key:0000007").expect("key:0000007 is listed");
+    let snaplab_core::Value::String(v) = &ks.get(0, b"key:0000007").unwrap().value else { panic!("a string") };
+    assert_eq!(line["value"], serde_json::Value::String(String::from_utf8(v.clone()).unwrap()));
+    assert_eq!(line["type"], "string");
+    assert_eq!(line["db"], 0);
+    // The binary keys in db 3 are not UTF-8, so they come out as base64 objects.
+    assert!(lines.iter().any(|l| l["key"].get("base64").is_some()));
+
+    let text = snaplab(&["inspect", dump.to_str().unwrap()]);
+    assert!(text.status.success());
+    assert_eq!(stdout(&text).lines().count(), ks.len());
+}
+
+/// `save --canonical` writes byte-identical files from every strategy, and the file loads
+/// back to the input's keyspace.
+#[test]
+fn canonical_save_is_identical_across_strategies() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path());
+    let (want, _) = rdb::load_file(&input).unwrap();
+    let mut outputs = Vec::new();
+    for entry in snaplab::registry().entries() {
+        let output = dir.path().join(format!("{}.rdb", entry.name));
+        let out = snaplab(&[
+            "save",
+            "--strategy",
+            entry.name,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--canonical",
+        ]);
+        assert!(out.status.success(), "{}: {}", entry.name, stderr(&out));
+        assert_eq!(rdb::load_file(&output).unwrap().0, want, "{} changed the data", entry.name);
+        outputs.push((entry.name, std::fs::read(&output).unwrap()));
+    }
+    for pair in outputs.windows(2) {
+        assert!(pair[0].1 == pair[1].1, "{} and {} wrote different bytes", pair[0].0, pair[1].0);
+    }
+}
+
+/// A refused input: an unknown strategy and an unreadable dump exit 1 with the reason.
+#[test]
+fn save_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path());
+    let out_path = dir.path().join("out.rdb");
+    let out = snaplab(&[
+        "save",
+        "--strategy",
+        "nope",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown strategy 'nope'"), "{}", stderr(&out));
+
+    let junk = dir.path().join("junk.rdb");
+    std::fs::write(&junk, b"REDIS0010\xfe").unwrap();
+    let out = snaplab(&[
+        "save",
+        "--strategy",
+        "blocking",
+        "--input",
+        junk.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unexpected end of file at byte 10"), "{}", stderr(&out));
+    assert!(!out_path.exists(), "a refused input must not create the output");
+}
+
+/// `compare` on a small built-in dataset with writers prints a row per strategy, every
+/// dump verified, and writes the JSON rows with the documented field names.
+#[test]
+fn compare_small_dataset_verifies_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--keys",
+        "2000",
+        "--value-size",
+        "32",
+        "--writers",
+        "2",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let names: Vec<&str> = snaplab::registry().entries().iter().map(|e| e.name).collect();
+    assert_eq!(rows.len(), names.len());
+    for (row, name) in rows.iter().zip(&names) {
+        assert_eq!(row["strategy"], *name);
+        assert_eq!(row["verified"], true, "{row}");
+        for field in ["time_to_cut_ms", "save_ms", "max_stall_ms", "writes_during_save", "file_bytes"] {
+            assert!(row[field].is_number(), "{field} missing in {row}");
+        }
+        assert!(row["file_bytes"].as_u64().unwrap() > 2000 * 32);
+    }
+    let table = stdout(&out);
+    assert!(names.iter().all(|n| table.lines().any(|l| l.starts_with(n) && l.trim_end().ends_with("yes"))), "{table}");
+}
