@@ -141,10 +141,9 @@ impl fmt::Display for Violation {
                 "key {key} (db {db}) holds {found}, which is not its state after any prefix of \
                  thread {thread}'s writes: the snapshot shows a state that never existed"
             ),
-            Violation::UntouchedKeyChanged { db, key, how } => write!(
-                f,
-                "key {key} (db {db}) was not written during the test, yet in the snapshot it {how}"
-            ),
+            Violation::UntouchedKeyChanged { db, key, how } => {
+                write!(f, "key {key} (db {db}) was not written during the test, yet in the snapshot it {how}")
+            }
             Violation::BadHistory(why) => write!(f, "the recorded history is unusable: {why}"),
         }
     }
@@ -234,7 +233,10 @@ pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> R
                 return Err(Violation::BadHistory(format!("thread {t}'s write {i} has seq {}", w.seq)));
             }
             let (Some(db), Some(key)) = (w.cmd.db(), w.cmd.key()) else {
-                return Err(Violation::BadHistory(format!("thread {t} issued {}, which is not a single-key write", w.cmd.name())));
+                return Err(Violation::BadHistory(format!(
+                    "thread {t} issued {}, which is not a single-key write",
+                    w.cmd.name()
+                )));
             };
             if let Some(&other) = owner.get(&(db, key))
                 && other != t
@@ -252,7 +254,9 @@ pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> R
         }
         match snapshot.get(db, key) {
             None => return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "is missing" }),
-            Some(e) if e != entry => return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "differs" }),
+            Some(e) if e != entry => {
+                return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "differs" });
+            }
             _ => {}
         }
     }
@@ -287,7 +291,10 @@ fn thread_prefix(
             if let Some(e) = init {
                 scratch.insert(db, key.clone(), e.clone());
             }
-            keys.insert((db, key.clone()), KeyStates { seqs: vec![0], states: vec![fingerprint(init)], writes: vec![usize::MAX] });
+            keys.insert(
+                (db, key.clone()),
+                KeyStates { seqs: vec![0], states: vec![fingerprint(init)], writes: vec![usize::MAX] },
+            );
         }
         // A refused write changes nothing, which is also what the store did.
         let _ = scratch.apply(&w.cmd, now);
@@ -309,7 +316,12 @@ fn thread_prefix(
         let observed = snapshot.get(*db, key);
         let ranges = states.ranges(&fingerprint(observed));
         if ranges.is_empty() {
-            return Err(Violation::NoSuchState { thread: t, db: *db, key: escape(key), found: describe_state(observed) });
+            return Err(Violation::NoSuchState {
+                thread: t,
+                db: *db,
+                key: escape(key),
+                found: describe_state(observed),
+            });
         }
         let floor = ranges[0].0;
         let ceiling = ranges[ranges.len() - 1].1;
@@ -388,7 +400,12 @@ mod tests {
         let writes = cmds
             .into_iter()
             .enumerate()
-            .map(|(i, cmd)| Write { seq: i as u64 + 1, cmd, invoked_ns: (i as u64 + 1) * 10_000, completed_ns: (i as u64 + 1) * 10_000 + 1_000 })
+            .map(|(i, cmd)| Write {
+                seq: i as u64 + 1,
+                cmd,
+                invoked_ns: (i as u64 + 1) * 10_000,
+                completed_ns: (i as u64 + 1) * 10_000 + 1_000,
+            })
             .collect();
         History { threads: vec![writes], bgsave_called_ns: 25_000, bgsave_returned_ns: 26_000 }
     }
@@ -426,7 +443,10 @@ mod tests {
     #[test]
     fn names_a_gap() {
         let err = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "3")])).unwrap_err();
-        assert!(matches!(&err, Violation::NotAPrefix { present, missing, .. } if present.contains("#3") && missing.contains("#2")), "{err}");
+        assert!(
+            matches!(&err, Violation::NotAPrefix { present, missing, .. } if present.contains("#3") && missing.contains("#2")),
+            "{err}"
+        );
     }
 
     /// A value no write produced is reported as a state that never existed.

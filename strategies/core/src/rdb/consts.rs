@@ -102,6 +102,12 @@ pub const ENC_INT32: u8 = 2;
 /// Special string encoding: LZF-compressed (compressed length, plain length, data).
 pub const ENC_LZF: u8 = 3;
 
+/// Redis's default `zset-max-listpack-entries`: a sorted set this small is held as a
+/// listpack after loading (src/config.c).
+pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
+/// Redis's default `zset-max-listpack-value`: the longest member a listpack sorted set holds.
+pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
+
 /// Module value opcodes (Redis src/rdb.h `RDB_MODULE_OPCODE_*`), used when skipping.
 pub const MODULE_OPCODE_EOF: u64 = 0;
 /// Module opcode: unsigned integer (a length).

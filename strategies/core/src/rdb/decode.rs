@@ -751,6 +751,16 @@ impl<R: Read> RdbReader<R> {
                     insert_scored(&mut zset, m, score)
                         .map_err(|r| self.corrupt(offset, format!("sorted set {}", k()), r))?;
                 }
+                // Redis turns a small plain sorted set into a listpack as it loads it, and a
+                // listpack stores a -0 score as the integer 0 (src/t_zset.c, zzlInsertAt):
+                // model what Redis holds, so that saving it back gives Redis the same data.
+                if zset.len() <= ZSET_MAX_LISTPACK_ENTRIES && zset.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE) {
+                    for s in zset.values_mut() {
+                        if *s == 0.0 {
+                            *s = 0.0;
+                        }
+                    }
+                }
                 Value::ZSet(zset)
             }
             TYPE_HASH => {

@@ -278,6 +278,7 @@ pub fn encode_entry(
         Value::List(_) => TYPE_LIST,
         Value::Set(_) => TYPE_SET,
         Value::Hash(_) => TYPE_HASH,
+        Value::ZSet(z) if keeps_negative_zero_packed(z) => TYPE_ZSET_ZIPLIST,
         Value::ZSet(_) => TYPE_ZSET_2,
         Value::Opaque(o) => o.rdb_type,
     };
@@ -321,6 +322,21 @@ pub fn encode_entry(
                 }
             }
         }
+        Value::ZSet(zset) if type_byte == TYPE_ZSET_ZIPLIST => {
+            let mut pairs: Vec<(&Vec<u8>, f64)> = zset.iter().map(|(m, s)| (m, *s)).collect();
+            pairs.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+            // Scores as text that Redis's zzlStrtod parses back exactly; `{:?}` is Rust's
+            // shortest round-trip form ("-0.0", "2.5", "1e300", "inf"), never an integer
+            // string, so Redis keeps it a string and the sign of zero survives.
+            let scores: Vec<String> = pairs.iter().map(|(_, s)| format!("{s:?}")).collect();
+            let mut items: Vec<&[u8]> = Vec::with_capacity(pairs.len() * 2);
+            for ((m, _), s) in pairs.iter().zip(&scores) {
+                items.push(m);
+                items.push(s.as_bytes());
+            }
+            let blob = ziplist(&items);
+            put_string(buf, scratch, &blob, compress);
+        }
         Value::ZSet(zset) => {
             put_len(buf, zset.len() as u64);
             let mut put = |m: &[u8], s: f64| {
@@ -343,6 +359,56 @@ pub fn encode_entry(
         }
         Value::Opaque(o) => buf.extend_from_slice(&o.payload),
     }
+}
+
+/// Whether a sorted set must be written as a ziplist (type 12) to keep a `-0` score.
+///
+/// Redis converts a small plain sorted set (at most 128 members of at most 64 bytes, its
+/// default `zset-max-listpack-*`) into a listpack on load, and stores a `-0.0` score there
+/// as the integer 0 (src/t_zset.c `zzlInsertAt`, via `double2ll`), so `ZSCORE` would change
+/// from `-0` to `0`. A packed blob is kept as it is, with its score strings, so for that
+/// one case we write what Redis 5 and 6 wrote for small sorted sets: a ziplist.
+fn keeps_negative_zero_packed(zset: &std::collections::HashMap<Vec<u8>, f64>) -> bool {
+    zset.len() <= ZSET_MAX_LISTPACK_ENTRIES
+        && zset.values().any(|s| *s == 0.0 && s.is_sign_negative())
+        && zset.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE)
+}
+
+/// Build a ziplist of string entries (Redis src/ziplist.c): `zlbytes` u32 LE, `zltail`
+/// u32 LE (offset of the last entry), `zllen` u16 LE, then each entry as its previous
+/// entry's length (1 byte, or 0xFE and a u32 LE) and a string header (6, 14 or 32 bits
+/// of length), and 0xFF at the end.
+fn ziplist(items: &[&[u8]]) -> Vec<u8> {
+    let mut zl = vec![0u8; 10];
+    let mut prev_len = 0usize;
+    let mut tail = 10usize;
+    for item in items {
+        tail = zl.len();
+        if prev_len < 254 {
+            zl.push(prev_len as u8);
+        } else {
+            zl.push(0xFE);
+            zl.extend_from_slice(&(prev_len as u32).to_le_bytes());
+        }
+        let n = item.len();
+        if n < 1 << 6 {
+            zl.push(n as u8);
+        } else if n < 1 << 14 {
+            zl.push(0x40 | (n >> 8) as u8);
+            zl.push(n as u8);
+        } else {
+            zl.push(0x80);
+            zl.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        zl.extend_from_slice(item);
+        prev_len = zl.len() - tail;
+    }
+    zl.push(0xFF);
+    let total = zl.len() as u32;
+    zl[0..4].copy_from_slice(&total.to_le_bytes());
+    zl[4..8].copy_from_slice(&(tail as u32).to_le_bytes());
+    zl[8..10].copy_from_slice(&(items.len().min(u16::MAX as usize) as u16).to_le_bytes());
+    zl
 }
 
 /// Append a length in RDB's length encoding (Redis src/rdb.c, `rdbSaveLen`): 6 bits in
@@ -471,6 +537,25 @@ mod tests {
         assert_eq!(enc("9223372036854775807")[0], 19);
         assert_eq!(enc(&"a".repeat(20))[0], 20, "20 bytes are never compressed");
         assert_eq!(enc(&"a".repeat(21))[0], 0xc3, "21 repeated bytes are");
+    }
+
+    /// A small sorted set holding a -0 score is written as a ziplist that our reader (and
+    /// Redis) decode back to -0, with the other scores exact.
+    #[test]
+    fn negative_zero_score_survives() {
+        use crate::keyspace::{Entry, Keyspace};
+        let mut ks = Keyspace::new();
+        let z: std::collections::HashMap<Vec<u8>, f64> =
+            [(b"a".to_vec(), -0.0), (b"b".to_vec(), 2.5), (b"c".to_vec(), f64::NEG_INFINITY), (b"d".to_vec(), 1e300)]
+                .into();
+        ks.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(z.clone())));
+        let (dump, _) = write_view(&ks, Vec::new(), &EncodeOptions::default(), None).unwrap();
+        let (back, _) = crate::rdb::load(dump.as_slice()).unwrap();
+        let Value::ZSet(got) = &back.get(0, b"z").unwrap().value else { panic!("not a zset") };
+        for (m, s) in &z {
+            assert_eq!(got[m].to_bits(), s.to_bits(), "score of {m:?}");
+        }
+        assert!(dump.windows(2).any(|w| w == [TYPE_ZSET_ZIPLIST, 1]), "written as a ziplist");
     }
 
     /// Each length lands in the smallest of the four forms rdbSaveLen uses.
