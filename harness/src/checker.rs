@@ -194,11 +194,10 @@ fn intersect(a: &Ranges, b: &Ranges) -> Ranges {
 }
 
 /// What one key went through: the seq of each write that touched it (0 for the initial
-/// state) and the state after it.
+/// state) and its state after that write.
 struct KeyStates {
     seqs: Vec<u64>,
     states: Vec<Fingerprint>,
-    writes: Vec<usize>,
 }
 
 impl KeyStates {
@@ -286,22 +285,17 @@ fn thread_prefix(
     let mut keys: BTreeMap<(usize, Bytes), KeyStates> = BTreeMap::new();
     for w in writes {
         let (db, key) = (w.cmd.db().unwrap_or(0), w.cmd.key().unwrap_or_default().to_vec());
-        if !keys.contains_key(&(db, key.clone())) {
+        let ks = keys.entry((db, key.clone())).or_insert_with(|| {
             let init = initial.get(db, &key);
             if let Some(e) = init {
                 scratch.insert(db, key.clone(), e.clone());
             }
-            keys.insert(
-                (db, key.clone()),
-                KeyStates { seqs: vec![0], states: vec![fingerprint(init)], writes: vec![usize::MAX] },
-            );
-        }
+            KeyStates { seqs: vec![0], states: vec![fingerprint(init)] }
+        });
         // A refused write changes nothing, which is also what the store did.
         let _ = scratch.apply(&w.cmd, now);
-        let ks = keys.get_mut(&(db, key.clone())).expect("inserted above");
         ks.seqs.push(w.seq);
         ks.states.push(fingerprint(scratch.get(db, &key)));
-        ks.writes.push(w.seq as usize - 1);
     }
 
     let lo = writes.iter().take_while(|w| w.completed_ns < history.bgsave_called_ns).count() as u64;
