@@ -36,7 +36,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn start(dump: &Path) -> RedisServer {
-    let opts = ServerOptions { dump: Some(dump.to_path_buf()), startup_timeout: Duration::from_secs(600), ..Default::default() };
+    let opts = ServerOptions {
+        dump: Some(dump.to_path_buf()),
+        startup_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
     RedisServer::start(&opts).expect("redis-server starts on the dump")
 }
 
@@ -46,7 +50,8 @@ fn main() {
         eprintln!("redis-server not found on PATH: skipping the side-by-side benchmark");
         return;
     }
-    let (spec, rounds) = if full { (DatasetSpec::default(), 3) } else { (DatasetSpec { keys: 2_000, ..Default::default() }, 1) };
+    let (spec, rounds) =
+        if full { (DatasetSpec::default(), 3) } else { (DatasetSpec { keys: 2_000, ..Default::default() }, 1) };
     let dir = tempfile::tempdir().expect("a temporary directory");
 
     // Our dump of the dataset, loaded into Redis and saved by Redis: the file both sides load.

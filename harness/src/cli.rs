@@ -147,7 +147,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
         Cmd::Verify { file } => verify(&file),
         Cmd::Save { strategy, input, output, canonical, no_compress } => {
             let entry = registry.get(&strategy).map_err(anyhow::Error::msg)?;
-            save(entry, &input, &output, SaveOptions { canonical, compress: !no_compress, progress: None })
+            save(entry, &input, &output, SaveOptions { canonical, compress: !no_compress, ..SaveOptions::default() })
         }
         Cmd::Compare(args) => run_compare(args, registry),
         Cmd::Generate { output, keys, value_size, seed } => {

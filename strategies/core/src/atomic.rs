@@ -11,45 +11,127 @@
 //! If anything fails before the rename, the temporary file is removed and the previous
 //! snapshot at the destination is untouched. A crash in the middle leaves at worst a
 //! `temp-*.rdb` file beside it, never a partial destination.
+//!
+//! Every file-system call goes through a [`SaveIo`], so tests can replace the disk: make a
+//! write fail at byte k, return ENOSPC, fail the fsync or the rename, or hold a save still
+//! at its first write. [`RealIo`] is the real file system.
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::strategy::SaveError;
+
+/// A file being written through a [`SaveIo`].
+pub trait IoFile: Write + Send {
+    /// Flush the file's data and metadata to stable storage (`fsync`).
+    ///
+    /// # Errors
+    /// The I/O error.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl IoFile for File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_all()
+    }
+}
+
+/// The file-system calls a save makes. Implementations must be usable from any thread.
+pub trait SaveIo: Send + Sync + fmt::Debug {
+    /// Create `path`, which must not exist, for writing.
+    ///
+    /// # Errors
+    /// The I/O error.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>>;
+    /// Rename `from` to `to`, replacing `to` atomically.
+    ///
+    /// # Errors
+    /// The I/O error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `fsync` the directory `dir`, making renames in it durable.
+    ///
+    /// # Errors
+    /// The I/O error.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Remove `path` (cleaning up a temporary file).
+    ///
+    /// # Errors
+    /// The I/O error.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealIo;
+
+impl SaveIo for RealIo {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+        Ok(Box::new(OpenOptions::new().write(true).create_new(true).open(path)?))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+}
+
+/// The real file system, shared: the default of [`SaveOptions`](crate::SaveOptions).
+pub fn real_io() -> Arc<dyn SaveIo> {
+    Arc::new(RealIo)
+}
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being written in place of `dest`. Dropping it without [`AtomicFile::commit`]
 /// removes the temporary file.
-#[derive(Debug)]
 pub struct AtomicFile {
+    io: Arc<dyn SaveIo>,
     dest: PathBuf,
     dir: PathBuf,
     tmp: PathBuf,
-    file: Option<File>,
+    file: Option<Box<dyn IoFile>>,
+}
+
+impl fmt::Debug for AtomicFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicFile").field("dest", &self.dest).field("tmp", &self.tmp).finish_non_exhaustive()
+    }
 }
 
 impl AtomicFile {
-    /// Create `temp-<pid>-<n>.rdb` next to `dest` (Redis names its own `temp-<pid>.rdb`;
-    /// the counter lets one process run several saves).
+    /// Create `temp-<pid>-<n>.rdb` next to `dest` on the real file system (Redis names its
+    /// own `temp-<pid>.rdb`; the counter lets one process run several saves).
     ///
     /// # Errors
     /// [`SaveError::Io`] at stage "create temp file".
     pub fn create(dest: &Path) -> Result<Self, SaveError> {
+        Self::create_with(dest, real_io())
+    }
+
+    /// [`AtomicFile::create`] through `io`.
+    ///
+    /// # Errors
+    /// [`SaveError::Io`] at stage "create temp file".
+    pub fn create_with(dest: &Path, io: Arc<dyn SaveIo>) -> Result<Self, SaveError> {
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!("temp-{}-{n}.rdb", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| SaveError::io("create temp file", &tmp, e))?;
-        Ok(AtomicFile { dest: dest.to_path_buf(), dir, tmp, file: Some(file) })
+        let file = io.create(&tmp).map_err(|e| SaveError::io("create temp file", &tmp, e))?;
+        Ok(AtomicFile { io, dest: dest.to_path_buf(), dir, tmp, file: Some(file) })
     }
 
     /// Path of the temporary file.
@@ -64,13 +146,14 @@ impl AtomicFile {
     /// is removed and the destination is unchanged; a failure of the directory fsync comes
     /// after the rename, so the destination already holds the new, complete snapshot.
     pub fn commit(mut self) -> Result<(), SaveError> {
-        let file = self.file.take().expect("commit is called once, on a file still open");
-        file.sync_all().map_err(|e| SaveError::io("fsync", &self.tmp, e))?;
+        let mut file = self.file.take().expect("commit is called once, on a file still open");
+        file.flush().map_err(|e| SaveError::io("write", &self.tmp, e))?;
+        file.sync().map_err(|e| SaveError::io("fsync", &self.tmp, e))?;
         drop(file);
-        fs::rename(&self.tmp, &self.dest).map_err(|e| SaveError::io("rename", &self.dest, e))?;
+        self.io.rename(&self.tmp, &self.dest).map_err(|e| SaveError::io("rename", &self.dest, e))?;
         // The temporary name no longer exists; nothing is left to clean up from here on.
         self.tmp = PathBuf::new();
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| SaveError::io("fsync directory", &self.dir, e))
+        self.io.sync_dir(&self.dir).map_err(|e| SaveError::io("fsync directory", &self.dir, e))
     }
 }
 
@@ -92,7 +175,7 @@ impl Drop for AtomicFile {
         if !self.tmp.as_os_str().is_empty() {
             self.file = None;
             // Best effort: the error that brought us here is the one worth reporting.
-            let _ = fs::remove_file(&self.tmp);
+            let _ = self.io.remove(&self.tmp);
         }
     }
 }
@@ -134,5 +217,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = AtomicFile::create(&dir.path().join("nope/dump.rdb")).unwrap_err();
         assert!(matches!(err, SaveError::Io { stage: "create temp file", .. }), "{err}");
+    }
+
+    /// A rename that fails leaves the old destination and no temporary file.
+    #[test]
+    fn failed_rename_keeps_previous_file() {
+        #[derive(Debug)]
+        struct NoRename;
+        impl SaveIo for NoRename {
+            fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+                RealIo.create(path)
+            }
+            fn rename(&self, _: &Path, _: &Path) -> io::Result<()> {
+                Err(io::Error::other("injected rename failure"))
+            }
+            fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+                RealIo.sync_dir(dir)
+            }
+            fn remove(&self, path: &Path) -> io::Result<()> {
+                RealIo.remove(path)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dump.rdb");
+        fs::write(&dest, b"old").unwrap();
+        let mut f = AtomicFile::create_with(&dest, Arc::new(NoRename)).unwrap();
+        f.write_all(b"new").unwrap();
+        let err = f.commit().unwrap_err();
+        assert!(matches!(err, SaveError::Io { stage: "rename", .. }), "{err}");
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temp file removed");
     }
 }

@@ -6,7 +6,7 @@ pub mod keyspace;
 pub mod rdb;
 pub mod strategy;
 
-pub use atomic::AtomicFile;
+pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo};
 pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
 pub use keyspace::{Bytes, DB_COUNT, Db, Entry, Keyspace, KeyspaceView, Opaque, Value};
 pub use rdb::RdbError;

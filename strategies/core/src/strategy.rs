@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{AtomicFile, SaveIo, real_io};
 use crate::command::{Command, CommandError, Reply};
 use crate::keyspace::{Entry, Keyspace, KeyspaceView};
 use crate::rdb::{self, EncodeOptions, EncodeStats, RdbError};
@@ -74,11 +74,15 @@ pub struct SaveOptions {
     pub canonical: bool,
     /// Advanced by the number of keys written, for a progress bar.
     pub progress: Option<Arc<AtomicU64>>,
+    /// The file system the save writes through: [`RealIo`](crate::atomic::RealIo) unless a
+    /// test injects faults or holds the save still. Strategies must create their files
+    /// with it (through [`write_snapshot`] or [`AtomicFile::create_with`]).
+    pub io: Arc<dyn SaveIo>,
 }
 
 impl Default for SaveOptions {
     fn default() -> Self {
-        SaveOptions { compress: true, canonical: false, progress: None }
+        SaveOptions { compress: true, canonical: false, progress: None, io: real_io() }
     }
 }
 
@@ -374,7 +378,7 @@ pub fn write_snapshot<V: KeyspaceView + ?Sized>(
     opts: &SaveOptions,
     strategy: &'static str,
 ) -> Result<EncodeStats, SaveError> {
-    let mut file = AtomicFile::create(dest)?;
+    let mut file = AtomicFile::create_with(dest, Arc::clone(&opts.io))?;
     let enc = EncodeOptions {
         compress: opts.compress,
         canonical: opts.canonical,
