@@ -22,7 +22,7 @@
 //! started before the return). An empty intersection is a violation, and the ranges say
 //! which writes are to blame.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use snaplab_core::rdb::crc::crc64;
@@ -302,10 +302,10 @@ fn thread_prefix(
     let hi = writes.iter().take_while(|w| w.invoked_ns <= history.bgsave_returned_ns).count() as u64;
 
     let mut feasible: Ranges = vec![(0, u64::MAX)];
-    // For diagnosis: the key that forces the highest lower bound and the one that forces
-    // the lowest upper bound.
-    let mut highest_floor: Option<(u64, &KeyStates)> = None;
-    let mut lowest_ceiling: Option<(u64, &KeyStates)> = None;
+    // For diagnosis: the highest lower bound and the lowest upper bound any key forces; when
+    // they cross, the write at the floor is present while the one at the ceiling is missing.
+    let mut highest_floor: Option<u64> = None;
+    let mut lowest_ceiling: Option<u64> = None;
     for ((db, key), states) in &keys {
         let observed = snapshot.get(*db, key);
         let ranges = states.ranges(&fingerprint(observed));
@@ -319,16 +319,11 @@ fn thread_prefix(
         }
         let floor = ranges[0].0;
         let ceiling = ranges[ranges.len() - 1].1;
-        if highest_floor.is_none_or(|(f, _)| floor > f) {
-            highest_floor = Some((floor, states));
-        }
-        if lowest_ceiling.is_none_or(|(c, _)| ceiling < c) {
-            lowest_ceiling = Some((ceiling, states));
-        }
+        highest_floor = Some(highest_floor.map_or(floor, |f| f.max(floor)));
+        lowest_ceiling = Some(lowest_ceiling.map_or(ceiling, |c| c.min(ceiling)));
         feasible = intersect(&feasible, &ranges);
         if feasible.is_empty() {
-            let (f, _) = highest_floor.expect("set above");
-            let (c, _) = lowest_ceiling.expect("set above");
+            let (f, c) = (highest_floor.unwrap_or(0), lowest_ceiling.unwrap_or(u64::MAX));
             if f >= c && f >= 1 && c >= 1 {
                 return Err(Violation::NotAPrefix {
                     thread: t,
@@ -367,15 +362,6 @@ fn thread_prefix(
         write: describe(w),
         after_return_us: w.invoked_ns.saturating_sub(history.bgsave_returned_ns) / 1000,
     })
-}
-
-/// The keys each thread touched, for workloads that want to check disjointness up front.
-pub fn touched_keys(history: &History) -> Vec<HashSet<(usize, Bytes)>> {
-    history
-        .threads
-        .iter()
-        .map(|ws| ws.iter().filter_map(|w| Some((w.cmd.db()?, w.cmd.key()?.to_vec()))).collect())
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,8 +3,13 @@
 pub mod checker;
 pub mod cli;
 pub mod compare;
+pub mod conformance;
 pub mod dataset;
+pub mod model;
 pub mod progress;
 pub mod redis_server;
 pub mod registry;
 pub mod render;
+
+/// The core crate, re-exported for the [`conformance_suite!`] macro.
+pub use snaplab_core;

@@ -1,0 +1,820 @@
+//! The conformance suite: the properties every snapshot strategy must have, checked
+//! through the `SnapshotStrategy` trait alone. It grades snaplab's own strategies and a
+//! student's.
+//!
+//! Instantiate it with one line per strategy (in a test file):
+//!
+//! ```ignore
+//! snaplab_harness::conformance_suite!(clone, snaplab_clone::CloneThenSerialize);
+//! ```
+//!
+//! which defines `clone::bgsave_is_point_in_time`, `clone::matches_the_reference_model`,
+//! and the rest; a failure names the rule that was broken and the writes involved. Each
+//! check is also a plain function returning [`Failure`] so that tests can prove the suite
+//! fails a strategy that is wrong on purpose.
+//!
+//! Effort scales with the environment: `PROPTEST_CASES` (model-based cases, default 24)
+//! and `SNAPLAB_STRESS_ROUNDS` (concurrent rounds, default 3).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use snaplab_core::atomic::{IoFile, RealIo, SaveIo};
+use snaplab_core::{
+    BgSave, Bytes, Command, Entry, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, Value, escape, rdb,
+    unix_ms_now,
+};
+
+use crate::checker::{self, History, Write};
+use crate::dataset::{self, DatasetSpec, FAR_FUTURE_MS};
+use crate::model::Model;
+
+/// How hard the suite works.
+#[derive(Clone, Debug)]
+pub struct SuiteConfig {
+    /// Model-based cases (`PROPTEST_CASES`).
+    pub cases: u32,
+    /// Concurrent rounds (`SNAPLAB_STRESS_ROUNDS`).
+    pub stress_rounds: usize,
+    /// Keys in the stress keyspace (at least 100,000 for the suite proper).
+    pub stress_keys: usize,
+    /// Writes per writer thread per round, at most.
+    pub max_writes_per_thread: u64,
+    /// Where proptest records failing cases (`None`: not recorded, as for strategies that
+    /// are wrong on purpose).
+    pub regressions: Option<PathBuf>,
+}
+
+impl SuiteConfig {
+    /// The configuration from the environment, recording regressions for `strategy` under
+    /// `tests/conformance-regressions/`.
+    pub fn from_env(strategy: &str) -> Self {
+        let num = |var: &str, default: u64| std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+        SuiteConfig {
+            cases: num("PROPTEST_CASES", 24) as u32,
+            stress_rounds: num("SNAPLAB_STRESS_ROUNDS", 3) as usize,
+            stress_keys: 100_000,
+            max_writes_per_thread: 20_000,
+            regressions: Some(PathBuf::from(format!("tests/conformance-regressions/{strategy}.txt"))),
+        }
+    }
+}
+
+/// A broken rule, with what happened.
+#[derive(Debug)]
+pub struct Failure {
+    /// The rule, in one line.
+    pub rule: &'static str,
+    /// What happened.
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule '{}' is violated: {}", self.rule, self.detail)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn fail(rule: &'static str, detail: impl Into<String>) -> Failure {
+    Failure { rule, detail: detail.into() }
+}
+
+const POINT_IN_TIME: &str = "a BGSAVE snapshot is the keyspace at one instant between the call and its return";
+const SAVE_RULE: &str = "a SAVE snapshot holds every write that completed before SAVE was called";
+const MODEL_RULE: &str = "the store applies every write exactly as the reference model does";
+const ONE_AT_A_TIME: &str = "a second BGSAVE while one runs is refused and changes nothing";
+const LASTSAVE_RULE: &str = "LASTSAVE and the last-save status tell the truth";
+const ATOMIC_RULE: &str = "the file at the destination is a complete snapshot";
+
+/// The first difference between two keyspaces, in words; `None` when equal.
+pub fn diff(expected: &Keyspace, got: &Keyspace) -> Option<String> {
+    if expected == got {
+        return None;
+    }
+    for (db, key, want) in expected.iter() {
+        match got.get(db, key) {
+            None => return Some(format!("key {} (db {db}) is missing", escape(key))),
+            Some(e) if e != want => {
+                return Some(format!("key {} (db {db}) is {}, expected {}", escape(key), describe(e), describe(want)));
+            }
+            _ => {}
+        }
+    }
+    for (db, key, e) in got.iter() {
+        if expected.get(db, key).is_none() {
+            return Some(format!("key {} (db {db}) should not exist, found {}", escape(key), describe(e)));
+        }
+    }
+    Some("the function libraries differ".into())
+}
+
+fn describe(e: &Entry) -> String {
+    let exp = e.expire_at_ms.map(|t| format!(" expiring at {t}")).unwrap_or_default();
+    format!("a {} ({}){exp}", e.value.type_name(), crate::render::summary(&e.value))
+}
+
+fn load(path: &Path, rule: &'static str) -> Result<Keyspace, Failure> {
+    rdb::load_file(path).map(|(ks, _)| ks).map_err(|e| fail(rule, format!("the dump does not load: {e}")))
+}
+
+// ---- a file system that can hold a save still ------------------------------------------
+
+/// A [`SaveIo`] over the real file system whose files block on their first write until
+/// [`GateIo::open`] is called: a save held still after it has taken its cut, so a test can
+/// act while it is certainly in progress.
+#[derive(Debug, Default)]
+pub struct GateIo {
+    open: Mutex<bool>,
+    opened: Condvar,
+    files: AtomicUsize,
+    waiting: AtomicUsize,
+}
+
+impl GateIo {
+    /// A closed gate.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Let every held write proceed, now and later.
+    pub fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    /// Files created through this gate so far.
+    pub fn files_created(&self) -> usize {
+        self.files.load(Ordering::SeqCst)
+    }
+
+    /// Wait (at most `limit`) until a save is held at the gate; `false` if none arrived.
+    pub fn wait_for_a_held_write(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while self.waiting.load(Ordering::SeqCst) == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            open = self.opened.wait_timeout(open, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        true
+    }
+
+    fn pass(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if *open {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.opened.notify_all();
+        // Bounded, so a test that forgets to open the gate fails instead of hanging.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !*open && Instant::now() < deadline {
+            open = self.opened.wait_timeout(open, Duration::from_secs(1)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct GatedFile {
+    inner: Box<dyn IoFile>,
+    gate: Arc<GateIo>,
+    passed: bool,
+}
+
+impl std::io::Write for GatedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.passed {
+            self.gate.pass();
+            self.passed = true;
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl IoFile for GatedFile {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+/// `SaveIo` for an `Arc<GateIo>` (the files need the gate after `create` returns).
+#[derive(Debug)]
+pub struct GatedIo(pub Arc<GateIo>);
+
+impl SaveIo for GatedIo {
+    fn create(&self, path: &Path) -> std::io::Result<Box<dyn IoFile>> {
+        self.0.files.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(GatedFile { inner: RealIo.create(path)?, gate: Arc::clone(&self.0), passed: false }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        RealIo.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        RealIo.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        RealIo.remove(path)
+    }
+}
+
+// ---- the concurrent stress test and its workload ---------------------------------------
+
+/// Writer `t`'s next write: every one changes its key recognisably (values and members
+/// carry the thread and sequence number), covering all five types, deletes and re-creates,
+/// list pushes, hash field updates, and expiries set and cleared. Thread `t` only touches
+/// keys named `w<t>:...`, so threads never share a key.
+pub fn workload_write(t: usize, seq: u64, rng: &mut ChaCha8Rng) -> Command {
+    let i = rng.random_range(0..8u32);
+    let tag = || format!("t{t}#{seq}").into_bytes();
+    let key = |kind: &str| format!("w{t}:{kind}{i}").into_bytes();
+    let db = (i % 3) as usize;
+    match rng.random_range(0..20u32) {
+        0..=4 => Command::Set { db, key: key("s"), value: tag(), expire_at_ms: None },
+        5 => Command::Del { db, key: key("s") },
+        6 => Command::PExpireAt { db, key: key("s"), at_ms: FAR_FUTURE_MS + seq as i64 },
+        7 => Command::Persist { db, key: key("s") },
+        8 | 9 => Command::RPush { db, key: key("l"), elements: vec![tag()] },
+        10 => Command::Del { db, key: key("l") },
+        11 | 12 => Command::HSet { db, key: key("h"), pairs: vec![(format!("f{}", seq % 4).into_bytes(), tag())] },
+        13 => Command::HDel { db, key: key("h"), fields: vec![format!("f{}", seq % 4).into_bytes()] },
+        14 | 15 => Command::SAdd { db, key: key("S"), members: vec![tag()] },
+        16 => Command::Del { db, key: key("S") },
+        17 | 18 => Command::ZAdd { db, key: key("z"), pairs: vec![(seq as f64, format!("m{}", seq % 5).into_bytes())] },
+        _ => Command::Del { db, key: key("z") },
+    }
+}
+
+/// One round: `writers` threads write while one BGSAVE runs; the dump must be a
+/// point-in-time snapshot of `initial` plus a prefix of each thread's writes.
+fn stress_round<S: SnapshotStrategy>(
+    initial: &Keyspace,
+    writers: usize,
+    seed: u64,
+    max_writes: u64,
+) -> Result<(), Failure> {
+    let dir = tempfile::tempdir().map_err(|e| fail(POINT_IN_TIME, format!("no temporary directory: {e}")))?;
+    let dest = dir.path().join("dump.rdb");
+    let store = Arc::new(S::from_keyspace(initial.clone()));
+    let epoch = Instant::now();
+    let ns = move || epoch.elapsed().as_nanos() as u64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(Barrier::new(writers + 1));
+    let handles: Vec<_> = (0..writers)
+        .map(|t| {
+            let (store, stop, ready) = (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&ready));
+            thread::spawn(move || {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((t as u64) << 32));
+                let mut writes = Vec::new();
+                for seq in 1..=max_writes {
+                    let cmd = workload_write(t, seq, &mut rng);
+                    let invoked_ns = ns();
+                    // The workload is never refused; if a strategy refuses a write, the
+                    // checker's replay refuses it too, so the history stays exact.
+                    let _ = store.apply(&cmd);
+                    writes.push(Write { seq, cmd, invoked_ns, completed_ns: ns() });
+                    if seq == 1 {
+                        ready.wait();
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                writes
+            })
+        })
+        .collect();
+    ready.wait();
+    let called = ns();
+    let bg = store.bgsave(&dest, &SaveOptions::default());
+    let returned = ns();
+    let report = bg.and_then(BgSave::wait);
+    stop.store(true, Ordering::Relaxed);
+    let threads: Vec<Vec<Write>> = handles.into_iter().map(|h| h.join().expect("writer thread")).collect();
+    report.map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let snapshot = load(&dest, POINT_IN_TIME)?;
+    let history = History { threads, bgsave_called_ns: called, bgsave_returned_ns: returned };
+    checker::find_cut(initial, &history, &snapshot).map(|_| ()).map_err(|v| Failure {
+        rule: POINT_IN_TIME,
+        detail: format!("with {writers} writer threads over {} keys: {v}", initial.len()),
+    })
+}
+
+/// Concurrent stress: K writer threads (2, 4 and 8 in turn) against a BGSAVE over a
+/// keyspace of `cfg.stress_keys` keys, `cfg.stress_rounds` rounds, every dump checked by
+/// the consistent-cut checker.
+///
+/// # Errors
+/// The first round's [`Failure`].
+pub fn bgsave_is_point_in_time<S: SnapshotStrategy>(cfg: &SuiteConfig) -> Result<(), Failure> {
+    let initial = dataset::generate(&DatasetSpec { keys: cfg.stress_keys, value_size: 16, seed: 7 });
+    for round in 0..cfg.stress_rounds {
+        let writers = [2, 4, 8][round % 3];
+        stress_round::<S>(&initial, writers, round as u64 + 1, cfg.max_writes_per_thread)?;
+    }
+    Ok(())
+}
+
+// ---- the model-based property test -----------------------------------------------------
+
+/// One step of a model-based case.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Apply a write to both the store and the model.
+    Write(Command),
+    /// SAVE, then check the dump against the model.
+    Save,
+    /// BGSAVE (refused if one is running; the store must then be unchanged).
+    BgSave,
+    /// Wait for the running BGSAVE and check its dump against the model at its call.
+    Wait,
+    /// Insert this many new keys (enough to make hash tables resize during a save).
+    Grow(u16),
+}
+
+fn bytes() -> impl Strategy<Value = Bytes> + Clone {
+    prop_oneof![
+        prop::sample::select(vec!["a", "b", "42", "-7", "x y", ""]).prop_map(|s| s.as_bytes().to_vec()),
+        prop::collection::vec(any::<u8>(), 0..24),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let key = prop::sample::select(vec!["k1", "k2", "k3", "k4", "k5"]).prop_map(|k| k.as_bytes().to_vec());
+    let db = 0usize..3;
+    let expiry =
+        prop_oneof![Just(None), (1i64..1000).prop_map(|d| Some(FAR_FUTURE_MS + d)), (1i64..1000).prop_map(Some)];
+    let elems = prop::collection::vec(bytes(), 1..4);
+    prop_oneof![
+        (db.clone(), key.clone(), bytes(), expiry).prop_map(|(db, key, value, expire_at_ms)| Command::Set {
+            db,
+            key,
+            value,
+            expire_at_ms
+        }),
+        (db.clone(), key.clone()).prop_map(|(db, key)| Command::Del { db, key }),
+        (db.clone(), key.clone(), prop_oneof![(1i64..1000).prop_map(|d| FAR_FUTURE_MS + d), 1i64..1000])
+            .prop_map(|(db, key, at_ms)| Command::PExpireAt { db, key, at_ms }),
+        (db.clone(), key.clone()).prop_map(|(db, key)| Command::Persist { db, key }),
+        (db.clone(), key.clone(), elems.clone()).prop_map(|(db, key, elements)| Command::RPush { db, key, elements }),
+        (db.clone(), key.clone(), elems.clone()).prop_map(|(db, key, elements)| Command::LPush { db, key, elements }),
+        (db.clone(), key.clone()).prop_map(|(db, key)| Command::LPop { db, key }),
+        (db.clone(), key.clone(), elems.clone()).prop_map(|(db, key, members)| Command::SAdd { db, key, members }),
+        (db.clone(), key.clone(), elems.clone()).prop_map(|(db, key, members)| Command::SRem { db, key, members }),
+        (db.clone(), key.clone(), prop::collection::vec((bytes(), bytes()), 1..3))
+            .prop_map(|(db, key, pairs)| Command::HSet { db, key, pairs }),
+        (db.clone(), key.clone(), elems.clone()).prop_map(|(db, key, fields)| Command::HDel { db, key, fields }),
+        (db.clone(), key.clone(), prop::collection::vec((-1e6f64..1e6, bytes()), 1..3))
+            .prop_map(|(db, key, pairs)| Command::ZAdd { db, key, pairs }),
+        (db.clone(), key.clone(), elems).prop_map(|(db, key, members)| Command::ZRem { db, key, members }),
+        db.prop_map(|db| Command::FlushDb { db }),
+    ]
+}
+
+/// Random sequences of writes, saves and background saves.
+pub fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        12 => command().prop_map(Op::Write),
+        2 => Just(Op::Save),
+        3 => Just(Op::BgSave),
+        2 => Just(Op::Wait),
+        1 => (100u16..3000).prop_map(Op::Grow),
+    ];
+    prop::collection::vec(op, 1..40)
+}
+
+struct Running {
+    bg: BgSave,
+    expected: Keyspace,
+    path: PathBuf,
+    op: usize,
+    called_ms: i64,
+}
+
+/// Run one model-based case against a fresh store.
+///
+/// # Errors
+/// A proptest failure naming the rule.
+pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(format!("no temporary directory: {e}")))?;
+    let store = S::from_keyspace(Keyspace::new());
+    let mut model = Model::new();
+    let mut running: Option<Running> = None;
+    let mut grown = 0u64;
+    let mut files = 0;
+    let mut path = || {
+        files += 1;
+        dir.path().join(format!("dump-{files}.rdb"))
+    };
+    let check = |rule: &'static str, expected: &Keyspace, got: &Keyspace, when: String| match diff(expected, got) {
+        None => Ok(()),
+        Some(d) => Err(TestCaseError::fail(fail(rule, format!("{when}: {d}")).to_string())),
+    };
+    let finish = |r: Running, store: &S| -> Result<(), TestCaseError> {
+        r.bg.wait().map_err(|e| TestCaseError::fail(format!("BGSAVE of step {} failed: {e}", r.op)))?;
+        let got = load(&r.path, POINT_IN_TIME).map_err(|f| TestCaseError::fail(f.to_string()))?;
+        check(
+            POINT_IN_TIME,
+            &r.expected,
+            &got,
+            format!("the BGSAVE of step {} differs from the keyspace when it was called", r.op),
+        )?;
+        if store.lastsave().is_none_or(|t| t < r.called_ms) {
+            let detail = format!(
+                "LASTSAVE is {:?} after the BGSAVE of step {} finished (called at {})",
+                store.lastsave(),
+                r.op,
+                r.called_ms
+            );
+            return Err(TestCaseError::fail(fail(LASTSAVE_RULE, detail).to_string()));
+        }
+        Ok(())
+    };
+
+    for (i, op) in ops.iter().enumerate() {
+        let step = i + 1;
+        match op {
+            Op::Write(cmd) => {
+                let now = unix_ms_now();
+                let in_store = store.apply(cmd).is_ok();
+                let in_model = model.apply(cmd, now).is_ok();
+                if in_store != in_model {
+                    let what = if in_model { "refused" } else { "accepted" };
+                    return Err(TestCaseError::fail(
+                        fail(MODEL_RULE, format!("step {step}: the store {what} {cmd:?}, the model did not"))
+                            .to_string(),
+                    ));
+                }
+            }
+            Op::Grow(n) => {
+                for _ in 0..*n {
+                    grown += 1;
+                    let cmd = Command::Set {
+                        db: 0,
+                        key: format!("grow:{grown}").into_bytes(),
+                        value: grown.to_string().into_bytes(),
+                        expire_at_ms: None,
+                    };
+                    store.apply(&cmd).map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
+                    model
+                        .apply(&cmd, 0)
+                        .map_err(|e| TestCaseError::fail(format!("step {step}: model refused: {e}")))?;
+                }
+            }
+            Op::Save => {
+                let p = path();
+                match store.save(&p, &SaveOptions::default()) {
+                    Ok(_) => {
+                        let got = load(&p, SAVE_RULE).map_err(|f| TestCaseError::fail(f.to_string()))?;
+                        check(SAVE_RULE, &model.to_keyspace(), &got, format!("the SAVE of step {step}"))?;
+                    }
+                    Err(SaveError::InProgress) if running.is_some() => {
+                        check(
+                            ONE_AT_A_TIME,
+                            &model.to_keyspace(),
+                            &store.to_keyspace(),
+                            format!("after the refused SAVE of step {step}"),
+                        )?;
+                    }
+                    Err(e) => return Err(TestCaseError::fail(format!("step {step}: SAVE failed: {e}"))),
+                }
+            }
+            Op::BgSave => {
+                let p = path();
+                let expected = model.to_keyspace();
+                let called_ms = unix_ms_now();
+                match store.bgsave(&p, &SaveOptions::default()) {
+                    Ok(bg) => {
+                        // The earlier save, if any, had finished (the slot was free): check it.
+                        if let Some(r) = running.take() {
+                            finish(r, &store)?;
+                        }
+                        running = Some(Running { bg, expected, path: p, op: step, called_ms });
+                    }
+                    Err(SaveError::InProgress) if running.is_some() => {
+                        check(
+                            ONE_AT_A_TIME,
+                            &expected,
+                            &store.to_keyspace(),
+                            format!("after the refused BGSAVE of step {step}"),
+                        )?;
+                    }
+                    Err(e) => return Err(TestCaseError::fail(format!("step {step}: BGSAVE failed: {e}"))),
+                }
+            }
+            Op::Wait => {
+                if let Some(r) = running.take() {
+                    finish(r, &store)?;
+                    check(
+                        MODEL_RULE,
+                        &model.to_keyspace(),
+                        &store.to_keyspace(),
+                        format!("after the BGSAVE waited for at step {step}"),
+                    )?;
+                }
+            }
+        }
+    }
+    if let Some(r) = running.take() {
+        finish(r, &store)?;
+    }
+    check(MODEL_RULE, &model.to_keyspace(), &store.to_keyspace(), "after the last step".into())
+}
+
+/// Model-based property test: random sequences of writes of all five types, SAVE and
+/// BGSAVE at random points (overlapping ones refused), keyspace growth during saves; every
+/// dump equals the reference model's state when its save was called, and the store equals
+/// the model throughout.
+///
+/// # Errors
+/// The minimal failing case proptest found, with the broken rule.
+pub fn matches_the_reference_model<S: SnapshotStrategy>(cfg: &SuiteConfig) -> Result<(), Failure> {
+    let config = Config {
+        cases: cfg.cases,
+        max_shrink_iters: 512,
+        failure_persistence: cfg.regressions.as_ref().map(|p| {
+            let leaked: &'static str = Box::leak(p.display().to_string().into_boxed_str());
+            Box::new(FileFailurePersistence::Direct(leaked)) as Box<dyn proptest::test_runner::FailurePersistence>
+        }),
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    runner.run(&ops(), |ops| run_ops::<S>(&ops)).map_err(|e| match e {
+        TestError::Fail(reason, ops) => Failure {
+            rule: MODEL_RULE,
+            detail: format!("{reason}\nminimal failing sequence ({} steps): {ops:#?}", ops.len()),
+        },
+        TestError::Abort(reason) => fail(MODEL_RULE, format!("proptest aborted: {reason}")),
+    })
+}
+
+// ---- deterministic scenarios -----------------------------------------------------------
+
+fn small_keyspace(keys: usize) -> Keyspace {
+    dataset::generate(&DatasetSpec { keys, value_size: 8, seed: 3 })
+}
+
+/// A second BGSAVE while one is held in progress is refused with `InProgress`, SAVE too,
+/// the store is unchanged, and the first save still completes correctly.
+///
+/// # Errors
+/// The broken rule.
+pub fn overlapping_bgsave_is_refused<S: SnapshotStrategy>() -> Result<(), Failure> {
+    let dir = tempfile::tempdir().map_err(|e| fail(ONE_AT_A_TIME, e.to_string()))?;
+    let initial = small_keyspace(1000);
+    let store = S::from_keyspace(initial.clone());
+    let gate = GateIo::new();
+    let held = SaveOptions { io: Arc::new(GatedIo(Arc::clone(&gate))), ..SaveOptions::default() };
+    let first = store
+        .bgsave(&dir.path().join("first.rdb"), &held)
+        .map_err(|e| fail(ONE_AT_A_TIME, format!("the first BGSAVE failed: {e}")))?;
+    if !gate.wait_for_a_held_write(Duration::from_secs(30)) {
+        gate.open();
+        return Err(fail(
+            ONE_AT_A_TIME,
+            "the save never wrote through SaveOptions::io, so the test cannot hold it in progress",
+        ));
+    }
+    let second = store.bgsave(&dir.path().join("second.rdb"), &SaveOptions::default());
+    let save = store.save(&dir.path().join("third.rdb"), &SaveOptions::default());
+    let unchanged = diff(&initial, &store.to_keyspace());
+    gate.open();
+    let report = first.wait().map_err(|e| fail(ONE_AT_A_TIME, format!("the first BGSAVE failed: {e}")))?;
+    if !matches!(second, Err(SaveError::InProgress)) {
+        return Err(fail(
+            ONE_AT_A_TIME,
+            format!("a second BGSAVE during the first returned {:?}, not InProgress", second.map(|b| b.cut().clone())),
+        ));
+    }
+    if !matches!(save, Err(SaveError::InProgress)) {
+        return Err(fail(
+            ONE_AT_A_TIME,
+            format!("SAVE during a BGSAVE returned {:?}, not InProgress", save.map(|r| r.keys)),
+        ));
+    }
+    if let Some(d) = unchanged {
+        return Err(fail(ONE_AT_A_TIME, format!("the refused BGSAVE changed the store: {d}")));
+    }
+    if dir.path().join("second.rdb").exists() || dir.path().join("third.rdb").exists() {
+        return Err(fail(ONE_AT_A_TIME, "a refused save wrote a file"));
+    }
+    let got = load(&report.path, POINT_IN_TIME)?;
+    diff(&initial, &got).map_or(Ok(()), |d| Err(fail(POINT_IN_TIME, format!("the held BGSAVE: {d}"))))
+}
+
+/// Deletes of keys the save has not reached yet, changes to others, and growth large
+/// enough to force the store's tables to resize, all issued right after BGSAVE returns:
+/// none of them may reach the dump, and all of them must reach the store.
+///
+/// # Errors
+/// The broken rule.
+pub fn writes_during_save_stay_out<S: SnapshotStrategy>() -> Result<(), Failure> {
+    let dir = tempfile::tempdir().map_err(|e| fail(POINT_IN_TIME, e.to_string()))?;
+    let initial = small_keyspace(20_000);
+    let store = S::from_keyspace(initial.clone());
+    let mut model = Model::from_keyspace(&initial);
+    let dest = dir.path().join("dump.rdb");
+    let bg =
+        store.bgsave(&dest, &SaveOptions::default()).map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let mut writes: Vec<Command> = Vec::new();
+    for i in (0..20_000).step_by(3) {
+        writes.push(Command::Del { db: 0, key: format!("key:{i:07}").into_bytes() });
+    }
+    for i in (1..20_000).step_by(7) {
+        writes.push(Command::Set {
+            db: 0,
+            key: format!("key:{i:07}").into_bytes(),
+            value: b"changed".to_vec(),
+            expire_at_ms: None,
+        });
+    }
+    for i in 0..60_000 {
+        writes.push(Command::Set {
+            db: (i % 4) as usize,
+            key: format!("new:{i}").into_bytes(),
+            value: b"n".to_vec(),
+            expire_at_ms: None,
+        });
+    }
+    let now = unix_ms_now();
+    for w in &writes {
+        store.apply(w).map_err(|e| fail(MODEL_RULE, format!("{} refused: {e}", w.name())))?;
+        let _ = model.apply(w, now);
+    }
+    bg.wait().map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let got = load(&dest, POINT_IN_TIME)?;
+    if let Some(d) = diff(&initial, &got) {
+        return Err(fail(POINT_IN_TIME, format!("after deletes and 60,000 inserts issued during the save: {d}")));
+    }
+    diff(&model.to_keyspace(), &store.to_keyspace())
+        .map_or(Ok(()), |d| Err(fail(MODEL_RULE, format!("the writes issued during the save: {d}"))))
+}
+
+/// A key whose expiry passes while the save is in progress is still in the dump, with
+/// its expiry (Redis writes such keys too; loaders drop them), and the store treats it as
+/// gone for writers afterwards.
+///
+/// # Errors
+/// The broken rule.
+pub fn expiry_passing_during_save<S: SnapshotStrategy>() -> Result<(), Failure> {
+    let dir = tempfile::tempdir().map_err(|e| fail(POINT_IN_TIME, e.to_string()))?;
+    let initial = small_keyspace(100);
+    let store = S::from_keyspace(initial.clone());
+    let mut model = Model::from_keyspace(&initial);
+    let at = unix_ms_now() + 40;
+    let expire = Command::PExpireAt { db: 0, key: b"key:0000005".to_vec(), at_ms: at };
+    store.apply(&expire).map_err(|e| fail(MODEL_RULE, e.to_string()))?;
+    model.apply(&expire, unix_ms_now()).map_err(|e| fail(MODEL_RULE, e))?;
+    let expected = model.to_keyspace();
+    let gate = GateIo::new();
+    let held = SaveOptions { io: Arc::new(GatedIo(Arc::clone(&gate))), ..SaveOptions::default() };
+    let dest = dir.path().join("dump.rdb");
+    let bg = store.bgsave(&dest, &held).map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    // Waiting for wall-clock time to pass, not for another thread.
+    while unix_ms_now() <= at + 5 {
+        thread::sleep(Duration::from_millis(5));
+    }
+    gate.open();
+    bg.wait().map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let got = load(&dest, POINT_IN_TIME)?;
+    if let Some(d) = diff(&expected, &got) {
+        return Err(fail(POINT_IN_TIME, format!("a key expired during the save: {d}")));
+    }
+    let rpush = Command::RPush { db: 0, key: b"key:0000005".to_vec(), elements: vec![b"fresh".to_vec()] };
+    let accepted = store.apply(&rpush).is_ok();
+    if !accepted || model.apply(&rpush, unix_ms_now()).is_err() {
+        return Err(fail(
+            MODEL_RULE,
+            "a write to a key whose expiry had passed was refused (it should start a new key)",
+        ));
+    }
+    diff(&model.to_keyspace(), &store.to_keyspace()).map_or(Ok(()), |d| Err(fail(MODEL_RULE, d)))
+}
+
+/// LASTSAVE is unset before the first save, moves forward on success, and the status is
+/// `ok`; a save that fails (its directory does not exist) leaves LASTSAVE where it was,
+/// sets the status to `err`, leaves no file, and the store serves writes.
+///
+/// # Errors
+/// The broken rule.
+pub fn lastsave_tells_the_truth<S: SnapshotStrategy>() -> Result<(), Failure> {
+    let dir = tempfile::tempdir().map_err(|e| fail(LASTSAVE_RULE, e.to_string()))?;
+    let store = S::from_keyspace(small_keyspace(100));
+    if store.lastsave().is_some() {
+        return Err(fail(LASTSAVE_RULE, "LASTSAVE is set before any save"));
+    }
+    let before = unix_ms_now();
+    let report = store
+        .save(&dir.path().join("ok.rdb"), &SaveOptions::default())
+        .map_err(|e| fail(LASTSAVE_RULE, format!("SAVE failed: {e}")))?;
+    let first = store.lastsave().ok_or_else(|| fail(LASTSAVE_RULE, "LASTSAVE is unset after a successful SAVE"))?;
+    if first < before || first != report.finished_at_ms || store.last_save_status() != SaveStatus::Ok {
+        return Err(fail(
+            LASTSAVE_RULE,
+            format!(
+                "after a SAVE at {before}: LASTSAVE {first}, report {}, status {:?}",
+                report.finished_at_ms,
+                store.last_save_status()
+            ),
+        ));
+    }
+    let bad = dir.path().join("missing-dir/dump.rdb");
+    let failed = store.bgsave(&bad, &SaveOptions::default()).and_then(BgSave::wait);
+    if failed.is_ok() {
+        return Err(fail(LASTSAVE_RULE, "a save into a missing directory reported success"));
+    }
+    if store.lastsave() != Some(first) || !matches!(store.last_save_status(), SaveStatus::Err(_)) || bad.exists() {
+        return Err(fail(
+            LASTSAVE_RULE,
+            format!(
+                "after a failed save: LASTSAVE {:?} (was {first}), status {:?}",
+                store.lastsave(),
+                store.last_save_status()
+            ),
+        ));
+    }
+    let w = Command::Set { db: 0, key: b"after".to_vec(), value: b"failure".to_vec(), expire_at_ms: None };
+    store.apply(&w).map_err(|e| fail(LASTSAVE_RULE, format!("the store refused a write after a failed save: {e}")))?;
+    let again = store
+        .save(&dir.path().join("ok.rdb"), &SaveOptions::default())
+        .map_err(|e| fail(LASTSAVE_RULE, format!("SAVE after a failure: {e}")))?;
+    if store.last_save_status() != SaveStatus::Ok || store.lastsave() != Some(again.finished_at_ms) {
+        return Err(fail(LASTSAVE_RULE, "the status did not return to ok after a successful save"));
+    }
+    let got = load(&dir.path().join("ok.rdb"), ATOMIC_RULE)?;
+    if got.get(0, b"after").map(|e| &e.value) != Some(&Value::String(b"failure".to_vec())) {
+        return Err(fail(SAVE_RULE, "the write made before SAVE is not in its dump"));
+    }
+    Ok(())
+}
+
+/// Defines a module `$name` with one `#[test]` per conformance check for strategy `$ty`,
+/// so failures read `clone::bgsave_is_point_in_time`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $ty:ty) => {
+        mod $name {
+            use $crate::conformance as c;
+
+            fn cfg() -> c::SuiteConfig {
+                c::SuiteConfig::from_env(stringify!($name))
+            }
+
+            fn ok(r: Result<(), c::Failure>) {
+                if let Err(f) = r {
+                    panic!("{}: {f}", <$ty as $crate::snaplab_core::SnapshotStrategy>::NAME);
+                }
+            }
+
+            /// BGSAVE under 2, 4 and 8 concurrent writers over 100,000 keys is a true point-in-time snapshot.
+            #[test]
+            fn bgsave_is_point_in_time() {
+                ok(c::bgsave_is_point_in_time::<$ty>(&cfg()));
+            }
+
+            /// Random writes, SAVEs and BGSAVEs: every dump and the store match the reference model.
+            #[test]
+            fn matches_the_reference_model() {
+                ok(c::matches_the_reference_model::<$ty>(&cfg()));
+            }
+
+            /// A BGSAVE or SAVE during a running BGSAVE is refused and changes nothing.
+            #[test]
+            fn overlapping_bgsave_is_refused() {
+                ok(c::overlapping_bgsave_is_refused::<$ty>());
+            }
+
+            /// Deletes, updates and table-resizing growth after the cut stay out of the dump.
+            #[test]
+            fn writes_during_save_stay_out() {
+                ok(c::writes_during_save_stay_out::<$ty>());
+            }
+
+            /// A key whose expiry passes mid-save is still in the dump, with its expiry.
+            #[test]
+            fn expiry_passing_during_save() {
+                ok(c::expiry_passing_during_save::<$ty>());
+            }
+
+            /// LASTSAVE and the status move only on success; a failed save changes nothing else.
+            #[test]
+            fn lastsave_tells_the_truth() {
+                ok(c::lastsave_tells_the_truth::<$ty>());
+            }
+        }
+    };
+}

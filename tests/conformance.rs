@@ -1,0 +1,8 @@
+//! The conformance suite, one line per strategy: every strategy must pass every check
+//! (point-in-time BGSAVE under concurrent writers, the reference model, refused overlapping
+//! saves, writes after the cut, expiry during a save, LASTSAVE and status).
+//!
+//! `PROPTEST_CASES` and `SNAPLAB_STRESS_ROUNDS` scale the effort.
+
+snaplab_harness::conformance_suite!(blocking, snaplab::blocking::BlockingSave);
+snaplab_harness::conformance_suite!(clone, snaplab::clone::CloneThenSerialize);

@@ -1,0 +1,56 @@
+//! Proof that the conformance suite can fail: strategies that are wrong on purpose are
+//! each rejected, with a message naming the rule they break. Without this, a green suite
+//! would prove nothing.
+
+mod faulty;
+
+use faulty::{LateCut, LosesWrites, NoIsolation};
+use snaplab_harness::conformance::{self, Failure, SuiteConfig};
+
+fn cfg() -> SuiteConfig {
+    SuiteConfig { regressions: None, cases: 48, stress_rounds: 2, ..SuiteConfig::from_env("faulty") }
+}
+
+fn expect_failure(result: Result<(), Failure>, rule_words: &str, what: &str) {
+    match result {
+        Ok(()) => panic!("the suite accepted {what}"),
+        Err(f) => {
+            let text = f.to_string();
+            assert!(text.contains(rule_words), "{what}: the failure should name the rule '{rule_words}', got: {text}");
+        }
+    }
+}
+
+/// A strategy that serializes the live map without isolation fails the point-in-time
+/// check under concurrent writers.
+#[test]
+fn no_isolation_is_caught() {
+    expect_failure(conformance::bgsave_is_point_in_time::<NoIsolation>(&cfg()), "one instant", "no isolation");
+}
+
+/// A strategy that drops a write applied during a save fails the model check.
+#[test]
+fn lost_write_is_caught() {
+    expect_failure(
+        conformance::matches_the_reference_model::<LosesWrites>(&cfg()),
+        "exactly as the reference model",
+        "a lost write",
+    );
+}
+
+/// A strategy that takes its cut after BGSAVE returned fails the point-in-time check,
+/// which names a write that started after the return.
+#[test]
+fn late_cut_is_caught() {
+    expect_failure(
+        conformance::bgsave_is_point_in_time::<LateCut>(&cfg()),
+        "started after BGSAVE returned",
+        "a late cut",
+    );
+}
+
+/// The model check also catches the late cut (the first write after BGSAVE leaks in).
+#[test]
+fn late_cut_is_caught_by_the_model() {
+    expect_failure(conformance::matches_the_reference_model::<LateCut>(&cfg()), "one instant", "a late cut");
+}

@@ -1,0 +1,193 @@
+//! Strategies that are wrong on purpose, each in one way the conformance suite must catch.
+//! They share one store (a keyspace behind a lock with a write counter) and differ only in
+//! how they snapshot it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use snaplab_core::rdb::{EncodeOptions, RdbWriter, encode::write_aux_fields};
+use snaplab_core::{
+    Applied, AtomicFile, BgSave, Command, CommandError, Cut, DB_COUNT, Entry, Keyspace, SaveError, SaveOptions,
+    SaveReport, SaveState, SaveStatus, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot,
+};
+
+/// The state every faulty strategy shares.
+struct Shared {
+    store: RwLock<(Keyspace, u64)>,
+    saves: Arc<SaveState>,
+    /// Signalled after every applied write (for the late cut).
+    wrote: (Mutex<u64>, Condvar),
+    /// Set by a save; the next write is silently dropped (for the lost write).
+    drop_next: AtomicBool,
+}
+
+impl Shared {
+    fn new(ks: Keyspace) -> Arc<Self> {
+        Arc::new(Shared {
+            store: RwLock::new((ks, 0)),
+            saves: SaveState::new(),
+            wrote: (Mutex::new(0), Condvar::new()),
+            drop_next: AtomicBool::new(false),
+        })
+    }
+
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        let mut s = self.store.write().unwrap();
+        if self.drop_next.swap(false, Ordering::SeqCst) {
+            // Wrong on purpose: the write is acknowledged but never applied.
+            s.1 += 1;
+            return Ok(Applied { reply: snaplab_core::Reply::Ok, stamp: WriteStamp { shard: 0, seq: s.1 } });
+        }
+        let reply = s.0.apply(cmd, unix_ms_now())?;
+        s.1 += 1;
+        let seq = s.1;
+        drop(s);
+        *self.wrote.0.lock().unwrap() += 1;
+        self.wrote.1.notify_all();
+        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq } })
+    }
+
+    fn report(name: &'static str, dest: &Path, cut: Cut, started: Instant, bytes: u64, keys: u64) -> SaveReport {
+        SaveReport {
+            strategy: name,
+            path: dest.to_path_buf(),
+            cut,
+            time_to_cut: Duration::ZERO,
+            duration: started.elapsed(),
+            bytes,
+            keys,
+            finished_at_ms: unix_ms_now(),
+            figures: vec![],
+        }
+    }
+}
+
+macro_rules! common_methods {
+    () => {
+        fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+            self.0.apply(cmd)
+        }
+        fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
+            self.0.store.read().unwrap().0.get(db, key).cloned()
+        }
+        fn len(&self) -> usize {
+            self.0.store.read().unwrap().0.len()
+        }
+        fn to_keyspace(&self) -> Keyspace {
+            self.0.store.read().unwrap().0.clone()
+        }
+        fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+            self.bgsave(dest, opts)?.wait()
+        }
+        fn lastsave(&self) -> Option<i64> {
+            self.0.saves.lastsave()
+        }
+        fn last_save_status(&self) -> SaveStatus {
+            self.0.saves.status()
+        }
+    };
+}
+
+/// Wrong: serializes the live keyspace key by key, releasing the lock between keys, so
+/// writes land in the middle of the snapshot (no isolation at all).
+pub struct NoIsolation(Arc<Shared>);
+
+impl SnapshotStrategy for NoIsolation {
+    const NAME: &'static str = "no-isolation";
+    fn from_keyspace(ks: Keyspace) -> Self {
+        NoIsolation(Shared::new(ks))
+    }
+    common_methods!();
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.0.saves.begin()?;
+        let started = Instant::now();
+        let cut = Cut::single(self.0.store.read().unwrap().1);
+        let (shared, dest, opts, c) = (Arc::clone(&self.0), dest.to_path_buf(), opts.clone(), cut.clone());
+        let h = thread::spawn(move || {
+            let result = (|| {
+                let mut file = AtomicFile::create_with(&dest, Arc::clone(&opts.io))?;
+                let io = |e| SaveError::io("write", &dest, e);
+                let mut w = RdbWriter::new(&mut file, opts.compress).map_err(io)?;
+                write_aux_fields(&mut w, &EncodeOptions::default()).map_err(io)?;
+                for db in 0..DB_COUNT {
+                    let keys: Vec<Vec<u8>> = shared.store.read().unwrap().0.db(db).keys().cloned().collect();
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    w.select_db(db, keys.len() as u64, 0).map_err(io)?;
+                    for k in keys {
+                        // The lock is taken per key: writers run between any two keys.
+                        let entry = shared.store.read().unwrap().0.get(db, &k).cloned();
+                        if let Some(e) = entry {
+                            w.entry(&k, &e, false).map_err(io)?;
+                        }
+                        thread::yield_now();
+                    }
+                }
+                let (_, stats) = w.finish().map_err(io)?;
+                file.commit()?;
+                Ok(Shared::report("no-isolation", &dest, c, started, stats.bytes, stats.keys))
+            })();
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(cut, started.elapsed(), h))
+    }
+}
+
+/// Wrong: its snapshots are fine, but the first write after a BGSAVE is acknowledged and
+/// silently dropped (a lost write).
+pub struct LosesWrites(Arc<Shared>);
+
+impl SnapshotStrategy for LosesWrites {
+    const NAME: &'static str = "loses-writes";
+    fn from_keyspace(ks: Keyspace) -> Self {
+        LosesWrites(Shared::new(ks))
+    }
+    common_methods!();
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.0.saves.begin()?;
+        let started = Instant::now();
+        let (frozen, writes) = self.0.store.read().unwrap().clone();
+        self.0.drop_next.store(true, Ordering::SeqCst);
+        let cut = Cut::single(writes);
+        let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
+        let h = thread::spawn(move || {
+            let result = write_snapshot(&frozen, &dest, &opts, "loses-writes")
+                .map(|s| Shared::report("loses-writes", &dest, c, started, s.bytes, s.keys));
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(cut, started.elapsed(), h))
+    }
+}
+
+/// Wrong: returns from BGSAVE first and takes the cut later, after the next write (or
+/// 200 ms), so writes that started after BGSAVE returned leak into the snapshot.
+pub struct LateCut(Arc<Shared>);
+
+impl SnapshotStrategy for LateCut {
+    const NAME: &'static str = "late-cut";
+    fn from_keyspace(ks: Keyspace) -> Self {
+        LateCut(Shared::new(ks))
+    }
+    common_methods!();
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.0.saves.begin()?;
+        let started = Instant::now();
+        let claimed = Cut::single(self.0.store.read().unwrap().1);
+        let seen = *self.0.wrote.0.lock().unwrap();
+        let (shared, dest, opts, c) = (Arc::clone(&self.0), dest.to_path_buf(), opts.clone(), claimed.clone());
+        let h = thread::spawn(move || {
+            let guard = shared.wrote.0.lock().unwrap();
+            let _unused = shared.wrote.1.wait_timeout_while(guard, Duration::from_millis(200), |n| *n == seen).unwrap();
+            drop(_unused);
+            let frozen = shared.store.read().unwrap().0.clone();
+            let result = write_snapshot(&frozen, &dest, &opts, "late-cut")
+                .map(|s| Shared::report("late-cut", &dest, c, started, s.bytes, s.keys));
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(claimed, started.elapsed(), h))
+    }
+}
