@@ -1,25 +1,20 @@
 #![doc = include_str!("../README.md")]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use snaplab_core::{
-    Applied, BgSave, Command, CommandError, Cut, Entry, Keyspace, SaveError, SaveOptions, SaveReport, SaveState,
-    SaveStatus, SaveTicket, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot,
+    Applied, BgSave, Command, CommandError, Counted, Entry, Keyspace, LockedKeyspace, SaveError, SaveOptions,
+    SaveReport, SaveState, SaveStatus, SaveTicket, SnapshotStrategy, unix_ms_now, write_snapshot,
 };
 
-/// The keyspace and the number of writes applied to it, guarded together so that the
-/// count read under the lock is exactly the cut.
-struct Store {
-    keyspace: Keyspace,
-    writes: u64,
-}
-
 struct Inner {
-    store: RwLock<Store>,
+    /// The keyspace and its write count behind one `RwLock`: the count read under the lock
+    /// is exactly the cut.
+    store: LockedKeyspace,
     saves: Arc<SaveState>,
 }
 
@@ -32,19 +27,9 @@ pub struct BlockingSave {
 }
 
 impl BlockingSave {
-    fn read(&self) -> RwLockReadGuard<'_, Store> {
-        // A writer that panicked mid-command cannot leave the keyspace half-changed
-        // (commands validate before mutating), so a poisoned lock is still usable.
-        self.inner.store.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Store> {
-        self.inner.store.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Serialize `store` to `dest`; the caller holds the read lock for the whole call.
     fn serialize(
-        store: &Store,
+        store: &Counted,
         dest: &Path,
         opts: &SaveOptions,
         started: Instant,
@@ -54,7 +39,7 @@ impl BlockingSave {
         Ok(SaveReport {
             strategy: Self::NAME,
             path: dest.to_path_buf(),
-            cut: Cut::single(store.writes),
+            cut: store.cut(),
             time_to_cut,
             duration: started.elapsed(),
             bytes: stats.bytes,
@@ -70,34 +55,29 @@ impl SnapshotStrategy for BlockingSave {
     const NAME: &'static str = "blocking";
 
     fn from_keyspace(keyspace: Keyspace) -> Self {
-        BlockingSave {
-            inner: Arc::new(Inner { store: RwLock::new(Store { keyspace, writes: 0 }), saves: SaveState::new() }),
-        }
+        BlockingSave { inner: Arc::new(Inner { store: LockedKeyspace::new(keyspace), saves: SaveState::new() }) }
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
-        let mut store = self.write();
-        let reply = store.keyspace.apply(cmd, unix_ms_now())?;
-        store.writes += 1;
-        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq: store.writes } })
+        self.inner.store.apply(cmd)
     }
 
     fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
-        self.read().keyspace.get(db, key).filter(|e| !e.is_expired(unix_ms_now())).cloned()
+        self.inner.store.get(db, key)
     }
 
     fn len(&self) -> usize {
-        self.read().keyspace.len()
+        self.inner.store.len()
     }
 
     fn to_keyspace(&self) -> Keyspace {
-        self.read().keyspace.clone()
+        self.inner.store.to_keyspace()
     }
 
     fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
-        let store = self.read();
+        let store = self.inner.store.read();
         let time_to_cut = started.elapsed();
         let result = Self::serialize(&store, dest, opts, started, time_to_cut);
         drop(store);
@@ -113,10 +93,10 @@ impl SnapshotStrategy for BlockingSave {
         let handle = thread::Builder::new()
             .name("blocking-save".into())
             .spawn(move || {
-                let store = this.read();
+                let store = this.inner.store.read();
                 let time_to_cut = started.elapsed();
                 // The receiver only disappears if the caller is gone; the save goes on regardless.
-                let _ = cut_tx.send((Cut::single(store.writes), time_to_cut));
+                let _ = cut_tx.send((store.cut(), time_to_cut));
                 let result = Self::serialize(&store, &dest, &opts, started, time_to_cut);
                 drop(store);
                 ticket.finish(result)

@@ -1,24 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
 use snaplab_core::{
-    Applied, BgSave, Command, CommandError, Cut, Entry, Keyspace, SaveError, SaveOptions, SaveReport, SaveState,
-    SaveStatus, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot,
+    Applied, BgSave, Command, CommandError, Entry, Keyspace, LockedKeyspace, SaveError, SaveOptions, SaveReport,
+    SaveState, SaveStatus, SnapshotStrategy, unix_ms_now, write_snapshot,
 };
 
-/// The keyspace and the number of writes applied to it, guarded together so that the
-/// count read under the lock is exactly the cut.
-struct Store {
-    keyspace: Keyspace,
-    writes: u64,
-}
-
 struct Inner {
-    store: RwLock<Store>,
+    /// The keyspace and its write count behind one `RwLock`: the count read under the lock
+    /// is exactly the cut.
+    store: LockedKeyspace,
     saves: Arc<SaveState>,
 }
 
@@ -31,43 +26,27 @@ pub struct CloneThenSerialize {
     inner: Arc<Inner>,
 }
 
-impl CloneThenSerialize {
-    fn read(&self) -> RwLockReadGuard<'_, Store> {
-        // Commands validate before mutating, so a poisoned lock still guards a whole keyspace.
-        self.inner.store.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Store> {
-        self.inner.store.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 impl SnapshotStrategy for CloneThenSerialize {
     const NAME: &'static str = "clone";
 
     fn from_keyspace(keyspace: Keyspace) -> Self {
-        CloneThenSerialize {
-            inner: Arc::new(Inner { store: RwLock::new(Store { keyspace, writes: 0 }), saves: SaveState::new() }),
-        }
+        CloneThenSerialize { inner: Arc::new(Inner { store: LockedKeyspace::new(keyspace), saves: SaveState::new() }) }
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
-        let mut store = self.write();
-        let reply = store.keyspace.apply(cmd, unix_ms_now())?;
-        store.writes += 1;
-        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq: store.writes } })
+        self.inner.store.apply(cmd)
     }
 
     fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
-        self.read().keyspace.get(db, key).filter(|e| !e.is_expired(unix_ms_now())).cloned()
+        self.inner.store.get(db, key)
     }
 
     fn len(&self) -> usize {
-        self.read().keyspace.len()
+        self.inner.store.len()
     }
 
     fn to_keyspace(&self) -> Keyspace {
-        self.read().keyspace.clone()
+        self.inner.store.to_keyspace()
     }
 
     /// SAVE is BGSAVE plus waiting: the caller blocks, writers only wait for the clone.
@@ -79,9 +58,9 @@ impl SnapshotStrategy for CloneThenSerialize {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
         // The read lock keeps writers out while we copy, so the copy is one instant's state.
-        let store = self.read();
+        let store = self.inner.store.read();
         let frozen = store.keyspace.clone();
-        let cut = Cut::single(store.writes);
+        let cut = store.cut();
         // Writers may go on from here; the copy no longer shares anything with the store.
         drop(store);
         let time_to_cut = started.elapsed();

@@ -3,12 +3,14 @@
 pub mod atomic;
 pub mod command;
 pub mod keyspace;
+pub mod locked;
 pub mod rdb;
 pub mod strategy;
 
 pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo};
 pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
 pub use keyspace::{Bytes, DB_COUNT, Db, Entry, Keyspace, KeyspaceView, Opaque, Value};
+pub use locked::{Counted, LockedKeyspace};
 pub use rdb::RdbError;
 pub use strategy::{
     Applied, BgSave, Cut, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SaveTicket, SnapshotStrategy,
