@@ -52,6 +52,12 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, String> 
     if expected_len == 0 {
         return Err("LZF string with a plain length of 0".into());
     }
+    // liblzf's decoder reads its first control byte before checking the input length (a
+    // do-while loop in lzf_d.c), so it must never be handed an empty input: that read would
+    // land on the dangling pointer of an empty slice.
+    if input.is_empty() {
+        return Err("LZF string with no compressed bytes".into());
+    }
     let (Ok(in_len), Ok(out_len)) = (c_uint::try_from(input.len()), c_uint::try_from(expected_len)) else {
         return Err("LZF lengths exceed 32 bits".into());
     };
@@ -91,6 +97,14 @@ mod tests {
         let input: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(97) ^ 0x5a).collect();
         let mut out = Vec::new();
         assert!(!compress(&input, input.len() - 4, &mut out));
+    }
+
+    /// Empty compressed input is an error, not a read before the input (liblzf's decoder
+    /// reads one control byte unconditionally; this once crashed the garbage test below).
+    #[test]
+    fn empty_input_is_refused() {
+        assert!(decompress(&[], 5).is_err());
+        assert!(decompress(&Vec::new(), 1).is_err());
     }
 
     proptest! {
