@@ -225,6 +225,47 @@ impl Keyspace {
     }
 }
 
+/// A borrowed view of one value, however a strategy stores it: what the RDB encoder
+/// reads. Collections are iterators (with their length, which the encoding writes first),
+/// so a strategy with persistent or sharded collections need not build a [`Value`].
+pub enum ValueRef<'a> {
+    /// A string.
+    String(&'a [u8]),
+    /// A list, head first.
+    List(usize, Box<dyn Iterator<Item = &'a [u8]> + 'a>),
+    /// A set's members, in any order.
+    Set(usize, Box<dyn Iterator<Item = &'a [u8]> + 'a>),
+    /// A hash's field/value pairs, in any order.
+    Hash(usize, Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a>),
+    /// A sorted set's (member, score) pairs, in any order.
+    ZSet(usize, Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a>),
+    /// An opaque value: RDB type byte and payload.
+    Opaque(u8, &'a [u8]),
+}
+
+/// A borrowed view of an entry: its value and expiry (unix ms).
+pub struct EntryRef<'a> {
+    /// The value.
+    pub value: ValueRef<'a>,
+    /// Expiry in unix ms, if any.
+    pub expire_at_ms: Option<i64>,
+}
+
+impl Entry {
+    /// This entry as an [`EntryRef`].
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        let value = match &self.value {
+            Value::String(s) => ValueRef::String(s),
+            Value::List(l) => ValueRef::List(l.len(), Box::new(l.iter().map(Vec::as_slice))),
+            Value::Set(s) => ValueRef::Set(s.len(), Box::new(s.iter().map(Vec::as_slice))),
+            Value::Hash(h) => ValueRef::Hash(h.len(), Box::new(h.iter().map(|(f, v)| (f.as_slice(), v.as_slice())))),
+            Value::ZSet(z) => ValueRef::ZSet(z.len(), Box::new(z.iter().map(|(m, s)| (m.as_slice(), *s)))),
+            Value::Opaque(o) => ValueRef::Opaque(o.rdb_type, &o.payload),
+        };
+        EntryRef { value, expire_at_ms: self.expire_at_ms }
+    }
+}
+
 /// Read access to a keyspace laid out any way a strategy likes, which is all the RDB
 /// encoder needs.
 ///
@@ -232,8 +273,10 @@ impl Keyspace {
 pub trait KeyspaceView {
     /// Number of keys in `db`.
     fn db_len(&self, db: usize) -> usize;
+    /// Number of keys with an expiry in `db` (the RESIZEDB hint).
+    fn db_expires(&self, db: usize) -> usize;
     /// Every key and entry of `db`, in any order.
-    fn entries(&self, db: usize) -> Box<dyn Iterator<Item = (&[u8], &Entry)> + '_>;
+    fn entries(&self, db: usize) -> Box<dyn Iterator<Item = (&[u8], EntryRef<'_>)> + '_>;
     /// Function library sources to write before the databases.
     fn functions(&self) -> &[Bytes] {
         &[]
@@ -245,8 +288,12 @@ impl KeyspaceView for Keyspace {
         self.dbs[db].len()
     }
 
-    fn entries(&self, db: usize) -> Box<dyn Iterator<Item = (&[u8], &Entry)> + '_> {
-        Box::new(self.dbs[db].iter().map(|(k, e)| (k.as_slice(), e)))
+    fn db_expires(&self, db: usize) -> usize {
+        self.dbs[db].values().filter(|e| e.expire_at_ms.is_some()).count()
+    }
+
+    fn entries(&self, db: usize) -> Box<dyn Iterator<Item = (&[u8], EntryRef<'_>)> + '_> {
+        Box::new(self.dbs[db].iter().map(|(k, e)| (k.as_slice(), e.as_ref())))
     }
 
     fn functions(&self) -> &[Bytes] {

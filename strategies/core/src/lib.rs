@@ -9,7 +9,7 @@ pub mod strategy;
 
 pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo};
 pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
-pub use keyspace::{Bytes, DB_COUNT, Db, Entry, Keyspace, KeyspaceView, Opaque, Value};
+pub use keyspace::{Bytes, DB_COUNT, Db, Entry, EntryRef, Keyspace, KeyspaceView, Opaque, Value, ValueRef};
 pub use locked::{Counted, LockedKeyspace};
 pub use rdb::RdbError;
 pub use strategy::{

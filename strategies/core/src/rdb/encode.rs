@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::consts::*;
 use super::crc::Crc64;
 use super::lzf;
-use crate::keyspace::{DB_COUNT, Entry, KeyspaceView, Value};
+use crate::keyspace::{DB_COUNT, Entry, EntryRef, KeyspaceView, ValueRef};
 
 /// How to write a dump.
 #[derive(Clone, Debug)]
@@ -135,7 +135,15 @@ impl<W: Write> RdbWriter<W> {
     /// # Errors
     /// I/O errors from the sink.
     pub fn entry(&mut self, key: &[u8], entry: &Entry, canonical: bool) -> io::Result<()> {
-        encode_entry(&mut self.buf, &mut self.scratch, key, entry, self.compress, canonical);
+        self.entry_ref(key, entry.as_ref(), canonical)
+    }
+
+    /// [`RdbWriter::entry`] for a borrowed view of an entry.
+    ///
+    /// # Errors
+    /// I/O errors from the sink.
+    pub fn entry_ref(&mut self, key: &[u8], entry: EntryRef<'_>, canonical: bool) -> io::Result<()> {
+        encode_entry_ref(&mut self.buf, &mut self.scratch, key, entry, self.compress, canonical);
         self.keys += 1;
         self.maybe_flush()
     }
@@ -208,10 +216,9 @@ pub fn write_view<V: KeyspaceView + ?Sized, W: Write>(
         if len == 0 {
             continue;
         }
-        let expires = view.entries(db).filter(|(_, e)| e.expire_at_ms.is_some()).count();
-        w.select_db(db, len as u64, expires as u64)?;
-        let mut write_one = |w: &mut RdbWriter<W>, key: &[u8], entry: &Entry| -> io::Result<()> {
-            w.entry(key, entry, opts.canonical)?;
+        w.select_db(db, len as u64, view.db_expires(db) as u64)?;
+        let mut write_one = |w: &mut RdbWriter<W>, key: &[u8], entry: EntryRef<'_>| -> io::Result<()> {
+            w.entry_ref(key, entry, opts.canonical)?;
             since_report += 1;
             if since_report == 1024 {
                 if let Some(p) = progress {
@@ -222,7 +229,7 @@ pub fn write_view<V: KeyspaceView + ?Sized, W: Write>(
             Ok(())
         };
         if opts.canonical {
-            let mut sorted: Vec<(&[u8], &Entry)> = view.entries(db).collect();
+            let mut sorted: Vec<(&[u8], EntryRef<'_>)> = view.entries(db).collect();
             sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (key, entry) in sorted {
                 write_one(&mut w, key, entry)?;
@@ -269,95 +276,105 @@ pub fn encode_entry(
     compress: bool,
     canonical: bool,
 ) {
+    encode_entry_ref(buf, scratch, key, entry.as_ref(), compress, canonical);
+}
+
+/// [`encode_entry`] for a borrowed view of an entry.
+pub fn encode_entry_ref(
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    key: &[u8],
+    entry: EntryRef<'_>,
+    compress: bool,
+    canonical: bool,
+) {
     if let Some(at) = entry.expire_at_ms {
         buf.push(OPCODE_EXPIRETIME_MS);
         buf.extend_from_slice(&at.to_le_bytes());
     }
-    let type_byte = match &entry.value {
-        Value::String(_) => TYPE_STRING,
-        Value::List(_) => TYPE_LIST,
-        Value::Set(_) => TYPE_SET,
-        Value::Hash(_) => TYPE_HASH,
-        Value::ZSet(z) if keeps_negative_zero_packed(z) => TYPE_ZSET_ZIPLIST,
-        Value::ZSet(_) => TYPE_ZSET_2,
-        Value::Opaque(o) => o.rdb_type,
-    };
-    buf.push(type_byte);
-    put_string(buf, scratch, key, compress);
-    match &entry.value {
-        Value::String(s) => put_string(buf, scratch, s, compress),
-        Value::List(list) => {
-            put_len(buf, list.len() as u64);
-            for e in list {
+    match entry.value {
+        ValueRef::String(s) => {
+            buf.push(TYPE_STRING);
+            put_string(buf, scratch, key, compress);
+            put_string(buf, scratch, s, compress);
+        }
+        ValueRef::List(len, items) => {
+            buf.push(TYPE_LIST);
+            put_string(buf, scratch, key, compress);
+            put_len(buf, len as u64);
+            for e in items {
                 put_string(buf, scratch, e, compress);
             }
         }
-        Value::Set(set) => {
-            put_len(buf, set.len() as u64);
+        ValueRef::Set(len, members) => {
+            buf.push(TYPE_SET);
+            put_string(buf, scratch, key, compress);
+            put_len(buf, len as u64);
             if canonical {
-                let mut members: Vec<&Vec<u8>> = set.iter().collect();
-                members.sort_unstable();
+                let mut sorted: Vec<&[u8]> = members.collect();
+                sorted.sort_unstable();
+                for m in sorted {
+                    put_string(buf, scratch, m, compress);
+                }
+            } else {
                 for m in members {
                     put_string(buf, scratch, m, compress);
                 }
-            } else {
-                for m in set {
-                    put_string(buf, scratch, m, compress);
-                }
             }
         }
-        Value::Hash(hash) => {
-            put_len(buf, hash.len() as u64);
-            if canonical {
-                let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = hash.iter().collect();
-                pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                for (f, v) in pairs {
-                    put_string(buf, scratch, f, compress);
-                    put_string(buf, scratch, v, compress);
-                }
-            } else {
-                for (f, v) in hash {
-                    put_string(buf, scratch, f, compress);
-                    put_string(buf, scratch, v, compress);
-                }
-            }
-        }
-        Value::ZSet(zset) if type_byte == TYPE_ZSET_ZIPLIST => {
-            let mut pairs: Vec<(&Vec<u8>, f64)> = zset.iter().map(|(m, s)| (m, *s)).collect();
-            pairs.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
-            // Scores as text that Redis's zzlStrtod parses back exactly; `{:?}` is Rust's
-            // shortest round-trip form ("-0.0", "2.5", "1e300", "inf"), never an integer
-            // string, so Redis keeps it a string and the sign of zero survives.
-            let scores: Vec<String> = pairs.iter().map(|(_, s)| format!("{s:?}")).collect();
-            let mut items: Vec<&[u8]> = Vec::with_capacity(pairs.len() * 2);
-            for ((m, _), s) in pairs.iter().zip(&scores) {
-                items.push(m);
-                items.push(s.as_bytes());
-            }
-            let blob = ziplist(&items);
-            put_string(buf, scratch, &blob, compress);
-        }
-        Value::ZSet(zset) => {
-            put_len(buf, zset.len() as u64);
-            let mut put = |m: &[u8], s: f64| {
-                put_string(buf, scratch, m, compress);
-                // RDB_TYPE_ZSET_2: the score as a binary double, little-endian
-                // (Redis src/rdb.c, rdbSaveBinaryDoubleValue).
-                buf.extend_from_slice(&s.to_le_bytes());
+        ValueRef::Hash(len, pairs) => {
+            buf.push(TYPE_HASH);
+            put_string(buf, scratch, key, compress);
+            put_len(buf, len as u64);
+            let mut put = |(f, v): (&[u8], &[u8])| {
+                put_string(buf, scratch, f, compress);
+                put_string(buf, scratch, v, compress);
             };
             if canonical {
-                let mut pairs: Vec<(&Vec<u8>, f64)> = zset.iter().map(|(m, s)| (m, *s)).collect();
-                pairs.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
-                for (m, s) in pairs {
-                    put(m, s);
-                }
+                let mut sorted: Vec<(&[u8], &[u8])> = pairs.collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                sorted.into_iter().for_each(&mut put);
             } else {
-                for (m, s) in zset {
-                    put(m, *s);
+                pairs.for_each(&mut put);
+            }
+        }
+        ValueRef::ZSet(_, pairs) => {
+            // Collected once: deciding the encoding needs a look at every member first.
+            let mut pairs: Vec<(&[u8], f64)> = pairs.collect();
+            if canonical || keeps_negative_zero_packed(&pairs) {
+                pairs.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+            }
+            if keeps_negative_zero_packed(&pairs) {
+                buf.push(TYPE_ZSET_ZIPLIST);
+                put_string(buf, scratch, key, compress);
+                // Scores as text that Redis's zzlStrtod parses back exactly; `{:?}` is Rust's
+                // shortest round-trip form ("-0.0", "2.5", "1e300", "inf"), never an integer
+                // string, so Redis keeps it a string and the sign of zero survives.
+                let scores: Vec<String> = pairs.iter().map(|(_, s)| format!("{s:?}")).collect();
+                let mut items: Vec<&[u8]> = Vec::with_capacity(pairs.len() * 2);
+                for ((m, _), s) in pairs.iter().zip(&scores) {
+                    items.push(m);
+                    items.push(s.as_bytes());
+                }
+                let blob = ziplist(&items);
+                put_string(buf, scratch, &blob, compress);
+            } else {
+                buf.push(TYPE_ZSET_2);
+                put_string(buf, scratch, key, compress);
+                put_len(buf, pairs.len() as u64);
+                for (m, s) in pairs {
+                    put_string(buf, scratch, m, compress);
+                    // RDB_TYPE_ZSET_2: the score as a binary double, little-endian
+                    // (Redis src/rdb.c, rdbSaveBinaryDoubleValue).
+                    buf.extend_from_slice(&s.to_le_bytes());
                 }
             }
         }
-        Value::Opaque(o) => buf.extend_from_slice(&o.payload),
+        ValueRef::Opaque(rdb_type, payload) => {
+            buf.push(rdb_type);
+            put_string(buf, scratch, key, compress);
+            buf.extend_from_slice(payload);
+        }
     }
 }
 
@@ -368,10 +385,10 @@ pub fn encode_entry(
 /// as the integer 0 (src/t_zset.c `zzlInsertAt`, via `double2ll`), so `ZSCORE` would change
 /// from `-0` to `0`. A packed blob is kept as it is, with its score strings, so for that
 /// one case we write what Redis 5 and 6 wrote for small sorted sets: a ziplist.
-fn keeps_negative_zero_packed(zset: &std::collections::HashMap<Vec<u8>, f64>) -> bool {
+fn keeps_negative_zero_packed(zset: &[(&[u8], f64)]) -> bool {
     zset.len() <= ZSET_MAX_LISTPACK_ENTRIES
-        && zset.values().any(|s| *s == 0.0 && s.is_sign_negative())
-        && zset.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE)
+        && zset.iter().any(|(_, s)| *s == 0.0 && s.is_sign_negative())
+        && zset.iter().all(|(m, _)| m.len() <= ZSET_MAX_LISTPACK_VALUE)
 }
 
 /// Build a ziplist of string entries (Redis src/ziplist.c): `zlbytes` u32 LE, `zltail`
@@ -543,7 +560,7 @@ mod tests {
     /// Redis) decode back to -0, with the other scores exact.
     #[test]
     fn negative_zero_score_survives() {
-        use crate::keyspace::{Entry, Keyspace};
+        use crate::keyspace::{Entry, Keyspace, Value};
         let mut ks = Keyspace::new();
         let z: std::collections::HashMap<Vec<u8>, f64> =
             [(b"a".to_vec(), -0.0), (b"b".to_vec(), 2.5), (b"c".to_vec(), f64::NEG_INFINITY), (b"d".to_vec(), 1e300)]
