@@ -6,3 +6,4 @@
 
 snaplab_harness::conformance_suite!(blocking, snaplab::blocking::BlockingSave);
 snaplab_harness::conformance_suite!(clone, snaplab::clone::CloneThenSerialize);
+snaplab_harness::conformance_suite!(cow, snaplab::cow::CowMap);

@@ -1,0 +1,203 @@
+#![doc = include_str!("../README.md")]
+
+pub mod value;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread;
+use std::time::Instant;
+
+use snaplab_core::{
+    Applied, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, EntryRef, Keyspace, KeyspaceView, Reply,
+    SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SnapshotStrategy, WriteStamp, unix_ms_now,
+    write_snapshot,
+};
+use value::{CowDb, CowEntry};
+
+/// Sixteen persistent databases and the function libraries. Cloning it is the snapshot.
+#[derive(Clone)]
+pub struct Version {
+    dbs: [CowDb; DB_COUNT],
+    functions: Arc<Vec<Bytes>>,
+}
+
+impl KeyspaceView for Version {
+    fn db_len(&self, db: usize) -> usize {
+        self.dbs[db].size()
+    }
+
+    fn db_expires(&self, db: usize) -> usize {
+        self.dbs[db].values().filter(|e| e.expire_at_ms.is_some()).count()
+    }
+
+    fn entries(&self, db: usize) -> Box<dyn Iterator<Item = (&[u8], EntryRef<'_>)> + '_> {
+        Box::new(self.dbs[db].iter().map(|(k, e)| (k.as_slice(), e.as_ref())))
+    }
+
+    fn functions(&self) -> &[Bytes] {
+        &self.functions
+    }
+}
+
+struct State {
+    live: Version,
+    writes: u64,
+}
+
+struct Inner {
+    state: RwLock<State>,
+    saves: Arc<SaveState>,
+    /// True while a snapshot shares the live version: writes then copy paths.
+    saving: AtomicBool,
+    /// Writes applied while a snapshot was held (each one copied its path).
+    writes_while_shared: AtomicU64,
+}
+
+/// A store whose keyspace is a persistent map: BGSAVE clones the root in O(1) and writers
+/// copy only the paths they touch.
+///
+/// Cheap to clone: clones share the same store.
+#[derive(Clone)]
+pub struct CowMap {
+    inner: Arc<Inner>,
+}
+
+impl CowMap {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Writes validate before they mutate, so a poisoned lock still guards a whole version.
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SnapshotStrategy for CowMap {
+    const NAME: &'static str = "cow";
+
+    fn from_keyspace(keyspace: Keyspace) -> Self {
+        let functions = Arc::new(keyspace.functions().to_vec());
+        let mut dbs: [CowDb; DB_COUNT] = std::array::from_fn(|_| CowDb::new_sync());
+        let mut keyspace = keyspace;
+        for (i, db) in dbs.iter_mut().enumerate() {
+            for (k, e) in keyspace.db_mut(i).drain() {
+                db.insert_mut(k, CowEntry::from_entry(e));
+            }
+        }
+        CowMap {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State { live: Version { dbs, functions }, writes: 0 }),
+                saves: SaveState::new(),
+                saving: AtomicBool::new(false),
+                writes_while_shared: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        let now = unix_ms_now();
+        let mut state = self.write();
+        let reply = match cmd {
+            Command::FlushDb { db } if *db < DB_COUNT => {
+                state.live.dbs[*db] = CowDb::new_sync();
+                Reply::Ok
+            }
+            Command::FlushAll => {
+                state.live.dbs = std::array::from_fn(|_| CowDb::new_sync());
+                Reply::Ok
+            }
+            _ => {
+                let db = cmd.db().unwrap_or(0);
+                let db = state.live.dbs.get_mut(db).ok_or(CommandError::DbOutOfRange(db))?;
+                value::apply(db, cmd, now)?
+            }
+        };
+        state.writes += 1;
+        // Relaxed: a statistic for the report, not a synchronisation point.
+        if self.inner.saving.load(Ordering::Relaxed) {
+            self.inner.writes_while_shared.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq: state.writes } })
+    }
+
+    fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
+        let state = self.read();
+        let e = state.live.dbs.get(db)?.get(key)?;
+        (!e.expire_at_ms.is_some_and(|at| at <= unix_ms_now())).then(|| e.to_entry())
+    }
+
+    fn len(&self) -> usize {
+        self.read().live.dbs.iter().map(|d| d.size()).sum()
+    }
+
+    fn to_keyspace(&self) -> Keyspace {
+        let state = self.read();
+        let mut ks = Keyspace::new();
+        for (i, db) in state.live.dbs.iter().enumerate() {
+            for (k, e) in db.iter() {
+                ks.insert(i, k.clone(), e.to_entry());
+            }
+        }
+        for f in state.live.functions.iter() {
+            ks.add_function(f.clone());
+        }
+        ks
+    }
+
+    /// SAVE is BGSAVE plus waiting: the cut is as cheap, the caller waits for the file.
+    fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+        self.bgsave(dest, opts)?.wait()
+    }
+
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.inner.saves.begin()?;
+        let started = Instant::now();
+        // The write lock makes the cut exact: no write is in the middle of its path copy.
+        let state = self.write();
+        let frozen = state.live.clone();
+        let cut = Cut::single(state.writes);
+        self.inner.writes_while_shared.store(0, Ordering::Relaxed);
+        self.inner.saving.store(true, Ordering::Relaxed);
+        drop(state);
+        let time_to_cut = started.elapsed();
+
+        let (inner, dest, opts, report_cut) = (Arc::clone(&self.inner), dest.to_path_buf(), opts.clone(), cut.clone());
+        let handle = thread::Builder::new()
+            .name("cow-save".into())
+            .spawn(move || {
+                let written = write_snapshot(&frozen, &dest, &opts, Self::NAME);
+                // Dropping the frozen version frees the nodes only it still holds: part of
+                // the save's cost, so it happens before the duration is taken.
+                drop(frozen);
+                inner.saving.store(false, Ordering::Relaxed);
+                let copied = inner.writes_while_shared.load(Ordering::Relaxed);
+                let result = written.map(|stats| SaveReport {
+                    strategy: Self::NAME,
+                    path: dest.clone(),
+                    cut: report_cut,
+                    time_to_cut,
+                    duration: started.elapsed(),
+                    bytes: stats.bytes,
+                    keys: stats.keys,
+                    finished_at_ms: unix_ms_now(),
+                    figures: vec![
+                        ("time_to_cut_us", time_to_cut.as_micros() as u64),
+                        ("writes_that_copied_a_path_count", copied),
+                    ],
+                });
+                ticket.finish(result)
+            })
+            .map_err(|e| SaveError::Aborted(format!("could not start the save thread: {e}")))?;
+        Ok(BgSave::new(cut, time_to_cut, handle))
+    }
+
+    fn lastsave(&self) -> Option<i64> {
+        self.inner.saves.lastsave()
+    }
+
+    fn last_save_status(&self) -> SaveStatus {
+        self.inner.saves.status()
+    }
+}
