@@ -125,7 +125,7 @@ impl SnapshotStrategy for CowMap {
     fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
         let state = self.read();
         let e = state.live.dbs.get(db)?.get(key)?;
-        (!e.expire_at_ms.is_some_and(|at| at <= unix_ms_now())).then(|| e.to_entry())
+        e.expire_at_ms.is_none_or(|at| at > unix_ms_now()).then(|| e.to_entry())
     }
 
     fn len(&self) -> usize {
