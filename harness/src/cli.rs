@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -75,6 +75,9 @@ enum Cmd {
     },
     /// Compare the strategies: one BGSAVE each while writers update random keys, every dump verified.
     Compare(CompareArgs),
+    /// Internal: one strategy's comparison run, in its own process.
+    #[command(hide = true)]
+    CompareWorker(WorkerArgs),
     /// Write the built-in dataset as a dump (to load it into redis-server, or to compare on it later).
     Generate {
         /// Where to write the dump.
@@ -109,6 +112,13 @@ struct CompareArgs {
     /// Writer threads updating random existing keys during each save (0 times the save alone).
     #[arg(long, default_value_t = 1)]
     writers: usize,
+    /// Target writes per second, all writer threads together (open-loop: latency counts
+    /// from each write's scheduled start, so a stall cannot hide).
+    #[arg(long, value_name = "OPS_PER_SEC", default_value_t = 10_000.0)]
+    rate: f64,
+    /// How long writers run before BGSAVE, to measure latency without a save (ms).
+    #[arg(long, default_value_t = 1000)]
+    baseline_ms: u64,
     /// Also write the rows as a JSON array to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -120,6 +130,33 @@ struct CompareArgs {
     seed: u64,
     /// No progress bars.
     #[arg(long, short)]
+    quiet: bool,
+    /// Run every strategy in this process instead of one fresh process each (memory
+    /// figures are then polluted by the previous strategy's freed heap).
+    #[arg(long, hide = true)]
+    in_process: bool,
+}
+
+/// One strategy's run of `compare`, in a process of its own; prints its row as JSON.
+#[derive(Args)]
+struct WorkerArgs {
+    #[arg(long)]
+    strategy: String,
+    #[arg(long)]
+    source: PathBuf,
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    writers: usize,
+    #[arg(long)]
+    rate: f64,
+    #[arg(long)]
+    baseline_ms: u64,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    value_size: usize,
+    #[arg(long)]
     quiet: bool,
 }
 
@@ -150,6 +187,21 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
             save(entry, &input, &output, SaveOptions { canonical, compress: !no_compress, ..SaveOptions::default() })
         }
         Cmd::Compare(args) => run_compare(args, registry),
+        Cmd::CompareWorker(w) => {
+            let entry = registry.get(&w.strategy).map_err(anyhow::Error::msg)?;
+            let cfg = CompareConfig {
+                writers: w.writers,
+                rate: w.rate,
+                baseline: Duration::from_millis(w.baseline_ms),
+                dir: w.dir,
+                progress: !w.quiet,
+                seed: w.seed,
+                value_size: w.value_size,
+            };
+            let row = compare::run_one(&entry, &w.source, &cfg)?;
+            println!("{}", serde_json::to_string(&row)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Generate { output, keys, value_size, seed } => {
             let ks = dataset::generate(&DatasetSpec { keys, value_size, seed });
             let stats = snaplab_core::write_snapshot(&ks, &output, &SaveOptions::default(), "generate")
@@ -259,6 +311,30 @@ fn save(entry: StrategyEntry, input: &Path, output: &Path, mut opts: SaveOptions
     Ok(ExitCode::SUCCESS)
 }
 
+/// Run one strategy's comparison in a fresh copy of this program, so its memory figures
+/// start from a clean heap, and read back its row.
+fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<CompareRow> {
+    let exe = std::env::current_exe().context("cannot find the snaplab executable to run a worker")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("compare-worker")
+        .args(["--strategy", strategy])
+        .arg("--source")
+        .arg(source)
+        .arg("--dir")
+        .arg(&cfg.dir)
+        .args(["--writers", &cfg.writers.to_string(), "--rate", &cfg.rate.to_string()])
+        .args(["--baseline-ms", &cfg.baseline.as_millis().to_string(), "--seed", &cfg.seed.to_string()])
+        .args(["--value-size", &cfg.value_size.to_string()]);
+    if !cfg.progress {
+        cmd.arg("--quiet");
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running a compare worker")?;
+    if !out.status.success() {
+        bail!("{strategy}: the comparison run failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{strategy}: unreadable result from the worker"))
+}
+
 fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
     let entries: Vec<StrategyEntry> = if args.strategies.is_empty() {
         registry.entries().to_vec()
@@ -277,11 +353,10 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             _tmp.path().to_path_buf()
         }
     };
-    let (dataset, source, description, value_size) = match &args.input {
+    let (source, description) = match &args.input {
         Some(file) => {
             let (ks, _) = load_dump(file, show)?;
-            let d = format!("{} ({} keys)", file.display(), ks.len());
-            (ks, file.clone(), d, args.value_size)
+            (file.clone(), format!("{} ({} keys)", file.display(), ks.len()))
         }
         None => {
             let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
@@ -297,15 +372,26 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             let source = dir.join("dataset.rdb");
             snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "generate")
                 .with_context(|| format!("writing {}", source.display()))?;
-            (ks, source, d, spec.value_size)
+            (source, d)
         }
     };
-    eprintln!("dataset: {description}; {} writer thread(s)", args.writers);
-    let cfg = CompareConfig { writers: args.writers, dir, progress: show, seed: args.seed };
-    let keys = Arc::new(compare::key_list(&dataset));
+    eprintln!("dataset: {description}; {} writer thread(s) at {} writes/s in all", args.writers, args.rate);
+    let cfg = CompareConfig {
+        writers: args.writers,
+        rate: args.rate,
+        baseline: Duration::from_millis(args.baseline_ms),
+        dir: dir.clone(),
+        progress: show,
+        seed: args.seed,
+        value_size: args.value_size,
+    };
     let mut rows: Vec<CompareRow> = Vec::new();
     for entry in &entries {
-        let row = compare::run_one(entry, &source, &dataset, &keys, value_size, &cfg)?;
+        let row = if args.in_process {
+            compare::run_one(entry, &source, &cfg)?
+        } else {
+            run_worker(entry.name, &source, &cfg)?
+        };
         if let Some(e) = &row.verify_error {
             eprintln!("{}: verification failed: {e}", row.strategy);
         }
