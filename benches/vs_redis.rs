@@ -3,7 +3,9 @@
 //! - **SAVE**: redis-server's own `SAVE` against our `blocking` strategy's SAVE of the
 //!   same keyspace (both write, fsync and rename a complete dump);
 //! - **load**: redis-server loading a dump *Redis wrote* at startup (its log's "DB loaded
-//!   from disk" figure) against our reader loading the same file into a keyspace.
+//!   from disk" figure) against our reader loading the same file into a keyspace;
+//! - **fork**: the time `fork()` takes in redis-server's BGSAVE (`latest_fork_usec`) against
+//!   our `fork` strategy's (`fork_us`), each process holding the same dataset.
 //!
 //! `cargo bench --bench vs_redis` runs it on the built-in dataset (1,000,000 string keys of
 //! 100 bytes plus keys of every other type), three rounds of each, and prints the median
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use snaplab_blocking::BlockingSave;
 use snaplab_core::{SaveOptions, SnapshotStrategy, rdb, write_snapshot};
+use snaplab_fork::ForkSave;
 use snaplab_harness::dataset::{self, DatasetSpec};
 use snaplab_harness::redis_server::{RedisServer, ServerOptions};
 
@@ -73,6 +76,26 @@ fn main() {
             let out = dir.path().join("saved-by-snaplab.rdb");
             median((0..rounds).map(|_| store.save(&out, &SaveOptions::default()).expect("our SAVE").duration).collect())
         });
+    }
+
+    {
+        let server = start(&redis_written);
+        let mut forks = Vec::new();
+        for _ in 0..rounds {
+            server.bgsave_and_wait(Duration::from_secs(600)).expect("BGSAVE");
+            let usec: u64 = server.info("stats").expect("INFO")["latest_fork_usec"].parse().expect("a number");
+            forks.push(Duration::from_micros(usec));
+        }
+        let (ks, _) = rdb::load_file(&redis_written).expect("our reader loads Redis's dump");
+        let store = ForkSave::from_keyspace(ks);
+        let out = dir.path().join("forked.rdb");
+        let ours = (0..rounds)
+            .map(|_| {
+                let report = store.bgsave(&out, &SaveOptions::default()).and_then(|b| b.wait()).expect("our BGSAVE");
+                Duration::from_micros(report.figure("fork_us").expect("fork_us is reported"))
+            })
+            .collect();
+        report("fork() in BGSAVE", median(forks), median(ours));
     }
 
     let mut redis_loads = Vec::new();

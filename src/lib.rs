@@ -9,12 +9,14 @@
 //! | [`blocking`] | SAVE: writers wait for the whole serialization |
 //! | [`clone`] | lock, deep-clone, unlock, serialize the clone in the background |
 //! | [`cow`] | persistent map: O(1) snapshot, path copying on write |
+//! | [`fork`] | fork: the child serializes what copy-on-write pages keep frozen |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
 
 pub use snaplab_blocking as blocking;
 pub use snaplab_clone as clone;
 pub use snaplab_core as core;
 pub use snaplab_cow as cow;
+pub use snaplab_fork as fork;
 pub use snaplab_harness as harness;
 
 use snaplab_harness::registry::{Registry, entry};
@@ -25,5 +27,6 @@ pub fn registry() -> Registry {
         entry::<blocking::BlockingSave>("SAVE: writers wait while the whole keyspace is serialized"),
         entry::<clone::CloneThenSerialize>("lock, deep-clone the keyspace, unlock, serialize the clone on a thread"),
         entry::<cow::CowMap>("persistent map: O(1) snapshot of the root, writers copy the paths they touch"),
+        entry::<fork::ForkSave>("Redis BGSAVE: fork, the child serializes the memory image copy-on-write keeps frozen"),
     ])
 }

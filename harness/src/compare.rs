@@ -70,7 +70,8 @@ pub struct CompareRow {
     /// Writes completed per second during the save, divided by the same in the baseline.
     pub throughput_ratio: Option<f64>,
     /// The most resident memory the save added above the moment BGSAVE was called (the
-    /// harness's own write log excluded), bytes.
+    /// harness's own write log excluded), plus memory it used in other processes (a forked
+    /// child's copy-on-write pages), bytes.
     pub peak_extra_memory_bytes: Option<u64>,
     /// Resident memory the loaded store occupies, bytes.
     pub dataset_bytes: Option<u64>,
@@ -120,16 +121,50 @@ fn write_value(writer: u32, n: u64, size: usize) -> Bytes {
     v
 }
 
-fn write_command(keys: &[(usize, Bytes)], rec: &WriteRec, value_size: usize) -> Command {
-    let (db, key) = &keys[rec.key as usize];
-    Command::Set { db: *db, key: key.clone(), value: write_value(rec.writer, rec.n, value_size), expire_at_ms: None }
+fn write_command(keys: &KeyList, rec: &WriteRec, value_size: usize) -> Command {
+    let (db, key) = keys.get(rec.key as usize);
+    Command::Set { db, key: key.to_vec(), value: write_value(rec.writer, rec.n, value_size), expire_at_ms: None }
 }
 
-/// Every (db, key) of a keyspace, sorted, for the writers to choose from.
-pub fn key_list(ks: &Keyspace) -> Vec<(usize, Bytes)> {
-    let mut keys: Vec<(usize, Bytes)> = ks.iter().map(|(db, k, _)| (db, k.clone())).collect();
-    keys.sort_unstable();
-    keys
+/// Every (db, key) of a keyspace, sorted, for the writers to choose from: packed into
+/// three allocations, because the harness's own memory is part of what `fork` copies
+/// page tables for and what the memory sampler sees.
+pub struct KeyList {
+    dbs: Vec<u8>,
+    ends: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl KeyList {
+    /// The keys of `ks`, sorted by (db, key).
+    pub fn new(ks: &Keyspace) -> Self {
+        let mut keys: Vec<(usize, &[u8])> = ks.iter().map(|(db, k, _)| (db, k.as_slice())).collect();
+        keys.sort_unstable();
+        let mut list =
+            KeyList { dbs: Vec::with_capacity(keys.len()), ends: Vec::with_capacity(keys.len()), bytes: Vec::new() };
+        for (db, k) in keys {
+            list.dbs.push(db as u8);
+            list.bytes.extend_from_slice(k);
+            list.ends.push(list.bytes.len() as u32);
+        }
+        list
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.dbs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.dbs.is_empty()
+    }
+
+    /// The `i`-th (db, key).
+    pub fn get(&self, i: usize) -> (usize, &[u8]) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        (self.dbs[i] as usize, &self.bytes[start..self.ends[i] as usize])
+    }
 }
 
 /// The process's resident set size in bytes (Linux `/proc/self/statm`), if readable.
@@ -147,12 +182,13 @@ pub fn rss_bytes() -> Option<u64> {
 /// An unreadable dump, a failed save or a failed write (a verification failure is a row
 /// with `verified: false`, not an error).
 pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Result<CompareRow> {
-    let (dataset, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
-    let keys = Arc::new(key_list(&dataset));
-
+    // The reference for verification is loaded only after the save: holding a second copy
+    // of the dataset during it would inflate what fork copies and what the sampler sees.
     let rss_before_load = rss_bytes();
     let load_started = Instant::now();
     let (loaded, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
+    let keys = Arc::new(KeyList::new(&loaded));
+    let total_keys = loaded.len() as u64;
     let store = (entry.build)(loaded);
     let load_time = load_started.elapsed();
     let dataset_bytes = rss_bytes().zip(rss_before_load).map(|(a, b)| a.saturating_sub(b));
@@ -232,7 +268,7 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
 
     let counter = Arc::new(AtomicU64::new(0));
     let opts = SaveOptions { progress: Some(Arc::clone(&counter)), ..SaveOptions::default() };
-    let bar = progress::track(entry.name, "keys", dataset.len() as u64, counter, cfg.progress);
+    let bar = progress::track(entry.name, "keys", total_keys, counter, cfg.progress);
     let called = Instant::now();
     let save = store.bgsave(&dest, &opts);
     let cut_taken = Instant::now();
@@ -249,9 +285,17 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     }
     let report = report.with_context(|| format!("{}: BGSAVE failed", entry.name))?;
     let stats = LatencyStats::new(&log, ns(start), ns(baseline_end), ns(called), ns(ended));
-    let verdict = verify(&dest, &dataset, &keys, cfg.value_size, &report.cut, &log);
-    let peak_extra = *peak.lock().unwrap_or_else(|e| e.into_inner());
     drop(store);
+    let verdict = rdb::load_file(source)
+        .with_context(|| format!("loading {}", source.display()))
+        .and_then(|(dataset, _)| verify(&dest, &dataset, &keys, cfg.value_size, &report.cut, &log));
+    // A forked child's copied pages are not in this process's resident size; the strategy
+    // measures them and reports them as memory used elsewhere.
+    let elsewhere = report.figure(snaplab_core::EXTRA_MEMORY_ELSEWHERE);
+    let peak_extra = match (*peak.lock().unwrap_or_else(|e| e.into_inner()), elsewhere) {
+        (Some(here), other) => Some(here + other.unwrap_or(0)),
+        (None, other) => other,
+    };
 
     Ok(CompareRow {
         strategy: entry.name.to_string(),
@@ -334,7 +378,7 @@ impl LatencyStats {
 fn verify(
     dest: &Path,
     dataset: &Keyspace,
-    keys: &[(usize, Bytes)],
+    keys: &KeyList,
     value_size: usize,
     cut: &Cut,
     log: &[WriteRec],

@@ -17,9 +17,12 @@
 //! and `SNAPLAB_STRESS_ROUNDS` (concurrent rounds, default 3).
 
 use std::fmt;
+use std::io::{Read, Write as _};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -132,58 +135,43 @@ fn load(path: &Path, rule: &'static str) -> Result<Keyspace, Failure> {
 /// A [`SaveIo`] over the real file system whose files block on their first write until
 /// [`GateIo::open`] is called: a save held still after it has taken its cut, so a test can
 /// act while it is certainly in progress.
-#[derive(Debug, Default)]
+///
+/// The gate is a pair of socket pairs rather than a mutex, so it also holds a save running
+/// in a forked child: the child inherits the sockets, while a mutex would be a separate
+/// copy in its own memory.
+#[derive(Debug)]
 pub struct GateIo {
-    open: Mutex<bool>,
-    opened: Condvar,
-    files: AtomicUsize,
-    waiting: AtomicUsize,
+    reached: (UnixStream, UnixStream),
+    release: (UnixStream, UnixStream),
 }
 
 impl GateIo {
     /// A closed gate.
+    ///
+    /// # Panics
+    /// If the process cannot create a socket pair.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        let pair = || UnixStream::pair().expect("a unix socket pair for the gate");
+        Arc::new(GateIo { reached: pair(), release: pair() })
     }
 
-    /// Let every held write proceed, now and later.
+    /// Let every held write proceed, now and later (in this process and its children).
     pub fn open(&self) {
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.opened.notify_all();
-    }
-
-    /// Files created through this gate so far.
-    pub fn files_created(&self) -> usize {
-        self.files.load(Ordering::SeqCst)
+        // Shutting down the socket (not just this fd) makes every reader see end-of-file.
+        let _ = self.release.1.shutdown(Shutdown::Write);
     }
 
     /// Wait (at most `limit`) until a save is held at the gate; `false` if none arrived.
     pub fn wait_for_a_held_write(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        while self.waiting.load(Ordering::SeqCst) == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            open = self.opened.wait_timeout(open, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        true
+        let _ = self.reached.0.set_read_timeout(Some(limit));
+        (&self.reached.0).read(&mut [0u8; 1]).is_ok_and(|n| n == 1)
     }
 
     fn pass(&self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if *open {
-            return;
-        }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.opened.notify_all();
+        let _ = (&self.reached.1).write_all(&[1]);
         // Bounded, so a test that forgets to open the gate fails instead of hanging.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !*open && Instant::now() < deadline {
-            open = self.opened.wait_timeout(open, Duration::from_secs(1)).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _ = self.release.0.set_read_timeout(Some(Duration::from_secs(120)));
+        let _ = (&self.release.0).read(&mut [0u8; 1]);
     }
 }
 
@@ -218,7 +206,6 @@ pub struct GatedIo(pub Arc<GateIo>);
 
 impl SaveIo for GatedIo {
     fn create(&self, path: &Path) -> std::io::Result<Box<dyn IoFile>> {
-        self.0.files.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(GatedFile { inner: RealIo.create(path)?, gate: Arc::clone(&self.0), passed: false }))
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {

@@ -124,12 +124,24 @@ impl AtomicFile {
     /// # Errors
     /// [`SaveError::Io`] at stage "create temp file".
     pub fn create_with(dest: &Path, io: Arc<dyn SaveIo>) -> Result<Self, SaveError> {
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("temp-{}-{n}.rdb", std::process::id()));
+        Self::create_at(tmp, dest, io)
+    }
+
+    /// Like [`AtomicFile::create_with`], with the temporary file's path chosen by the
+    /// caller (it must be in `dest`'s directory for the rename to be atomic). The fork
+    /// strategy's child uses Redis's own name, `temp-<childpid>.rdb`, so that the parent
+    /// can remove it if the child dies.
+    ///
+    /// # Errors
+    /// [`SaveError::Io`] at stage "create temp file".
+    pub fn create_at(tmp: PathBuf, dest: &Path, io: Arc<dyn SaveIo>) -> Result<Self, SaveError> {
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("temp-{}-{n}.rdb", std::process::id()));
         let file = io.create(&tmp).map_err(|e| SaveError::io("create temp file", &tmp, e))?;
         Ok(AtomicFile { io, dest: dest.to_path_buf(), dir, tmp, file: Some(file) })
     }

@@ -13,6 +13,6 @@ pub use keyspace::{Bytes, DB_COUNT, Db, Entry, EntryRef, Keyspace, KeyspaceView,
 pub use locked::{Counted, LockedKeyspace};
 pub use rdb::RdbError;
 pub use strategy::{
-    Applied, BgSave, Cut, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SaveTicket, SnapshotStrategy,
-    WriteStamp, unix_ms_now, write_snapshot,
+    Applied, BgSave, Cut, EXTRA_MEMORY_ELSEWHERE, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus,
+    SaveTicket, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot, write_snapshot_to,
 };

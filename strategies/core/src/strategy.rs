@@ -114,8 +114,14 @@ pub struct SaveReport {
     /// When the save completed, unix ms (what LASTSAVE reports, in ms).
     pub finished_at_ms: i64,
     /// Strategy-specific figures, each name ending in its unit (`_bytes`, `_us`, `_count`).
+    /// One name is understood by the comparison: [`EXTRA_MEMORY_ELSEWHERE`], memory the
+    /// save used outside the saving process (a forked child's copied pages), which the
+    /// harness cannot see by sampling its own resident size.
     pub figures: Vec<(&'static str, u64)>,
 }
+
+/// The [`SaveReport::figures`] name for memory a save used outside the process (bytes).
+pub const EXTRA_MEMORY_ELSEWHERE: &str = "extra_memory_elsewhere_bytes";
 
 impl SaveReport {
     /// The figure called `name`, if the strategy reported it.
@@ -378,7 +384,21 @@ pub fn write_snapshot<V: KeyspaceView + ?Sized>(
     opts: &SaveOptions,
     strategy: &'static str,
 ) -> Result<EncodeStats, SaveError> {
-    let mut file = AtomicFile::create_with(dest, Arc::clone(&opts.io))?;
+    let file = AtomicFile::create_with(dest, Arc::clone(&opts.io))?;
+    write_snapshot_to(view, file, opts, strategy)
+}
+
+/// [`write_snapshot`] into an [`AtomicFile`] the caller created (with its own temporary
+/// name, as the fork strategy's child does).
+///
+/// # Errors
+/// As [`write_snapshot`].
+pub fn write_snapshot_to<V: KeyspaceView + ?Sized>(
+    view: &V,
+    mut file: AtomicFile,
+    opts: &SaveOptions,
+    strategy: &'static str,
+) -> Result<EncodeStats, SaveError> {
     let enc = EncodeOptions {
         compress: opts.compress,
         canonical: opts.canonical,

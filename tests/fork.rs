@@ -1,0 +1,174 @@
+//! The fork strategy, in a test binary of its own: forking a multi-threaded test harness
+//! is itself the hazard the strategy teaches about, so its tests stay apart from the
+//! other strategies'.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use snaplab::fork::ForkSave;
+use snaplab_core::atomic::{IoFile, RealIo, SaveIo};
+use snaplab_core::{Command, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, rdb};
+use snaplab_harness::conformance::{GateIo, GatedIo};
+
+snaplab_harness::conformance_suite!(fork, snaplab::fork::ForkSave);
+
+fn store_with(n: usize) -> ForkSave {
+    let store = ForkSave::from_keyspace(Keyspace::new());
+    for i in 0..n {
+        let cmd = Command::Set { db: 0, key: format!("k{i}").into_bytes(), value: vec![b'v'; 64], expire_at_ms: None };
+        store.apply(&cmd).unwrap();
+    }
+    store
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("temp-"))
+        .collect()
+}
+
+/// A child killed with SIGKILL mid-save: the previous dump is intact, the child's
+/// temp-<pid>.rdb is removed by the parent, the status says err, LASTSAVE did not move,
+/// and the store keeps serving writes.
+#[test]
+fn child_killed_mid_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dump.rdb");
+    let store = store_with(1000);
+    store.save(&dest, &SaveOptions::default()).unwrap();
+    let previous = std::fs::read(&dest).unwrap();
+    let lastsave = store.lastsave();
+    store.apply(&Command::Del { db: 0, key: b"k1".to_vec() }).unwrap();
+
+    let gate = GateIo::new();
+    let held = SaveOptions { io: Arc::new(GatedIo(Arc::clone(&gate))), ..SaveOptions::default() };
+    let bg = store.bgsave(&dest, &held).unwrap();
+    assert!(gate.wait_for_a_held_write(Duration::from_secs(30)), "the child never reached its first write");
+    let pid = store.child_pid().expect("a child is running");
+    assert!(!temp_files(dir.path()).is_empty(), "the child has created its temp file");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let err = bg.wait().unwrap_err();
+    gate.open();
+
+    assert!(err.to_string().contains("SIGKILL"), "{err}");
+    assert!(matches!(store.last_save_status(), SaveStatus::Err(m) if m.contains("SIGKILL")));
+    assert_eq!(store.lastsave(), lastsave);
+    assert_eq!(std::fs::read(&dest).unwrap(), previous, "the previous dump is intact");
+    assert!(temp_files(dir.path()).is_empty(), "temp files left: {:?}", temp_files(dir.path()));
+    store.apply(&Command::Del { db: 0, key: b"k2".to_vec() }).unwrap();
+    assert_eq!(store.len(), 998);
+}
+
+/// A file system that accepts the first `budget` bytes, then fails with ENOSPC.
+#[derive(Debug)]
+struct DiskFull {
+    budget: usize,
+}
+
+struct Limited {
+    inner: Box<dyn IoFile>,
+    left: usize,
+}
+
+impl io::Write for Limited {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl IoFile for Limited {
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+impl SaveIo for DiskFull {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+        Ok(Box::new(Limited { inner: RealIo.create(path)?, left: self.budget }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealIo.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealIo.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        RealIo.remove(path)
+    }
+}
+
+/// A child that fails to write (the disk fills up): the save fails with the child's
+/// typed I/O error (stage "write", ENOSPC), the status says err, the child removed its temp
+/// file, and the previous dump is intact.
+#[test]
+fn child_that_fails_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dump.rdb");
+    let store = store_with(2000);
+    store.save(&dest, &SaveOptions::default()).unwrap();
+    let previous = std::fs::read(&dest).unwrap();
+
+    let full = SaveOptions { io: Arc::new(DiskFull { budget: 4096 }), ..SaveOptions::default() };
+    let err = store.bgsave(&dest, &full).unwrap().wait().unwrap_err();
+    match &err {
+        SaveError::Io { stage, source, .. } => {
+            assert_eq!(*stage, "write");
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}");
+        }
+        other => panic!("expected the child's I/O error, got {other}"),
+    }
+    assert!(matches!(store.last_save_status(), SaveStatus::Err(_)));
+    assert_eq!(std::fs::read(&dest).unwrap(), previous);
+    assert!(temp_files(dir.path()).is_empty(), "temp files left: {:?}", temp_files(dir.path()));
+    let (loaded, _) = rdb::load_file(&dest).unwrap();
+    assert_eq!(loaded.len(), 2000);
+}
+
+/// The parent's writes continue while the child saves, and the report carries the fork
+/// time and the child's copied-page figures.
+#[test]
+fn parent_keeps_writing_during_the_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dump.rdb");
+    let store = store_with(5000);
+    let gate = GateIo::new();
+    let held = SaveOptions { io: Arc::new(GatedIo(Arc::clone(&gate))), ..SaveOptions::default() };
+    let bg = store.bgsave(&dest, &held).unwrap();
+    assert!(gate.wait_for_a_held_write(Duration::from_secs(30)));
+    // The child is certainly mid-save, and the parent is not blocked by it.
+    for i in 0..5000 {
+        store
+            .apply(&Command::Set {
+                db: 0,
+                key: format!("k{i}").into_bytes(),
+                value: b"new".to_vec(),
+                expire_at_ms: None,
+            })
+            .unwrap();
+    }
+    gate.open();
+    let report = bg.wait().unwrap();
+    assert!(report.figure("fork_us").is_some());
+    assert!(report.figure("child_private_dirty_peak_bytes").is_some());
+    let (loaded, _) = rdb::load_file(&dest).unwrap();
+    assert_eq!(
+        loaded.get(0, b"k7").unwrap().value,
+        snaplab_core::Value::String(vec![b'v'; 64]),
+        "the dump holds the state at the fork"
+    );
+    assert_eq!(store.get(0, b"k7").unwrap().value, snaplab_core::Value::String(b"new".to_vec()));
+}
