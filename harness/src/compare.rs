@@ -17,7 +17,6 @@
 //! 4. the writers stop; the dump is decoded and compared with the dataset plus exactly
 //!    the writes the reported cut includes, replayed in stamp order.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +28,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use snaplab_core::memory::resident_bytes;
 use snaplab_core::{Bytes, Command, Cut, Keyspace, SaveOptions, WriteStamp, escape, rdb, unix_ms_now};
 
 use crate::progress;
@@ -167,14 +167,6 @@ impl KeyList {
     }
 }
 
-/// The process's resident set size in bytes (Linux `/proc/self/statm`), if readable.
-pub fn rss_bytes() -> Option<u64> {
-    let statm = fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // The kernel reports pages; 4 KiB on every platform this project targets.
-    Some(pages * 4096)
-}
-
 /// Run one strategy through the comparison: load `source` into it, save while writers run,
 /// measure, verify.
 ///
@@ -184,14 +176,14 @@ pub fn rss_bytes() -> Option<u64> {
 pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Result<CompareRow> {
     // The reference for verification is loaded only after the save: holding a second copy
     // of the dataset during it would inflate what fork copies and what the sampler sees.
-    let rss_before_load = rss_bytes();
+    let rss_before_load = resident_bytes(None);
     let load_started = Instant::now();
     let (loaded, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
     let keys = Arc::new(KeyList::new(&loaded));
     let total_keys = loaded.len() as u64;
     let store = (entry.build)(loaded);
     let load_time = load_started.elapsed();
-    let dataset_bytes = rss_bytes().zip(rss_before_load).map(|(a, b)| a.saturating_sub(b));
+    let dataset_bytes = resident_bytes(None).zip(rss_before_load).map(|(a, b)| a.saturating_sub(b));
 
     let dest = cfg.dir.join(format!("compare-{}.rdb", entry.name));
     let writers = if keys.is_empty() { 0 } else { cfg.writers };
@@ -250,13 +242,13 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     };
     let sampling = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(Mutex::new(None::<u64>));
-    let (rss_at_call, log_at_call) = (rss_bytes(), log_bytes());
+    let (rss_at_call, log_at_call) = (resident_bytes(None), log_bytes());
     let sampler = {
         let (sampling, peak, log_bytes) = (Arc::clone(&sampling), Arc::clone(&peak), log_bytes.clone());
         thread::spawn(move || {
             // Polling is the measurement itself: resident memory has no change notification.
             while sampling.load(Ordering::Relaxed) {
-                if let (Some(now), Some(base)) = (rss_bytes(), rss_at_call) {
+                if let (Some(now), Some(base)) = (resident_bytes(None), rss_at_call) {
                     let extra = now.saturating_sub(base).saturating_sub(log_bytes().saturating_sub(log_at_call));
                     let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
                     *p = Some(p.map_or(extra, |q| q.max(extra)));

@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod command;
 pub mod keyspace;
 pub mod locked;
+pub mod memory;
 pub mod rdb;
 pub mod strategy;
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Instant;
 
+use snaplab_core::memory;
 use snaplab_core::{
     Applied, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, EntryRef, Keyspace, KeyspaceView, Reply,
     SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SnapshotStrategy, WriteStamp, unix_ms_now,
@@ -167,7 +168,12 @@ impl SnapshotStrategy for CowMap {
         let handle = thread::Builder::new()
             .name("cow-save".into())
             .spawn(move || {
+                let rss_at_cut = memory::resident_bytes(None);
                 let written = write_snapshot(&frozen, &dest, &opts, Self::NAME);
+                // Path copies only accumulate while the snapshot is held, so the growth at the
+                // end of the serialization is the peak the save added (whole process).
+                let extra =
+                    memory::resident_bytes(None).zip(rss_at_cut).map_or(0, |(now, then)| now.saturating_sub(then));
                 // Dropping the frozen version frees the nodes only it still holds: part of
                 // the save's cost, so it happens before the duration is taken.
                 drop(frozen);
@@ -185,6 +191,7 @@ impl SnapshotStrategy for CowMap {
                     figures: vec![
                         ("time_to_cut_us", time_to_cut.as_micros() as u64),
                         ("writes_that_copied_a_path_count", copied),
+                        ("peak_extra_memory_bytes", extra),
                     ],
                 });
                 ticket.finish(result)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
+use snaplab_core::memory;
 use snaplab_core::rdb::EncodeStats;
 use snaplab_core::{
     Applied, AtomicFile, BgSave, Command, CommandError, Counted, EXTRA_MEMORY_ELSEWHERE, Entry, Keyspace,
@@ -87,23 +88,12 @@ struct Samples {
     parent_plus_child_rss: u64,
 }
 
-fn proc_kib(path: &str, field: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn rss_bytes(pid: &str) -> Option<u64> {
-    let statm = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    Some(statm.split_whitespace().nth(1)?.parse::<u64>().ok()? * 4096)
-}
-
 impl Samples {
     fn take(&mut self, child: i32) {
-        if let Some(kib) = proc_kib(&format!("/proc/{child}/smaps_rollup"), "Private_Dirty:") {
-            self.child_private_dirty = self.child_private_dirty.max(kib * 1024);
+        if let Some(bytes) = memory::private_dirty_bytes(child) {
+            self.child_private_dirty = self.child_private_dirty.max(bytes);
         }
-        if let (Some(p), Some(c)) = (rss_bytes("self"), rss_bytes(&child.to_string())) {
+        if let (Some(p), Some(c)) = (memory::resident_bytes(None), memory::resident_bytes(Some(child))) {
             self.parent_plus_child_rss = self.parent_plus_child_rss.max(p + c);
         }
     }
