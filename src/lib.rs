@@ -10,6 +10,7 @@
 //! | [`clone`] | lock, deep-clone, unlock, serialize the clone in the background |
 //! | [`cow`] | persistent map: O(1) snapshot, path copying on write |
 //! | [`fork`] | fork: the child serializes what copy-on-write pages keep frozen |
+//! | [`sharded`] | Dragonfly-style: versioned buckets, serialize-before-mutate, parallel serializers |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
 
 pub use snaplab_blocking as blocking;
@@ -18,6 +19,7 @@ pub use snaplab_core as core;
 pub use snaplab_cow as cow;
 pub use snaplab_fork as fork;
 pub use snaplab_harness as harness;
+pub use snaplab_sharded as sharded;
 
 use snaplab_harness::registry::{Registry, entry};
 
@@ -28,5 +30,8 @@ pub fn registry() -> Registry {
         entry::<clone::CloneThenSerialize>("lock, deep-clone the keyspace, unlock, serialize the clone on a thread"),
         entry::<cow::CowMap>("persistent map: O(1) snapshot of the root, writers copy the paths they touch"),
         entry::<fork::ForkSave>("Redis BGSAVE: fork, the child serializes the memory image copy-on-write keeps frozen"),
+        entry::<sharded::ShardedStore>(
+            "Dragonfly-style: shards with versioned buckets, serialize-before-mutate, one sink",
+        ),
     ])
 }

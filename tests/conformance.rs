@@ -7,3 +7,6 @@
 snaplab_harness::conformance_suite!(blocking, snaplab::blocking::BlockingSave);
 snaplab_harness::conformance_suite!(clone, snaplab::clone::CloneThenSerialize);
 snaplab_harness::conformance_suite!(cow, snaplab::cow::CowMap);
+snaplab_harness::conformance_suite!(sharded_1, snaplab::sharded::ShardedStore<1>);
+snaplab_harness::conformance_suite!(sharded_2, snaplab::sharded::ShardedStore<2>);
+snaplab_harness::conformance_suite!(sharded_4, snaplab::sharded::ShardedStore<4>);

@@ -1,0 +1,667 @@
+#![doc = include_str!("../README.md")]
+
+pub mod summary;
+pub mod table;
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use snaplab_core::rdb::encode::{encode_entry_ref, put_len, write_aux_fields};
+use snaplab_core::rdb::{EncodeOptions, RdbWriter, consts::OPCODE_SELECTDB};
+use snaplab_core::{
+    Applied, AtomicFile, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, Keyspace, Reply, SaveError,
+    SaveOptions, SaveReport, SaveState, SaveStatus, SlotChange, SnapshotStrategy, WriteStamp, apply_to_slot,
+    unix_ms_now,
+};
+use table::{Bucket, Table};
+
+/// A blob is flushed to the sink once it holds this many bytes (Dragonfly uses 8 KiB).
+/// Blobs only ever end on a bucket boundary.
+pub const BLOB_BYTES: usize = 8 * 1024;
+
+/// Blobs in flight between the shards and the sink. The bound is the memory the save may
+/// use for output in transit (here 64 x 8 KiB = 512 KiB); when the disk is slower than
+/// the serializers, the channel fills and whoever serializes next (the traversal, or a
+/// writer doing serialize-before-mutate) waits. A bigger bound trades memory for fewer
+/// such stalls; an unbounded channel would let a slow disk turn the snapshot into a copy
+/// of the dataset in memory.
+pub const CHANNEL_BLOBS: usize = 64;
+
+/// Buckets the traversal captures per hold of the shard lock. A capture is an `Arc` clone,
+/// so a hold lasts microseconds; batching keeps lock handoffs from dominating.
+const BUCKETS_PER_LOCK: usize = 128;
+
+/// One key's record, kept apart for canonical mode (which must sort keys across shards).
+struct Record {
+    db: usize,
+    key: Bytes,
+    expires: bool,
+    bytes: Vec<u8>,
+}
+
+/// What travels from a shard to the sink: whole buckets, self-contained.
+enum Blob {
+    /// RDB records, starting with SELECTDB, covering whole buckets.
+    Bytes { bytes: Vec<u8>, keys: u64 },
+    /// Canonical mode: the same records, one per key, to be sorted by the sink.
+    Records(Vec<Record>),
+}
+
+/// A bucket as it was at the cut: its database and a shared reference to its entries.
+type Captured = (usize, table::Entries);
+
+/// What a shard keeps during a save, under its lock: the snapshot version and the buckets
+/// captured but not yet encoded.
+///
+/// Capturing a bucket takes a reference to its entries (an `Arc` clone, nanoseconds); the
+/// expensive part (encoding, LZF) happens outside the lock on the traversal thread. A write
+/// to a captured bucket that the traversal has not encoded yet copies that one bucket
+/// first (`Arc::make_mut`), so the captured version stays as it was at the cut. This is
+/// serialize-before-mutate with the serialization deferred: Dragonfly encodes on the shard
+/// thread itself, between fiber switches; with OS threads, any work done under the shard
+/// lock is work every writer of the shard may wait behind, and on a busy machine the thread
+/// holding the lock can be preempted for a whole time slice.
+struct Capture {
+    version: u64,
+    pending: Vec<Captured>,
+}
+
+impl Capture {
+    /// Stamp the bucket with the snapshot version, then copy it out. Stamping first is what
+    /// guarantees each bucket is captured exactly once.
+    fn capture(&mut self, db: usize, bucket: &mut Bucket) {
+        bucket.version = self.version;
+        if !bucket.entries.is_empty() {
+            self.pending.push((db, Arc::clone(&bucket.entries)));
+        }
+    }
+}
+
+/// A shard's RDB serializer: turns captured buckets into blobs that always end on a bucket
+/// boundary and always start with SELECTDB, so they are self-contained.
+struct Serializer {
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    db: Option<usize>,
+    keys: u64,
+    records: Option<Vec<Record>>,
+    compress: bool,
+    ready: Vec<Blob>,
+}
+
+impl Serializer {
+    /// Encode one captured bucket.
+    fn bucket(&mut self, (db, entries): Captured) {
+        for (_, key, entry) in entries.iter() {
+            if let Some(records) = &mut self.records {
+                let mut bytes = Vec::new();
+                encode_entry_ref(&mut bytes, &mut self.scratch, key, entry.as_ref(), self.compress, true);
+                records.push(Record { db, key: key.clone(), expires: entry.expire_at_ms.is_some(), bytes });
+                continue;
+            }
+            if self.db != Some(db) {
+                // Every blob starts with SELECTDB, so blobs from different shards can be
+                // written in any order (RDB allows SELECTDB to repeat).
+                self.buf.push(OPCODE_SELECTDB);
+                put_len(&mut self.buf, db as u64);
+                self.db = Some(db);
+            }
+            encode_entry_ref(&mut self.buf, &mut self.scratch, key, entry.as_ref(), self.compress, false);
+            self.keys += 1;
+        }
+        if self.buf.len() >= BLOB_BYTES || self.records.as_ref().is_some_and(|r| r.len() >= 256) {
+            self.flush();
+        }
+    }
+
+    /// Close the current blob (always on a bucket boundary) and queue it for the sink.
+    fn flush(&mut self) {
+        let blob = match &mut self.records {
+            Some(records) if !records.is_empty() => Blob::Records(std::mem::take(records)),
+            Some(_) => return,
+            None if self.buf.is_empty() => return,
+            None => {
+                self.db = None;
+                let keys = std::mem::take(&mut self.keys);
+                Blob::Bytes { bytes: std::mem::replace(&mut self.buf, Vec::with_capacity(BLOB_BYTES + 1024)), keys }
+            }
+        };
+        self.ready.push(blob);
+    }
+}
+
+/// Send queued blobs to the sink, outside the shard lock. Returns `false` if the sink has
+/// gone (it failed and reports its own error).
+fn send_all(tx: &SyncSender<Blob>, blobs: Vec<Blob>, stats: &Stats) -> bool {
+    for blob in blobs {
+        match tx.try_send(blob) {
+            Ok(()) => {}
+            Err(TrySendError::Full(blob)) => {
+                stats.channel_full_waits.fetch_add(1, Ordering::Relaxed);
+                // The sink is behind: the traversal waits for room (the stall the bound
+                // trades for memory); writers are not held up, they never send.
+                if tx.send(blob).is_err() {
+                    return false;
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+    true
+}
+
+/// Counters for the save report. Relaxed: statistics, not synchronisation.
+#[derive(Default)]
+struct Stats {
+    by_traversal: AtomicU64,
+    by_writers: AtomicU64,
+    writer_serialize_ns: AtomicU64,
+    channel_full_waits: AtomicU64,
+}
+
+/// One shard: a table per database, its write count, and the serializer of the save in
+/// progress, if any.
+struct Shard {
+    dbs: [Table; DB_COUNT],
+    writes: u64,
+    /// The last snapshot version used by this shard.
+    version: u64,
+    saving: Option<Capture>,
+}
+
+impl Shard {
+    /// Capture bucket `b` of `db` for the dump if a save is running and has not captured it
+    /// yet. Returns whether it did.
+    fn capture_if_unvisited(&mut self, db: usize, b: usize) -> bool {
+        let Shard { dbs, saving, .. } = self;
+        match saving {
+            Some(c) if dbs[db].bucket(b).version < c.version => {
+                c.capture(db, dbs[db].bucket_mut(b));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+struct Inner {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+    functions: Vec<Bytes>,
+    saves: Arc<SaveState>,
+    per_shard_files: AtomicBool,
+    stats: StdMutex<Arc<Stats>>,
+}
+
+/// A Dragonfly-style store: `N` shards (0: one per available core), each a set of
+/// versioned-bucket tables, snapshotted without fork, clone or global lock.
+///
+/// Cheap to clone: clones share the same store.
+pub struct ShardedStore<const N: usize = 0> {
+    inner: Arc<Inner>,
+}
+
+impl<const N: usize> Clone for ShardedStore<N> {
+    fn clone(&self) -> Self {
+        ShardedStore { inner: Arc::clone(&self.inner) }
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock()
+}
+
+impl<const N: usize> ShardedStore<N> {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Write one RDB file per shard plus a summary (see [`summary`]) instead of one file.
+    pub fn set_per_shard_files(&self, on: bool) {
+        self.inner.per_shard_files.store(on, Ordering::Relaxed);
+    }
+
+    fn shard_of(&self, key: &[u8]) -> (usize, u64) {
+        let hash = self.inner.hasher.hash_one(key);
+        // The high bits pick the shard, the low bits the bucket, so they are independent.
+        ((hash >> 48) as usize % self.inner.shards.len(), hash)
+    }
+
+    /// Apply a single-key command inside its shard.
+    fn apply_in_shard(&self, cmd: &Command, db: usize, key: &[u8]) -> Result<Applied, CommandError> {
+        let (s, hash) = self.shard_of(key);
+        let stats = Arc::clone(&lock_stats(&self.inner));
+        let mut guard = lock(&self.inner.shards[s]);
+        let shard = &mut *guard;
+        let b = shard.dbs[db].address(hash);
+        // Serialize-before-mutate: the bucket goes to the dump as it was at the cut before
+        // this write changes it (even if the write turns out to be refused; that is safe).
+        if shard.saving.is_some() {
+            let t0 = Instant::now();
+            if shard.capture_if_unvisited(db, b) {
+                stats.by_writers.fetch_add(1, Ordering::Relaxed);
+                stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+        }
+        let table = &mut shard.dbs[db];
+        let pos = table.position(b, hash, key);
+        // A write to an existing key copies its bucket first if a capture still shares it.
+        let slot = pos.map(|p| &mut table.bucket_mut(b).entries_mut()[p].2);
+        let (reply, change) = apply_to_slot(cmd, slot, unix_ms_now())?;
+        match (change, pos) {
+            (SlotChange::Kept, _) => {}
+            (SlotChange::Put(e), Some(p)) => table.bucket_mut(b).entries_mut()[p].2 = e,
+            (SlotChange::Put(e), None) => {
+                table.push(b, hash, key.to_vec(), e);
+                // Grow one bucket at a time; a bucket about to be split is serialized
+                // first, so its entries reach the dump once, as they were at the cut.
+                while shard.dbs[db].wants_split() {
+                    let src = shard.dbs[db].next_to_split();
+                    if shard.capture_if_unvisited(db, src) {
+                        stats.by_writers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let version = shard.dbs[db].bucket(src).version;
+                    shard.dbs[db].split(version);
+                }
+            }
+            (SlotChange::Remove, Some(p)) => table.remove_at(b, p),
+            (SlotChange::Remove, None) => {}
+        }
+        shard.writes += 1;
+        Ok(Applied { reply, stamp: WriteStamp { shard: s as u32, seq: shard.writes } })
+    }
+
+    /// FLUSHDB / FLUSHALL touch every shard: each is locked in turn (in index order, the
+    /// same order BGSAVE uses, so no deadlock), its unvisited buckets serialized, then cleared.
+    fn flush_dbs(&self, dbs: &[usize]) -> Applied {
+        let mut stamp = WriteStamp { shard: 0, seq: 0 };
+        for (s, m) in self.inner.shards.iter().enumerate() {
+            let mut shard = lock(m);
+            for &db in dbs {
+                for b in 0..shard.dbs[db].buckets() {
+                    shard.capture_if_unvisited(db, b);
+                }
+                shard.dbs[db].clear();
+            }
+            shard.writes += 1;
+            stamp = WriteStamp { shard: s as u32, seq: shard.writes };
+        }
+        Applied { reply: Reply::Ok, stamp }
+    }
+}
+
+fn lock_stats(inner: &Inner) -> StdMutexGuard<'_, Arc<Stats>> {
+    inner.stats.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The shard count of `ShardedStore<0>`: `$SNAPLAB_SHARDS` if set (1 to 16), else one per
+/// available core.
+pub fn default_shards() -> usize {
+    std::env::var("SNAPLAB_SHARDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 16)
+}
+
+/// Per-shard duration figure names (the report wants `&'static str` names).
+const SHARD_US: [&str; 16] = [
+    "shard_0_us",
+    "shard_1_us",
+    "shard_2_us",
+    "shard_3_us",
+    "shard_4_us",
+    "shard_5_us",
+    "shard_6_us",
+    "shard_7_us",
+    "shard_8_us",
+    "shard_9_us",
+    "shard_10_us",
+    "shard_11_us",
+    "shard_12_us",
+    "shard_13_us",
+    "shard_14_us",
+    "shard_15_us",
+];
+
+/// The traversal of one shard: visit every bucket of every database, capturing those not
+/// yet captured, a few buckets per hold of the lock; after each hold, encode what was
+/// captured (by the traversal or by writers) and send the blobs; then close the shard's
+/// capture.
+fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, stats: &Stats) -> Duration {
+    background_priority();
+    let started = Instant::now();
+    let mut sink_alive = true;
+    let drain = |ser: &mut Serializer, captured: Vec<Captured>, sink_alive: &mut bool| {
+        for c in captured {
+            ser.bucket(c);
+        }
+        let blobs = std::mem::take(&mut ser.ready);
+        // After a sink failure, keep traversing (every bucket must be stamped so writers
+        // stop capturing), but there is nothing left to send to.
+        if *sink_alive {
+            *sink_alive = send_all(&tx, blobs, stats);
+        }
+    };
+    for db in 0..DB_COUNT {
+        let mut next = 0;
+        loop {
+            let mut guard = lock(shard);
+            // The table may grow meanwhile; buckets born during the save are already stamped.
+            let end = guard.dbs[db].buckets().min(next + BUCKETS_PER_LOCK);
+            if next >= end {
+                break;
+            }
+            for b in next..end {
+                if guard.capture_if_unvisited(db, b) {
+                    stats.by_traversal.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            next = end;
+            let captured = guard.saving.as_mut().map(|c| std::mem::take(&mut c.pending)).unwrap_or_default();
+            // Hand the lock to a waiting writer, if any. With an ordinary (unfair) unlock the
+            // traversal, busy on its core, takes the lock straight back before a woken writer
+            // gets to run, and writers starve for hundreds of milliseconds. Dragonfly gets the
+            // same effect by running the traversal as a fiber that yields between buckets.
+            MutexGuard::unlock_fair(guard);
+            drain(&mut ser, captured, &mut sink_alive);
+        }
+    }
+    let captured = lock(shard).saving.take().map(|c| c.pending).unwrap_or_default();
+    drain(&mut ser, captured, &mut sink_alive);
+    ser.flush();
+    let blobs = std::mem::take(&mut ser.ready);
+    if sink_alive {
+        send_all(&tx, blobs, stats);
+    }
+    started.elapsed()
+}
+
+/// Run the calling save thread at background priority (Linux `SCHED_IDLE`): the save uses
+/// whatever CPU the writers leave. With more busy save threads than cores (N shards plus a
+/// sink on a 2-core machine), a writer at equal priority would queue behind them for whole
+/// scheduler time slices; Dragonfly avoids that by doing writes and serialization on the
+/// same shard thread, which we do not. Failure to change priority is harmless.
+fn background_priority() {
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    let _ = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
+}
+
+/// The sink: writes what the shards send into one RDB file. `expected` is the key count at
+/// the cut (for the progress counter's total only).
+fn sink(
+    rx: Receiver<Blob>,
+    file: AtomicFile,
+    opts: &SaveOptions,
+    extra_aux: &[(String, String)],
+    functions: &[Bytes],
+) -> Result<(u64, u64), SaveError> {
+    let path = file.temp_path().to_path_buf();
+    let io = |e| SaveError::io("write", &path, e);
+    let enc = EncodeOptions {
+        compress: opts.compress,
+        canonical: opts.canonical,
+        strategy: Some("sharded"),
+        ctime_s: unix_ms_now() / 1000,
+    };
+    let mut file = file;
+    let mut w = RdbWriter::new(&mut file, opts.compress).map_err(io)?;
+    write_aux_fields(&mut w, &enc).map_err(io)?;
+    for (k, v) in extra_aux {
+        w.aux(k.as_bytes(), v.as_bytes()).map_err(io)?;
+    }
+    for code in functions {
+        w.function(code).map_err(io)?;
+    }
+    let mut records = Vec::new();
+    for blob in rx {
+        match blob {
+            Blob::Bytes { bytes, keys } => {
+                w.raw_records(&bytes, keys).map_err(io)?;
+                if let Some(p) = &opts.progress {
+                    p.fetch_add(keys, Ordering::Relaxed);
+                }
+            }
+            Blob::Records(r) => records.extend(r),
+        }
+    }
+    if opts.canonical {
+        // Canonical mode: the same bytes a single-threaded strategy writes (keys sorted per
+        // database, SELECTDB and RESIZEDB once per database). Needs every record in memory:
+        // canonical output is for comparing files, not for production saves.
+        records.sort_unstable_by(|a, b| (a.db, &a.key).cmp(&(b.db, &b.key)));
+        let mut i = 0;
+        while i < records.len() {
+            let db = records[i].db;
+            let end = records[i..].iter().position(|r| r.db != db).map_or(records.len(), |n| i + n);
+            let expires = records[i..end].iter().filter(|r| r.expires).count();
+            w.select_db(db, (end - i) as u64, expires as u64).map_err(io)?;
+            for r in &records[i..end] {
+                w.raw_records(&r.bytes, 1).map_err(io)?;
+            }
+            i = end;
+        }
+    }
+    let (_, stats) = w.finish().map_err(io)?;
+    file.commit()?;
+    Ok((stats.bytes, stats.keys))
+}
+
+impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
+    const NAME: &'static str = "sharded";
+
+    fn from_keyspace(mut keyspace: Keyspace) -> Self {
+        let n = if N == 0 { default_shards() } else { N };
+        let shards = (0..n)
+            .map(|_| Mutex::new(Shard { dbs: Default::default(), writes: 0, version: 0, saving: None }))
+            .collect();
+        let store = ShardedStore::<N> {
+            inner: Arc::new(Inner {
+                shards,
+                hasher: RandomState::new(),
+                functions: keyspace.functions().to_vec(),
+                saves: SaveState::new(),
+                per_shard_files: AtomicBool::new(false),
+                stats: StdMutex::new(Arc::new(Stats::default())),
+            }),
+        };
+        for db in 0..DB_COUNT {
+            for (key, entry) in keyspace.db_mut(db).drain() {
+                let (s, hash) = store.shard_of(&key);
+                let mut shard = lock(&store.inner.shards[s]);
+                let table = &mut shard.dbs[db];
+                let b = table.address(hash);
+                table.push(b, hash, key, entry);
+                while table.wants_split() {
+                    table.split(0);
+                }
+            }
+        }
+        store
+    }
+
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        if let Some(db) = cmd.db()
+            && db >= DB_COUNT
+        {
+            return Err(CommandError::DbOutOfRange(db));
+        }
+        match cmd {
+            Command::FlushDb { db } => Ok(self.flush_dbs(&[*db])),
+            Command::FlushAll => Ok(self.flush_dbs(&(0..DB_COUNT).collect::<Vec<_>>())),
+            _ => self.apply_in_shard(cmd, cmd.db().unwrap_or(0), cmd.key().unwrap_or_default()),
+        }
+    }
+
+    fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
+        let (s, hash) = self.shard_of(key);
+        let shard = lock(&self.inner.shards[s]);
+        shard.dbs.get(db)?.get(hash, key).filter(|e| !e.is_expired(unix_ms_now())).cloned()
+    }
+
+    fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).dbs.iter().map(Table::len).sum::<usize>()).sum()
+    }
+
+    fn to_keyspace(&self) -> Keyspace {
+        let mut ks = Keyspace::new();
+        for s in &self.inner.shards {
+            let shard = lock(s);
+            for (db, table) in shard.dbs.iter().enumerate() {
+                for (k, e) in table.iter() {
+                    ks.insert(db, k.clone(), e.clone());
+                }
+            }
+        }
+        for f in &self.inner.functions {
+            ks.add_function(f.clone());
+        }
+        ks
+    }
+
+    /// SAVE is BGSAVE plus waiting.
+    fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+        self.bgsave(dest, opts)?.wait()
+    }
+
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.inner.saves.begin()?;
+        let started = Instant::now();
+        let n = self.inner.shards.len();
+        let per_shard = self.inner.per_shard_files.load(Ordering::Relaxed);
+        let stats = Arc::new(Stats::default());
+        *lock_stats(&self.inner) = Arc::clone(&stats);
+        let snapshot_id = summary::new_snapshot_id();
+
+        // Open every output before taking the cut, so a failure changes nothing.
+        let mut files = Vec::new();
+        let targets: Vec<PathBuf> = if per_shard {
+            (0..n).map(|i| summary::shard_path(dest, &snapshot_id, i)).collect()
+        } else {
+            vec![dest.to_path_buf()]
+        };
+        for t in &targets {
+            match AtomicFile::create_with(t, Arc::clone(&opts.io)) {
+                Ok(f) => files.push(f),
+                Err(e) => return Err(ticket.finish(Err(e)).expect_err("an error was passed in")),
+            }
+        }
+        let channels: Vec<(SyncSender<Blob>, Receiver<Blob>)> =
+            files.iter().map(|_| sync_channel(CHANNEL_BLOBS)).collect();
+
+        // The cut: every shard locked at once (in index order), each given its snapshot
+        // version and serializer, its write count read. One instant for the whole store.
+        let mut guards: Vec<MutexGuard<'_, Shard>> = self.inner.shards.iter().map(lock).collect();
+        let mut per_shard_writes = Vec::with_capacity(n);
+        for g in guards.iter_mut() {
+            g.version += 1;
+            g.saving = Some(Capture { version: g.version, pending: Vec::new() });
+            per_shard_writes.push(g.writes);
+        }
+        drop(guards);
+        let cut = Cut { per_shard: per_shard_writes };
+        let time_to_cut = started.elapsed();
+
+        // One traversal thread per shard, one sink per output file.
+        let traversals: Vec<JoinHandle<Duration>> = (0..n)
+            .map(|i| {
+                let (inner, stats) = (Arc::clone(&self.inner), Arc::clone(&stats));
+                let tx = channels[if per_shard { i } else { 0 }].0.clone();
+                let ser = Serializer {
+                    buf: Vec::with_capacity(BLOB_BYTES + 1024),
+                    scratch: Vec::new(),
+                    db: None,
+                    keys: 0,
+                    records: (opts.canonical && !per_shard).then(Vec::new),
+                    compress: opts.compress,
+                    ready: Vec::new(),
+                };
+                thread::spawn(move || traverse(&inner.shards[i], ser, tx, &stats))
+            })
+            .collect();
+        let mut sinks: Vec<JoinHandle<Result<(u64, u64), SaveError>>> = Vec::new();
+        for (i, (file, (tx, rx))) in files.into_iter().zip(channels).enumerate() {
+            // Only the shards' serializers may hold senders, or the sink would never end.
+            drop(tx);
+            let opts = opts.clone();
+            let functions = if i == 0 { self.inner.functions.clone() } else { Vec::new() };
+            let aux = if per_shard {
+                vec![
+                    ("snaplab-snapshot-id".to_string(), snapshot_id.clone()),
+                    ("snaplab-shard".to_string(), format!("{i}/{n}")),
+                ]
+            } else {
+                Vec::new()
+            };
+            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions)));
+        }
+
+        let (dest, report_cut) = (dest.to_path_buf(), cut.clone());
+        let handle = thread::spawn(move || {
+            let durations: Vec<Duration> = traversals.into_iter().map(|h| h.join().unwrap_or_default()).collect();
+            let mut outcome: Result<Vec<(u64, u64)>, SaveError> = Ok(Vec::new());
+            for s in sinks {
+                let r = s.join().unwrap_or_else(|_| Err(SaveError::Aborted("a sink thread panicked".into())));
+                outcome = match (outcome, r) {
+                    (Ok(mut all), Ok(one)) => {
+                        all.push(one);
+                        Ok(all)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+            }
+            if per_shard && outcome.is_err() {
+                // Shard files that did commit belong to no summary: remove them.
+                targets.iter().for_each(|t| drop(std::fs::remove_file(t)));
+            }
+            let result = outcome.and_then(|per_file| {
+                if per_shard {
+                    summary::commit(&dest, &snapshot_id, &targets)?;
+                }
+                let bytes = per_file.iter().map(|(b, _)| b).sum();
+                let keys = per_file.iter().map(|(_, k)| k).sum();
+                let mut figures = vec![
+                    ("buckets_by_traversal_count", stats.by_traversal.load(Ordering::Relaxed)),
+                    ("buckets_by_writers_count", stats.by_writers.load(Ordering::Relaxed)),
+                    ("writer_serialize_us", stats.writer_serialize_ns.load(Ordering::Relaxed) / 1000),
+                    ("channel_full_waits_count", stats.channel_full_waits.load(Ordering::Relaxed)),
+                ];
+                figures.extend(durations.iter().zip(SHARD_US).map(|(d, name)| (name, d.as_micros() as u64)));
+                Ok(SaveReport {
+                    strategy: Self::NAME,
+                    path: dest.clone(),
+                    cut: report_cut,
+                    time_to_cut,
+                    duration: started.elapsed(),
+                    bytes,
+                    keys,
+                    finished_at_ms: unix_ms_now(),
+                    figures,
+                })
+            });
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(cut, time_to_cut, handle))
+    }
+
+    fn lastsave(&self) -> Option<i64> {
+        self.inner.saves.lastsave()
+    }
+
+    fn last_save_status(&self) -> SaveStatus {
+        self.inner.saves.status()
+    }
+}
