@@ -4,7 +4,7 @@
 
 mod faulty;
 
-use faulty::{LateCut, LosesWrites, NoIsolation};
+use faulty::{LateCut, LosesWrites, NoIsolation, WritesInPlace};
 use snaplab_harness::conformance::{self, Failure, SuiteConfig};
 
 fn cfg() -> SuiteConfig {
@@ -53,4 +53,11 @@ fn late_cut_is_caught() {
 #[test]
 fn late_cut_is_caught_by_the_model() {
     expect_failure(conformance::matches_the_reference_model::<LateCut>(&cfg()), "one instant", "a late cut");
+}
+
+/// A strategy that writes the dump in place (no temporary file, no rename) fails the
+/// crash-safety check: a disk error mid-write destroys the previous snapshot.
+#[test]
+fn writing_in_place_is_caught() {
+    expect_failure(conformance::survives_io_faults::<WritesInPlace>(&cfg()), "previous snapshot", "writing in place");
 }

@@ -98,6 +98,8 @@ const MODEL_RULE: &str = "the store applies every write exactly as the reference
 const ONE_AT_A_TIME: &str = "a second BGSAVE while one runs is refused and changes nothing";
 const LASTSAVE_RULE: &str = "LASTSAVE and the last-save status tell the truth";
 const ATOMIC_RULE: &str = "the file at the destination is a complete snapshot";
+const CRASH_RULE: &str =
+    "a failed save leaves the previous snapshot, no temp file, the store as it was, LASTSAVE unmoved, status err";
 
 /// The first difference between two keyspaces, in words; `None` when equal.
 pub fn diff(expected: &Keyspace, got: &Keyspace) -> Option<String> {
@@ -749,6 +751,102 @@ pub fn lastsave_tells_the_truth<S: SnapshotStrategy>() -> Result<(), Failure> {
     Ok(())
 }
 
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("temp-")).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Disk failures at every step: an I/O error at byte `k` (a sweep of `k` over the whole
+/// file: the edges, the middle, and `cfg.cases` random positions), a full disk, a failing
+/// fsync, rename or directory fsync, and short writes (which must succeed). After each
+/// failure the destination is byte-identical to the previous snapshot (or holds the new
+/// one when the failure came after the rename), no temp file remains, the store is
+/// unchanged and still serves, LASTSAVE has not moved and the status says err.
+///
+/// # Errors
+/// The broken rule, naming the fault.
+pub fn survives_io_faults<S: SnapshotStrategy>(cfg: &SuiteConfig) -> Result<(), Failure> {
+    use crate::faults::{Fault, FaultyIo};
+    let dir = tempfile::tempdir().map_err(|e| fail(CRASH_RULE, e.to_string()))?;
+    let dest = dir.path().join("dump.rdb");
+    let store = S::from_keyspace(small_keyspace(300));
+    store.save(&dest, &SaveOptions::default()).map_err(|e| fail(CRASH_RULE, format!("the first SAVE failed: {e}")))?;
+    let mut previous = std::fs::read(&dest).map_err(|e| fail(CRASH_RULE, e.to_string()))?;
+    for i in 0..50 {
+        let w = Command::Set {
+            db: 0,
+            key: format!("key:{i:07}").into_bytes(),
+            value: b"changed".to_vec(),
+            expire_at_ms: None,
+        };
+        store.apply(&w).map_err(|e| fail(MODEL_RULE, e.to_string()))?;
+    }
+    let state = store.to_keyspace();
+    // The length of the file the faults will cut short.
+    let probe = tempfile::tempdir().map_err(|e| fail(CRASH_RULE, e.to_string()))?;
+    let len = store
+        .save(&probe.path().join("dump.rdb"), &SaveOptions::default())
+        .map_err(|e| fail(CRASH_RULE, e.to_string()))?
+        .bytes;
+    let mut lastsave = store.lastsave();
+
+    let mut faults = vec![Fault::ShortWrites, Fault::Fsync, Fault::Rename, Fault::DirFsync, Fault::NoSpaceAt(len / 3)];
+    faults.extend([0, 1, 9, len / 2, len - 9, len - 8, len - 1].map(Fault::IoErrorAt));
+    let mut rng = ChaCha8Rng::seed_from_u64(u64::from(cfg.cases));
+    faults.extend((0..cfg.cases).map(|_| Fault::IoErrorAt(rng.random_range(0..len))));
+
+    for fault in faults {
+        let opts = SaveOptions { io: Arc::new(FaultyIo::new(fault)), ..SaveOptions::default() };
+        let result = store.bgsave(&dest, &opts).and_then(BgSave::wait);
+        let what = |d: String| fail(CRASH_RULE, format!("with {fault:?}: {d}"));
+        match (&result, fault.fails_the_save()) {
+            (Ok(_), true) => return Err(what("the save reported success".into())),
+            (Err(e), false) => return Err(what(format!("the save failed: {e}"))),
+            _ => {}
+        }
+        let now = std::fs::read(&dest).map_err(|e| what(format!("the destination is gone: {e}")))?;
+        if fault.fails_the_save() && !fault.after_rename() {
+            if now != previous {
+                return Err(what("the destination is not the previous snapshot".into()));
+            }
+            if store.lastsave() != lastsave {
+                return Err(what(format!("LASTSAVE moved from {lastsave:?} to {:?}", store.lastsave())));
+            }
+        } else {
+            let got = rdb::load(now.as_slice())
+                .map(|(ks, _)| ks)
+                .map_err(|e| what(format!("the new snapshot does not load: {e}")))?;
+            if let Some(d) = diff(&state, &got) {
+                return Err(what(format!("the new snapshot: {d}")));
+            }
+            previous = now;
+            if !fault.fails_the_save() {
+                lastsave = store.lastsave();
+            }
+        }
+        match (store.last_save_status(), fault.fails_the_save()) {
+            (SaveStatus::Err(_), true) | (SaveStatus::Ok, false) => {}
+            (status, _) => return Err(what(format!("the last-save status is {status:?}"))),
+        }
+        let left = temp_files(dir.path());
+        if !left.is_empty() {
+            return Err(what(format!("temp files left behind: {left:?}")));
+        }
+        if let Some(d) = diff(&state, &store.to_keyspace()) {
+            return Err(what(format!("the store changed: {d}")));
+        }
+    }
+    let w = Command::Set { db: 0, key: b"still".to_vec(), value: b"serving".to_vec(), expire_at_ms: None };
+    store.apply(&w).map_err(|e| fail(CRASH_RULE, format!("the store refuses writes after the faults: {e}")))?;
+    match store.get(0, b"still") {
+        Some(e) if e.value == Value::String(b"serving".to_vec()) => Ok(()),
+        other => Err(fail(CRASH_RULE, format!("a write after the faults reads back as {other:?}"))),
+    }
+}
+
 /// Defines a module `$name` with one `#[test]` per conformance check for strategy `$ty`,
 /// so failures read `clone::bgsave_is_point_in_time`.
 #[macro_export]
@@ -801,6 +899,12 @@ macro_rules! conformance_suite {
             #[test]
             fn lastsave_tells_the_truth() {
                 ok(c::lastsave_tells_the_truth::<$ty>());
+            }
+
+            /// A disk failing at any byte or step leaves the previous snapshot and a serving store.
+            #[test]
+            fn io_faults_leave_the_previous_snapshot() {
+                ok(c::survives_io_faults::<$ty>(&cfg()));
             }
         }
     };

@@ -191,3 +191,36 @@ impl SnapshotStrategy for LateCut {
         Ok(BgSave::new(claimed, started.elapsed(), h))
     }
 }
+
+/// Wrong: writes the dump straight into the destination instead of a temporary file
+/// renamed into place, so a failure mid-write leaves a truncated file where the previous
+/// snapshot was (the 0-byte dump.rdb Redis users once got from a full disk).
+pub struct WritesInPlace(Arc<Shared>);
+
+impl SnapshotStrategy for WritesInPlace {
+    const NAME: &'static str = "writes-in-place";
+    fn from_keyspace(ks: Keyspace) -> Self {
+        WritesInPlace(Shared::new(ks))
+    }
+    common_methods!();
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.0.saves.begin()?;
+        let started = Instant::now();
+        let (frozen, writes) = self.0.store.read().unwrap().clone();
+        let cut = Cut::single(writes);
+        let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
+        let h = thread::spawn(move || {
+            let result = (|| {
+                let _ = opts.io.remove(&dest);
+                let mut file = opts.io.create(&dest).map_err(|e| SaveError::io("create", &dest, e))?;
+                let enc = EncodeOptions { compress: opts.compress, ..EncodeOptions::default() };
+                let (_, stats) = snaplab_core::rdb::write_view(&frozen, &mut file, &enc, None)
+                    .map_err(|e| SaveError::io("write", &dest, e))?;
+                file.sync().map_err(|e| SaveError::io("fsync", &dest, e))?;
+                Ok(Shared::report("writes-in-place", &dest, c, started, stats.bytes, stats.keys))
+            })();
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(cut, started.elapsed(), h))
+    }
+}
