@@ -287,6 +287,13 @@ fn verify(file: &Path) -> Result<ExitCode> {
 }
 
 fn save(entry: StrategyEntry, input: &Path, output: &Path, mut opts: SaveOptions) -> Result<ExitCode> {
+    // A store starting in a directory first clears what earlier saves killed there left.
+    let out_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(removed) = snaplab_core::remove_stale_temp_files(out_dir) {
+        for r in removed {
+            eprintln!("removed {}, left by a save that did not finish", r.display());
+        }
+    }
     let (keyspace, _) = load_dump(input, true)?;
     let total = keyspace.len() as u64;
     let store = (entry.build)(keyspace);

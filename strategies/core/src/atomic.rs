@@ -93,6 +93,52 @@ pub fn real_io() -> Arc<dyn SaveIo> {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The pid in a snaplab temporary file name (`temp-<pid>-<n>.rdb`, or Redis's and the fork
+/// strategy's `temp-<pid>.rdb`), if `name` is one.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("temp-")?.strip_suffix(".rdb")?;
+    let pid =
+        rest.split_once('-').map_or(rest, |(pid, n)| if n.bytes().all(|b| b.is_ascii_digit()) { pid } else { "" });
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is running (Linux `/proc/<pid>/stat`): a zombie, dead but not yet
+/// reaped by its parent, counts as dead. A recycled pid only means the file waits for a
+/// later start.
+fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: Z (zombie) or X (dead).
+        Ok(stat) => {
+            !matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()), Some('Z' | 'X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Remove the temporary files in `dir` left by saves whose process has died (killed mid-
+/// save, the machine lost power): `temp-<pid>-<n>.rdb` and `temp-<pid>.rdb` whose `<pid>`
+/// no longer runs. Files of live processes, this one included, are left alone: they may
+/// be saves in progress. Call it when a store starts in a directory. Returns the paths
+/// removed.
+///
+/// # Errors
+/// The error of listing `dir`; a file that cannot be removed is skipped.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else { continue };
+        if process_alive(pid) {
+            continue;
+        }
+        if fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
 /// A file being written in place of `dest`. Dropping it without [`AtomicFile::commit`]
 /// removes the temporary file.
 pub struct AtomicFile {
@@ -221,6 +267,22 @@ mod tests {
         f.commit().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Only temp files of dead processes are removed; other files and live saves stay.
+    #[test]
+    fn stale_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = format!("temp-{}-3.rdb", std::process::id());
+        for name in ["temp-999999999-0.rdb", "temp-999999998.rdb", mine.as_str(), "dump.rdb", "temp-x.rdb"] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let removed = remove_stale_temp_files(dir.path()).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec!["dump.rdb".to_string(), mine, "temp-x.rdb".to_string()]);
     }
 
     /// A destination in a missing directory is a typed error naming the stage.

@@ -8,7 +8,7 @@ pub mod memory;
 pub mod rdb;
 pub mod strategy;
 
-pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo};
+pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo, remove_stale_temp_files};
 pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
 pub use keyspace::{Bytes, DB_COUNT, Db, Entry, EntryRef, Keyspace, KeyspaceView, Opaque, Value, ValueRef};
 pub use locked::{Counted, LockedKeyspace};

@@ -319,11 +319,16 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     /// A store holding `keyspace`.
     fn from_keyspace(keyspace: Keyspace) -> Self;
 
-    /// A store holding the dump at `path`.
+    /// A store holding the dump at `path`. Starting a store in a directory first removes
+    /// the temporary files that saves killed there left behind
+    /// ([`remove_stale_temp_files`](crate::atomic::remove_stale_temp_files)).
     ///
     /// # Errors
     /// Any [`RdbError`] from reading the dump.
     fn load(path: &Path) -> Result<Self, RdbError> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // Best effort: failing to tidy up must not stop the store from starting.
+        let _ = crate::atomic::remove_stale_temp_files(dir);
         Ok(Self::from_keyspace(rdb::load_file(path)?.0))
     }
 
