@@ -251,7 +251,7 @@ fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
 
 fn verify(file: &Path) -> Result<ExitCode> {
     let started = Instant::now();
-    let summary = rdb::scan(open(file)?, |_| {}).with_context(|| format!("{} is not a valid dump", file.display()))?;
+    let summary = rdb::check(open(file)?).with_context(|| format!("{} is not a valid dump", file.display()))?;
     let aux = |name| summary.aux(name).map(escape).unwrap_or_else(|| "-".into());
     println!("file:      {}", file.display());
     println!("version:   RDB {} (redis-ver {}, ctime {})", summary.version, aux("redis-ver"), aux("ctime"));

@@ -6,6 +6,7 @@ pub mod keyspace;
 pub mod locked;
 pub mod memory;
 pub mod rdb;
+pub mod rules;
 pub mod strategy;
 
 pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo, remove_stale_temp_files};

@@ -409,6 +409,8 @@ pub struct RdbReader<R> {
     lfu: Option<u8>,
     checksum: Option<Checksum>,
     last_string_encoding: StringEncoding,
+    /// The key whose value is being decoded (kept after an error, for the report).
+    reading: Option<(usize, Bytes)>,
 }
 
 impl<R: Read> RdbReader<R> {
@@ -426,6 +428,7 @@ impl<R: Read> RdbReader<R> {
             lfu: None,
             checksum: None,
             last_string_encoding: StringEncoding::Raw,
+            reading: None,
         };
         let mut magic = [0u8; 9];
         let mut got = 0;
@@ -461,6 +464,12 @@ impl<R: Read> RdbReader<R> {
     /// Bytes consumed so far.
     pub fn offset(&self) -> u64 {
         self.src.offset()
+    }
+
+    /// The database and key whose value was being decoded when the last error happened
+    /// (`None` if the error was outside a value).
+    pub fn key_being_read(&self) -> Option<&(usize, Bytes)> {
+        self.reading.as_ref()
     }
 
     /// The trailer's verdict, once [`RdbReader::next_item`] has returned `None`.
@@ -535,7 +544,9 @@ impl<R: Read> RdbReader<R> {
             return Err(RdbError::UnknownType { offset, byte: t });
         }
         let key = self.string("a key")?;
+        self.reading = Some((self.db, key.clone()));
         let value = self.value(t, &key)?;
+        self.reading = None;
         let string_encoding = (t == TYPE_STRING).then_some(self.last_string_encoding);
         let expire = self.expire.take();
         let (lru_idle_s, lfu_freq) = (self.lru.take(), self.lfu.take());
@@ -1152,6 +1163,38 @@ pub fn scan<R: Read>(input: R, mut on_key: impl FnMut(&KeyRecord)) -> Result<Loa
         summary.note(&item, now);
         if let Item::Key(r) = &item {
             on_key(r);
+        }
+    }
+    summary.checksum = reader.checksum();
+    summary.bytes = reader.offset();
+    Ok(summary)
+}
+
+/// A dump that failed [`check`]: the error, and the key being read when it happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}{}", key.as_ref().map(|(db, k)| format!(" (while reading the value of key {} in db {db})", escape(k))).unwrap_or_default())]
+pub struct CheckError {
+    /// What went wrong, with its byte offset (part of this error's message, so not also
+    /// reported as its source).
+    pub error: RdbError,
+    /// The database and key whose value was being decoded, if the error was inside one.
+    pub key: Option<(usize, Bytes)>,
+}
+
+/// [`scan`] for `snaplab verify` and redis-check-rdb-like tools: the same summary, and on
+/// failure the key whose value was being decoded.
+///
+/// # Errors
+/// [`CheckError`].
+pub fn check<R: Read>(input: R) -> Result<LoadSummary, CheckError> {
+    let mut reader = RdbReader::new(input).map_err(|error| CheckError { error, key: None })?;
+    let mut summary = LoadSummary { version: reader.version(), ..Default::default() };
+    let now = now_ms();
+    loop {
+        match reader.next_item() {
+            Ok(Some(item)) => summary.note(&item, now),
+            Ok(None) => break,
+            Err(error) => return Err(CheckError { error, key: reader.key_being_read().cloned() }),
         }
     }
     summary.checksum = reader.checksum();

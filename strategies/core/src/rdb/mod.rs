@@ -14,7 +14,7 @@ pub mod packed;
 
 pub use consts::type_name;
 pub use decode::{
-    Checksum, Item, KeyRecord, LoadSummary, RdbError, RdbReader, StringEncoding, load, load_file,
+    CheckError, Checksum, Item, KeyRecord, LoadSummary, RdbError, RdbReader, StringEncoding, check, load, load_file,
     load_file_with_progress, load_with_progress, scan,
 };
 pub use encode::{EncodeOptions, EncodeStats, RdbWriter, write_view};
