@@ -179,6 +179,14 @@ pub enum FormatError {
         #[source]
         source: io::Error,
     },
+    /// The input is none of the formats (from [`decode_any`]).
+    #[error(
+        "not a snapshot snaplab can read: it starts with \"{found}\", which is none of rdb (REDIS), json ({{), bincode (SNAPBINC), stream (SNAPSTRM) or gzip (\\x1f\\x8b)"
+    )]
+    Unrecognized {
+        /// The first bytes, escaped.
+        found: String,
+    },
     /// The input does not start like a snapshot of this format.
     #[error("{format}: not a {format} snapshot: {reason}")]
     BadHeader {
@@ -286,6 +294,7 @@ impl FormatError {
             | FormatError::DuplicateKey { offset, .. }
             | FormatError::TrailingData { offset, .. } => *offset,
             FormatError::BadHeader { .. }
+            | FormatError::Unrecognized { .. }
             | FormatError::UnsupportedVersion { .. }
             | FormatError::Unencodable { .. }
             | FormatError::Unsupported { .. } => 0,
@@ -951,23 +960,14 @@ pub fn detect(head: &[u8], gzip: bool) -> Option<Codec> {
 /// bytes (see [`detect`]).
 ///
 /// # Errors
-/// [`FormatError::BadHeader`] (format `unknown`) when no format matches; otherwise the
-/// format's own errors.
+/// [`FormatError::Unrecognized`] when no format matches; otherwise the format's own errors.
 pub fn decode_any<R: Read>(input: R) -> Result<(Codec, Keyspace), FormatError> {
     // One read's worth is plenty: every header we recognise is at most 16 bytes.
     fn peek(r: &mut dyn BufRead) -> Result<Vec<u8>, FormatError> {
         let buf = r.fill_buf().map_err(|source| FormatError::Io { format: "unknown", offset: 0, source })?;
         Ok(buf[..buf.len().min(16)].to_vec())
     }
-    let unknown = |head: &[u8]| FormatError::BadHeader {
-        format: "unknown",
-        reason: format!(
-            "it starts with \"{}\", which is none of rdb (REDIS), json ({{), bincode ({}), stream ({}) or gzip",
-            escape(&head[..head.len().min(16)]),
-            escape(bincode::MAGIC),
-            escape(stream::MAGIC)
-        ),
-    };
+    let unknown = |head: &[u8]| FormatError::Unrecognized { found: escape(head) };
     let mut outer = BufReader::with_capacity(64 * 1024, input);
     let head = peek(&mut outer)?;
     if head.starts_with(&GZIP_MAGIC) {
