@@ -5,6 +5,7 @@ pub mod cli;
 pub mod compare;
 pub mod conformance;
 pub mod dataset;
+pub mod formats;
 pub mod model;
 pub mod progress;
 pub mod redis_server;
