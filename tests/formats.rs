@@ -210,14 +210,14 @@ fn edge_values_round_trip() {
 
 /// What decoding `file` did, panics caught.
 enum Outcome {
-    Ok(Keyspace),
+    Ok(Box<Keyspace>),
     Err(FormatError),
     Panic,
 }
 
 fn try_decode(codec: Codec, file: &[u8]) -> Outcome {
     match catch_unwind(AssertUnwindSafe(|| codec.decode(file))) {
-        Ok(Ok(ks)) => Outcome::Ok(ks),
+        Ok(Ok(ks)) => Outcome::Ok(Box::new(ks)),
         Ok(Err(e)) => Outcome::Err(e),
         Err(_) => Outcome::Panic,
     }
