@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use snaplab_core::formats::{self, Codec, Compression};
+use snaplab_core::formats::{self, Codec, Compression, FormatError};
 use snaplab_core::rdb::{self, Checksum, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
 
@@ -528,8 +528,14 @@ fn convert(args: ConvertArgs) -> Result<ExitCode> {
     let counter = Arc::new(AtomicU64::new(0));
     let bar = progress::track("writing", "keys", ks.len() as u64, Arc::clone(&counter), show);
     let written = if args.output.as_os_str() == "-" {
-        let stdout = io::stdout();
-        codec.encode(&ks, stdout.lock(), Some(&counter)).context("writing to stdout")?
+        match codec.encode(&ks, io::stdout().lock(), Some(&counter)) {
+            Ok(written) => written,
+            // `snaplab convert dump.rdb - --to json | head` closes the pipe early: not an error.
+            Err(FormatError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => return Err(e).context("writing to stdout"),
+        }
     } else {
         let mut file = AtomicFile::create(&args.output)?;
         let written = codec
