@@ -345,7 +345,7 @@ pub fn codecs() -> Vec<Codec> {
     out
 }
 
-/// Flush the encoder's buffer to the sink at this size: big enough that writes are few
+/// The encoder writes to its sink in blocks of this size: big enough that writes are few
 /// and the CRC runs over long slices.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -623,10 +623,32 @@ impl<'w> Sink<'w> {
         Ok(())
     }
 
+    /// Write every whole block of [`FLUSH_AT`] bytes, one `write_all` per block, keeping
+    /// the rest. Block-sized writes make the sequence of writes the sink sees depend only
+    /// on the bytes, never on how they were appended (one record at a time, or a chunk of
+    /// a thousand): a compressor behind the sink (zlib-rs's deflate) can emit different
+    /// bytes for the same input split differently, and the parallel encoder must match the
+    /// sequential one byte for byte.
     fn maybe_flush(&mut self) -> Result<(), FormatError> {
-        if self.buf.len() >= FLUSH_AT { self.flush() } else { Ok(()) }
+        let whole = self.buf.len() / FLUSH_AT * FLUSH_AT;
+        if whole == 0 {
+            return Ok(());
+        }
+        for block in self.buf[..whole].chunks(FLUSH_AT) {
+            self.crc.update(block);
+            self.out.write_all(block).map_err(|source| FormatError::Io {
+                format: self.format.name(),
+                offset: self.flushed,
+                source,
+            })?;
+            self.flushed += block.len() as u64;
+        }
+        self.buf.drain(..whole);
+        Ok(())
     }
 
+    /// Write everything buffered (at the end only, so the last partial block is the same
+    /// for every encoder).
     fn flush(&mut self) -> Result<(), FormatError> {
         self.crc.update(&self.buf);
         self.out.write_all(&self.buf).map_err(|source| FormatError::Io {
