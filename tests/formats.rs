@@ -174,6 +174,28 @@ fn redis_dump_round_trips_through_every_codec() {
     }
 }
 
+/// A 5 MiB string encodes and decodes through bincode and the stream with our wincode
+/// configuration, while wincode's default (4 MiB preallocation limit) refuses to read it:
+/// the reason `bincode::config` exists. (Here rather than in the crate's unit tests: those
+/// share a process with a test that measures the process's resident size.)
+#[test]
+fn large_values_need_the_configured_limit() {
+    use snaplab_core::formats::bincode::{Record, decode_record, encode_record};
+    let big = vec![7u8; 5 << 20];
+    let mut ks = Keyspace::new();
+    ks.insert(0, b"big".to_vec(), Entry::new(Value::String(big.clone())));
+    for format in [&formats::Bincode as &'static dyn Format, &formats::Stream] {
+        for compression in [Compression::None, Compression::Gzip] {
+            check_codec(Codec::new(format, compression).unwrap(), &ks);
+        }
+    }
+    let mut out = Vec::new();
+    encode_record(&mut out, &Record::Function { code: &big }).unwrap();
+    assert_eq!(decode_record(&out).unwrap(), Record::Function { code: big });
+    let err = wincode::deserialize::<Record<Vec<u8>>>(&out).unwrap_err();
+    assert!(err.to_string().contains("preallocation limit"), "the default 4 MiB limit refuses it: {err}");
+}
+
 /// `decode_any` recognises every codec's file from its first bytes and decodes it.
 #[test]
 fn decode_any_detects_every_codec() {

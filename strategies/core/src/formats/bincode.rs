@@ -326,19 +326,6 @@ mod tests {
         );
     }
 
-    /// A 5 MiB string encodes and decodes with our configuration, and wincode's default
-    /// configuration (4 MiB preallocation limit) refuses it: the reason `config` exists.
-    #[test]
-    fn large_values_need_the_configured_limit() {
-        let big = vec![7u8; 5 << 20];
-        let rec: Record<&[u8]> = Record::Function { code: &big };
-        let mut out = Vec::new();
-        encode_record(&mut out, &rec).unwrap();
-        assert_eq!(decode_record(&out).unwrap(), Record::Function { code: big.clone() });
-        let err = wincode::deserialize::<Record<Vec<u8>>>(&out).unwrap_err();
-        assert!(err.to_string().contains("preallocation limit"), "the default 4 MiB limit refuses it: {err}");
-    }
-
     /// A sequence too long to preallocate on decode is refused on encode, naming the size.
     #[test]
     fn oversized_collections_are_refused_before_writing() {
