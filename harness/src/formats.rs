@@ -198,22 +198,22 @@ impl<R: Read> Read for Counting<'_, R> {
 /// The rows as a text table.
 pub fn table(rows: &[FormatRow]) -> String {
     let mut out = format!(
-        "{:<8} {:<11} {:>12} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>11} {:>7}\n",
+        "{:<8} {:<11} {:>12} {:>10} {:>10} {:>11} {:>11} {:>10} {:>18} {:>11} {:>7}\n",
         "format",
         "compression",
         "file bytes",
         "encode ms",
         "decode ms",
-        "enc MB/s",
-        "dec MB/s",
+        "encode MB/s",
+        "decode MB/s",
         "round trip",
-        "par ident",
-        "par enc ms",
+        "parallel identical",
+        "parallel ms",
         "speedup"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<8} {:<11} {:>12} {:>10.1} {:>10.1} {:>9.1} {:>9.1} {:>10} {:>9} {:>11.1} {:>6.2}x\n",
+            "{:<8} {:<11} {:>12} {:>10.1} {:>10.1} {:>11.1} {:>11.1} {:>10} {:>18} {:>11.1} {:>6.2}x\n",
             r.format,
             r.compression,
             r.file_bytes,
@@ -221,7 +221,7 @@ pub fn table(rows: &[FormatRow]) -> String {
             r.decode_ms,
             r.encode_mb_s,
             r.decode_mb_s,
-            if r.round_trip { "yes" } else { "NO" },
+            if r.round_trip { "ok" } else { "FAILED" },
             if r.parallel_identical { "yes" } else { "NO" },
             r.parallel_encode_ms,
             r.parallel_speedup
