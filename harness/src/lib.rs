@@ -6,6 +6,7 @@ pub mod compare;
 pub mod conformance;
 pub mod dataset;
 pub mod faults;
+pub mod formats;
 pub mod model;
 pub mod progress;
 pub mod redis_server;

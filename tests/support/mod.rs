@@ -1,7 +1,9 @@
-//! Helpers shared by the RDB integration tests (`rdb_roundtrip`, `bad_input`).
+//! Helpers shared by the integration tests (`rdb_roundtrip`, `bad_input`, `formats`, ...).
 //!
 //! Each test binary compiles this module on its own and uses a subset of it.
 #![allow(dead_code)]
+
+pub mod arb;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
