@@ -26,14 +26,15 @@ pub fn private_dirty_bytes(pid: i32) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// This process has a resident size, and touching 64 MiB raises it by about that much.
+    /// This process has a resident size, and touching 256 MiB raises it by most of that.
+    /// The margin is wide because other tests in this process may free memory meanwhile.
     #[test]
     fn resident_size_follows_allocation() {
         let before = resident_bytes(None).unwrap();
-        let block = vec![1u8; 64 << 20];
+        let block = vec![1u8; 256 << 20];
         let after = resident_bytes(None).unwrap();
-        assert!(after >= before + (60 << 20), "{before} -> {after}");
+        assert!(after >= before + (192 << 20), "{before} -> {after}");
         assert_eq!(block[12345], 1);
-        assert!(private_dirty_bytes(std::process::id() as i32).unwrap() >= 60 << 20);
+        assert!(private_dirty_bytes(std::process::id() as i32).unwrap() >= 192 << 20);
     }
 }

@@ -11,10 +11,12 @@
 //! default multiplicative hash, which Redis does not. `lzf-rust` serves as the
 //! independent decoder in tests.
 //!
-//! `INIT_HTAB=0` leaves liblzf's hash table uninitialised between calls, as in Redis: a
-//! stale slot can only become a match if it points inside the input being compressed and
-//! the bytes there really match, so output is always valid; it is also reproducible
-//! because every input we compress is a live, distinct allocation.
+//! `INIT_HTAB=0` leaves liblzf's hash table (on the stack) uninitialised, as in Redis. A
+//! stale slot only becomes a match if it points inside the input being compressed at bytes
+//! that really match, so the output always decodes correctly. It is reproducible in
+//! practice (the tests compare parallel and sequential encodings byte for byte), but not
+//! guaranteed: a leftover stack word that happens to point into the current input could
+//! change which match is found. Canonical-mode byte identity rests on that practice.
 
 #![allow(unsafe_code)] // The one FFI boundary of this crate; each call states its contract.
 
