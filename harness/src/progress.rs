@@ -2,7 +2,8 @@
 //! run for a second, so quick commands stay quiet and stdout stays clean for tables.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A bar that follows a counter from a polling thread.
 pub struct Progress {
-    stop: Arc<AtomicBool>,
+    /// Dropping this sender wakes the polling thread at once, so dropping a [`Progress`]
+    /// returns without waiting out a poll interval (callers time the work around it).
+    stop: Option<Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -18,12 +21,11 @@ pub struct Progress {
 /// second has passed, until the returned [`Progress`] is dropped. `enabled = false` gives
 /// an inert value (for `--quiet`, JSON output, tests).
 pub fn track(label: &str, unit: &'static str, total: u64, counter: Arc<AtomicU64>, enabled: bool) -> Progress {
-    let stop = Arc::new(AtomicBool::new(false));
     if !enabled {
-        return Progress { stop, handle: None };
+        return Progress { stop: None, handle: None };
     }
     let label = label.to_string();
-    let stop_flag = Arc::clone(&stop);
+    let (stop, stopped) = mpsc::channel::<()>();
     let handle = thread::spawn(move || {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
         let template = if unit == "bytes" {
@@ -37,23 +39,27 @@ pub fn track(label: &str, unit: &'static str, total: u64, counter: Arc<AtomicU64
         bar.set_message(label);
         let started = Instant::now();
         let mut shown = false;
-        // Polling is fine here: a bar only needs to look alive, ten times a second.
-        while !stop_flag.load(Ordering::Relaxed) {
+        // Polling is fine here: a bar only needs to look alive, ten times a second. The wait
+        // is on the channel, not a sleep, so a drop ends it immediately.
+        loop {
             if !shown && started.elapsed() >= Duration::from_secs(1) {
                 bar.set_draw_target(ProgressDrawTarget::stderr());
                 shown = true;
             }
             bar.set_position(counter.load(Ordering::Relaxed).min(total));
-            thread::sleep(Duration::from_millis(100));
+            match stopped.recv_timeout(Duration::from_millis(100)) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
         bar.finish_and_clear();
     });
-    Progress { stop, handle: Some(handle) }
+    Progress { stop: Some(stop), handle: Some(handle) }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
