@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use snaplab::fork::ForkSave;
 use snaplab_core::atomic::{IoFile, RealIo, SaveIo};
 use snaplab_core::{Command, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, rdb};
-use snaplab_harness::conformance::{GateIo, GatedIo};
+use snaplab_harness::conformance::{GateIo, GatedIo, temp_files};
 
 snaplab_harness::conformance_suite!(fork, snaplab::fork::ForkSave);
 
@@ -23,14 +23,6 @@ fn store_with(n: usize) -> ForkSave {
         store.apply(&cmd).unwrap();
     }
     store
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("temp-"))
-        .collect()
 }
 
 /// A child killed with SIGKILL mid-save: the previous dump is intact, the child's
@@ -51,7 +43,7 @@ fn child_killed_mid_save() {
     let bg = store.bgsave(&dest, &held).unwrap();
     assert!(gate.wait_for_a_held_write(Duration::from_secs(30)), "the child never reached its first write");
     let pid = store.child_pid().expect("a child is running");
-    assert!(!temp_files(dir.path()).is_empty(), "the child has created its temp file");
+    assert!(!temp_files(dir.path()).unwrap().is_empty(), "the child has created its temp file");
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     let err = bg.wait().unwrap_err();
     gate.open();
@@ -60,7 +52,7 @@ fn child_killed_mid_save() {
     assert!(matches!(store.last_save_status(), SaveStatus::Err(m) if m.contains("SIGKILL")));
     assert_eq!(store.lastsave(), lastsave);
     assert_eq!(std::fs::read(&dest).unwrap(), previous, "the previous dump is intact");
-    assert!(temp_files(dir.path()).is_empty(), "temp files left: {:?}", temp_files(dir.path()));
+    assert!(temp_files(dir.path()).unwrap().is_empty(), "temp files left: {:?}", temp_files(dir.path()).unwrap());
     store.apply(&Command::Del { db: 0, key: b"k2".to_vec() }).unwrap();
     assert_eq!(store.len(), 998);
 }
@@ -133,7 +125,7 @@ fn child_that_fails_to_write() {
     }
     assert!(matches!(store.last_save_status(), SaveStatus::Err(_)));
     assert_eq!(std::fs::read(&dest).unwrap(), previous);
-    assert!(temp_files(dir.path()).is_empty(), "temp files left: {:?}", temp_files(dir.path()));
+    assert!(temp_files(dir.path()).unwrap().is_empty(), "temp files left: {:?}", temp_files(dir.path()).unwrap());
     let (loaded, _) = rdb::load_file(&dest).unwrap();
     assert_eq!(loaded.len(), 2000);
 }

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snaplab_core::{rdb, remove_stale_temp_files};
+use snaplab_harness::conformance::temp_files;
 use std::os::unix::process::CommandExt;
 
 fn snaplab() -> Command {
@@ -23,14 +24,6 @@ fn snaplab() -> Command {
 fn run(args: &[&str]) {
     let out = snaplab().args(args).output().unwrap();
     assert!(out.status.success(), "snaplab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("temp-"))
-        .collect()
 }
 
 /// SIGKILL at random instants during `snaplab save`, for every strategy: the destination
@@ -70,7 +63,7 @@ fn killed_saves_leave_a_whole_dump() {
             // for wall-clock time or a file to appear is the point here, not synchronisation.
             if k % 2 == 0 {
                 let deadline = Instant::now() + Duration::from_millis(whole * 3 + 1000);
-                while temp_files(dir.path()).is_empty()
+                while temp_files(dir.path()).unwrap().is_empty()
                     && Instant::now() < deadline
                     && child.try_wait().unwrap().is_none()
                 {
@@ -82,7 +75,7 @@ fn killed_saves_leave_a_whole_dump() {
             }
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             child.wait().unwrap();
-            left_temp += usize::from(!temp_files(dir.path()).is_empty());
+            left_temp += usize::from(!temp_files(dir.path()).unwrap().is_empty());
 
             let bytes = std::fs::read(p("dump.rdb")).unwrap();
             let (got, _) = rdb::load(bytes.as_slice())
@@ -97,16 +90,16 @@ fn killed_saves_leave_a_whole_dump() {
             // The next start of a store in this directory removes what the kill left. A forked
             // child killed with its group may take a moment to die: wait for it (bounded).
             let deadline = Instant::now() + Duration::from_secs(10);
-            while !remove_stale_temp_files(dir.path()).is_ok_and(|_| temp_files(dir.path()).is_empty())
+            while !remove_stale_temp_files(dir.path()).is_ok_and(|_| temp_files(dir.path()).unwrap().is_empty())
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
             assert!(
-                temp_files(dir.path()).is_empty(),
+                temp_files(dir.path()).unwrap().is_empty(),
                 "{}: stale temp files remain: {:?}",
                 entry.name,
-                temp_files(dir.path())
+                temp_files(dir.path()).unwrap()
             );
         }
     }

@@ -424,13 +424,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         None => {
             let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
             let ks = dataset::generate(&spec);
-            let d = format!(
-                "built-in: {} string keys x {} bytes + {} keys of other types (seed {})",
-                spec.keys,
-                spec.value_size,
-                ks.len() - spec.keys,
-                spec.seed
-            );
+            let d = dataset::describe(&spec, &ks);
             // Every strategy starts from this dump, as a restarted server would.
             let source = dir.join("dataset.rdb");
             snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "generate")
@@ -488,13 +482,7 @@ fn run_formats(args: FormatsArgs) -> Result<ExitCode> {
         None => {
             let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
             let ks = dataset::generate(&spec);
-            let d = format!(
-                "built-in: {} string keys x {} bytes + {} keys of other types (seed {})",
-                spec.keys,
-                spec.value_size,
-                ks.len() - spec.keys,
-                spec.seed
-            );
+            let d = dataset::describe(&spec, &ks);
             (ks, d)
         }
     };

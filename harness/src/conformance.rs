@@ -751,12 +751,16 @@ pub fn lastsave_tells_the_truth<S: SnapshotStrategy>() -> Result<(), Failure> {
     Ok(())
 }
 
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("temp-")).collect()
-        })
-        .unwrap_or_default()
+/// Names of the save temp files (`temp-*`) in `dir`: what a save that failed or was
+/// killed must not leave behind once it is cleaned up.
+///
+/// # Errors
+/// When `dir` cannot be read.
+pub fn temp_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("temp-"))
+        .collect())
 }
 
 /// Disk failures at every step: an I/O error at byte `k` (a sweep of `k` over the whole
@@ -831,7 +835,7 @@ pub fn survives_io_faults<S: SnapshotStrategy>(cfg: &SuiteConfig) -> Result<(), 
             (SaveStatus::Err(_), true) | (SaveStatus::Ok, false) => {}
             (status, _) => return Err(what(format!("the last-save status is {status:?}"))),
         }
-        let left = temp_files(dir.path());
+        let left = temp_files(dir.path()).unwrap_or_default();
         if !left.is_empty() {
             return Err(what(format!("temp files left behind: {left:?}")));
         }

@@ -41,6 +41,18 @@ fn random_alnum(rng: &mut ChaCha8Rng, len: usize) -> Bytes {
     (0..len).map(|_| ALNUM[rng.random_range(0..ALNUM.len())]).collect()
 }
 
+/// One line naming the built-in dataset for a report header, given the keyspace
+/// [`generate`] built from `spec` (its extra keys are the non-string types).
+pub fn describe(spec: &DatasetSpec, generated: &Keyspace) -> String {
+    format!(
+        "built-in: {} string keys x {} bytes + {} keys of other types (seed {})",
+        spec.keys,
+        spec.value_size,
+        generated.len().saturating_sub(spec.keys),
+        spec.seed
+    )
+}
+
 /// Generate the dataset described by `spec`.
 pub fn generate(spec: &DatasetSpec) -> Keyspace {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
