@@ -21,14 +21,6 @@ use snaplab_fork::ForkSave;
 use snaplab_harness::dataset::{self, DatasetSpec};
 use snaplab_harness::redis_server::{RedisServer, ServerOptions};
 
-/// Redis logs "DB loaded from disk: 1.195 seconds" when it finishes loading at startup.
-fn redis_load_time(server: &RedisServer) -> Option<Duration> {
-    let log = server.log_tail(200);
-    let line = log.lines().rev().find(|l| l.contains("DB loaded from disk:"))?;
-    let secs: f64 = line.split("DB loaded from disk:").nth(1)?.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_secs_f64(secs))
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -101,7 +93,7 @@ fn main() {
     let mut redis_loads = Vec::new();
     for _ in 0..rounds {
         let server = start(&redis_written);
-        redis_loads.push(redis_load_time(&server).expect("Redis logs its load time"));
+        redis_loads.push(server.load_time().expect("Redis logs its load time"));
     }
     let our_loads = (0..rounds)
         .map(|_| {

@@ -155,12 +155,14 @@ fn save_refuses_bad_input() {
     assert!(!out_path.exists(), "a refused input must not create the output");
 }
 
-/// `compare` on a small built-in dataset with writers prints a row per strategy, every
-/// dump verified, and writes the JSON rows with the documented field names.
+/// `compare` on a small built-in dataset, with every kind of write and Zipf-distributed
+/// keys, prints a row per strategy (and the Redis row when `redis-server` is on PATH),
+/// every dump verified, writes the JSON rows with the documented field names, and the plots.
 #[test]
 fn compare_small_dataset_verifies_every_strategy() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("rows.json");
+    let plots = dir.path().join("plots");
     let out = snaplab(&[
         "compare",
         "--keys",
@@ -169,22 +171,80 @@ fn compare_small_dataset_verifies_every_strategy() {
         "32",
         "--writers",
         "2",
+        "--rate",
+        "4000",
+        "--baseline-ms",
+        "200",
+        "--keys-dist",
+        "zipf",
+        "--mix",
+        "overwrite=40,insert=20,delete=20,collection=20",
         "-q",
         "--json",
         json.to_str().unwrap(),
+        "--plots",
+        plots.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let names: Vec<&str> = snaplab::registry().entries().iter().map(|e| e.name).collect();
+    let mut names: Vec<String> = snaplab::registry().entries().iter().map(|e| e.name.to_string()).collect();
+    if snaplab::harness::redis_server::RedisServer::find().is_some() {
+        // Labelled by the server's major version: `redis-7 (fork)` for Redis 7.x.
+        let label = rows[0]["strategy"].as_str().unwrap().to_string();
+        assert!(label.starts_with("redis-") && label.ends_with(" (fork)"), "{label}");
+        names.insert(0, label);
+    }
     assert_eq!(rows.len(), names.len());
     for (row, name) in rows.iter().zip(&names) {
         assert_eq!(row["strategy"], *name);
         assert_eq!(row["verified"], true, "{row}");
-        for field in ["time_to_cut_ms", "save_ms", "max_stall_ms", "writes_during_save", "file_bytes"] {
+        for field in [
+            "time_to_cut_ms",
+            "save_ms",
+            "max_stall_ms",
+            "writes_during_save",
+            "file_bytes",
+            "load_ms",
+            "latency_p50_us",
+            "latency_p99_us",
+            "latency_p999_us",
+            "latency_max_us",
+            "baseline_p99_us",
+            "throughput_ratio",
+            "cpu_saver_s",
+            "cpu_writers_s",
+        ] {
             assert!(row[field].is_number(), "{field} missing in {row}");
         }
+        for field in ["peak_extra_memory_bytes", "dataset_bytes"] {
+            assert!(row.get(field).is_some(), "{field} absent (null is allowed, absence is not) in {row}");
+        }
         assert!(row["file_bytes"].as_u64().unwrap() > 2000 * 32);
+        assert!(row["writes_during_save"].as_u64().unwrap() > 0 || row["save_ms"].as_f64().unwrap() < 5.0);
     }
     let table = stdout(&out);
-    assert!(names.iter().all(|n| table.lines().any(|l| l.starts_with(n) && l.trim_end().ends_with("yes"))), "{table}");
+    assert!(
+        names.iter().all(|n| table.lines().any(|l| l.starts_with(n.as_str()) && l.trim_end().ends_with("yes"))),
+        "{table}"
+    );
+    for file in ["latency.svg", "memory.svg", "summary.svg"] {
+        let svg = std::fs::read_to_string(plots.join(file)).unwrap();
+        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{file}");
+        assert!(names.iter().all(|n| svg.contains(n.as_str())), "{file} names every row");
+    }
+    let traces: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(plots.join("traces.json")).unwrap()).unwrap();
+    assert_eq!(traces.len(), names.len());
+    assert!(traces.iter().all(|t| !t["latency_max_us"].as_array().unwrap().is_empty()));
+}
+
+/// The load's options are checked before anything runs, with a message naming the choices.
+#[test]
+fn compare_refuses_a_bad_mix_or_distribution() {
+    let out = snaplab(&["compare", "--keys", "10", "--mix", "overwrite=1,update=2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected overwrite, insert, delete or collection"), "{}", stderr(&out));
+    let out = snaplab(&["compare", "--keys", "10", "--keys-dist", "normal"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected uniform, zipf or zipf:EXPONENT"), "{}", stderr(&out));
 }

@@ -17,9 +17,10 @@ use snaplab_core::formats::{self, Codec, Compression, FormatError};
 use snaplab_core::rdb::{self, Checksum, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
 
-use crate::compare::{self, CompareConfig, CompareRow};
+use crate::compare::{self, CompareConfig, CompareRow, Trace};
 use crate::dataset::{self, DatasetSpec};
 use crate::formats::{self as format_table, FormatsConfig};
+use crate::load::{KeyDist, LoadSpec, WriteMix};
 use crate::progress;
 use crate::registry::{Registry, StrategyEntry};
 use crate::render;
@@ -149,6 +150,7 @@ struct ConvertArgs {
     quiet: bool,
 }
 
+// ANCHOR: compare_options
 #[derive(Args)]
 struct CompareArgs {
     /// Run on this dump instead of the built-in dataset.
@@ -157,25 +159,47 @@ struct CompareArgs {
     /// Built-in dataset: number of string keys.
     #[arg(long, default_value_t = 1_000_000)]
     keys: usize,
-    /// Built-in dataset: bytes per string value.
+    /// Built-in dataset: bytes per string value (also the size of the values writers store).
     #[arg(long, default_value_t = 100)]
     value_size: usize,
     /// Strategies to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
-    /// Writer threads updating random existing keys during each save (0 times the save alone).
+    /// Writer threads during each save (0 times the save alone).
     #[arg(long, default_value_t = 1)]
     writers: usize,
     /// Target writes per second, all writer threads together (open-loop: latency counts
-    /// from each write's scheduled start, so a stall cannot hide).
+    /// from each write's scheduled start, so a stall cannot hide). The default keeps one
+    /// core far from saturated.
     #[arg(long, value_name = "OPS_PER_SEC", default_value_t = 10_000.0)]
     rate: f64,
+    /// Which existing keys writers update: `uniform`, or `zipf` (exponent 0.99, a few hot
+    /// keys take most writes) or `zipf:EXPONENT`.
+    #[arg(long, value_name = "DIST", default_value = "uniform")]
+    keys_dist: KeyDist,
+    /// The write mix, as weights: overwrite (SET an existing key), insert (SET a new key),
+    /// delete (DEL an existing key), collection (HSET a field in one of 1,024 hashes).
+    #[arg(long, value_name = "OP=WEIGHT,...", default_value_t = WriteMix::default())]
+    mix: WriteMix,
     /// How long writers run before BGSAVE, to measure latency without a save (ms).
     #[arg(long, default_value_t = 1000)]
     baseline_ms: u64,
+    /// Add the `redis-7 (fork)` row: redis-server on a unix socket, loaded from the same
+    /// dump, under the same load, asked for BGSAVE. On by default when `redis-server` is on
+    /// PATH; with this flag, its absence is an error.
+    #[arg(long, conflicts_with = "no_redis")]
+    with_redis: bool,
+    /// Leave out the Redis row even when `redis-server` is on PATH.
+    #[arg(long)]
+    no_redis: bool,
     /// Also write the rows as a JSON array to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Write SVG plots to this directory: latency.svg (write latency over time, save
+    /// marked), memory.svg (memory over time), summary.svg (save time and memory per row),
+    /// and traces.json (the series they are drawn from).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
     /// Keep the dumps in this directory (default: a temporary directory, removed afterwards).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
@@ -190,8 +214,9 @@ struct CompareArgs {
     #[arg(long, hide = true)]
     in_process: bool,
 }
+// ANCHOR_END: compare_options
 
-/// One strategy's run of `compare`, in a process of its own; prints its row as JSON.
+/// One strategy's run of `compare`, in a process of its own; prints its row and trace as JSON.
 #[derive(Args)]
 struct WorkerArgs {
     #[arg(long)]
@@ -211,7 +236,18 @@ struct WorkerArgs {
     #[arg(long)]
     value_size: usize,
     #[arg(long)]
+    keys_dist: KeyDist,
+    #[arg(long)]
+    mix: WriteMix,
+    #[arg(long)]
     quiet: bool,
+}
+
+/// What a compare worker prints: its row and its trace.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WorkerOutput {
+    row: CompareRow,
+    trace: Trace,
 }
 
 /// Run the CLI with these strategies; returns the process exit status.
@@ -244,16 +280,20 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
         Cmd::CompareWorker(w) => {
             let entry = registry.get(&w.strategy).map_err(anyhow::Error::msg)?;
             let cfg = CompareConfig {
-                writers: w.writers,
-                rate: w.rate,
+                load: LoadSpec {
+                    writers: w.writers,
+                    rate: w.rate,
+                    seed: w.seed,
+                    value_size: w.value_size,
+                    dist: w.keys_dist,
+                    mix: w.mix,
+                },
                 baseline: Duration::from_millis(w.baseline_ms),
                 dir: w.dir,
                 progress: !w.quiet,
-                seed: w.seed,
-                value_size: w.value_size,
             };
-            let row = compare::run_one(&entry, &w.source, &cfg)?;
-            println!("{}", serde_json::to_string(&row)?);
+            let (row, trace) = compare::run_one(&entry, &w.source, &cfg)?;
+            println!("{}", serde_json::to_string(&WorkerOutput { row, trace })?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Generate { output, keys, value_size, seed } => {
@@ -375,19 +415,21 @@ fn save(entry: StrategyEntry, input: &Path, output: &Path, mut opts: SaveOptions
 }
 
 /// Run one strategy's comparison in a fresh copy of this program, so its memory figures
-/// start from a clean heap, and read back its row.
-fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<CompareRow> {
+/// start from a clean heap, and read back its row and trace.
+fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let exe = std::env::current_exe().context("cannot find the snaplab executable to run a worker")?;
     let mut cmd = std::process::Command::new(exe);
+    let l = &cfg.load;
     cmd.arg("compare-worker")
         .args(["--strategy", strategy])
         .arg("--source")
         .arg(source)
         .arg("--dir")
         .arg(&cfg.dir)
-        .args(["--writers", &cfg.writers.to_string(), "--rate", &cfg.rate.to_string()])
-        .args(["--baseline-ms", &cfg.baseline.as_millis().to_string(), "--seed", &cfg.seed.to_string()])
-        .args(["--value-size", &cfg.value_size.to_string()]);
+        .args(["--writers", &l.writers.to_string(), "--rate", &l.rate.to_string()])
+        .args(["--baseline-ms", &cfg.baseline.as_millis().to_string(), "--seed", &l.seed.to_string()])
+        .args(["--value-size", &l.value_size.to_string()])
+        .args(["--keys-dist", &l.dist.to_string(), "--mix", &l.mix.to_string()]);
     if !cfg.progress {
         cmd.arg("--quiet");
     }
@@ -395,7 +437,9 @@ fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<Comp
     if !out.status.success() {
         bail!("{strategy}: the comparison run failed ({})", out.status);
     }
-    serde_json::from_slice(&out.stdout).with_context(|| format!("{strategy}: unreadable result from the worker"))
+    let parsed: WorkerOutput = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{strategy}: unreadable result from the worker"))?;
+    Ok((parsed.row, parsed.trace))
 }
 
 fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
@@ -403,6 +447,14 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         registry.entries().to_vec()
     } else {
         args.strategies.iter().map(|n| registry.get(n)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?
+    };
+    let with_redis = if args.with_redis {
+        if !compare::redis::available() {
+            bail!("--with-redis: there is no redis-server on PATH (Debian/Ubuntu: apt-get install redis-server)");
+        }
+        true
+    } else {
+        !args.no_redis && compare::redis::available()
     };
     let show = !args.quiet;
     let _tmp;
@@ -432,32 +484,56 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             (source, d)
         }
     };
-    eprintln!("dataset: {description}; {} writer thread(s) at {} writes/s in all", args.writers, args.rate);
+    eprintln!(
+        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}",
+        args.writers, args.rate, args.keys_dist, args.mix
+    );
+    if !with_redis && !args.no_redis {
+        eprintln!("no redis-server on PATH: the table has no redis row to compare with");
+    }
     let cfg = CompareConfig {
-        writers: args.writers,
-        rate: args.rate,
+        load: LoadSpec {
+            writers: args.writers,
+            rate: args.rate,
+            seed: args.seed,
+            value_size: args.value_size,
+            dist: args.keys_dist,
+            mix: args.mix,
+        },
         baseline: Duration::from_millis(args.baseline_ms),
         dir: dir.clone(),
         progress: show,
-        seed: args.seed,
-        value_size: args.value_size,
     };
     let mut rows: Vec<CompareRow> = Vec::new();
-    for entry in &entries {
-        let row = if args.in_process {
-            compare::run_one(entry, &source, &cfg)?
-        } else {
-            run_worker(entry.name, &source, &cfg)?
+    let mut traces: Vec<Trace> = Vec::new();
+    // Redis first: it is the anchor the other rows are read against.
+    let mut runs: Vec<Option<&StrategyEntry>> = if with_redis { vec![None] } else { vec![] };
+    runs.extend(entries.iter().map(Some));
+    for run in runs {
+        let (row, trace) = match run {
+            None => compare::redis::run(&source, &cfg)?,
+            Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg)?,
+            Some(entry) => run_worker(entry.name, &source, &cfg)?,
         };
         if let Some(e) = &row.verify_error {
             eprintln!("{}: verification failed: {e}", row.strategy);
         }
         rows.push(row);
+        traces.push(trace);
     }
     print!("{}", compare::table(&rows));
     if let Some(path) = &args.json {
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         serde_json::to_writer_pretty(BufWriter::new(f), &rows).context("writing the JSON report")?;
+    }
+    if let Some(plot_dir) = &args.plots {
+        let files = crate::plots::write_plots(plot_dir, &rows, &traces)?;
+        let traces_path = plot_dir.join("traces.json");
+        let f = File::create(&traces_path).with_context(|| format!("cannot create {}", traces_path.display()))?;
+        serde_json::to_writer(BufWriter::new(f), &traces).context("writing traces.json")?;
+        for f in files.iter().chain([&traces_path]) {
+            eprintln!("wrote {}", f.display());
+        }
     }
     if rows.iter().all(|r| r.verified) { Ok(ExitCode::SUCCESS) } else { bail!("some snapshots did not verify") }
 }

@@ -1,5 +1,6 @@
 //! `snaplab compare`: one BGSAVE per strategy while writer threads keep updating keys,
-//! each dump verified against the keyspace as it was at the cut, with what the save cost.
+//! each dump verified against the keyspace as it was at the cut, with what the save cost;
+//! and the same measured from outside for a real redis-server ([`redis`]).
 //!
 //! For each strategy, in a fresh process (so memory figures start from a clean heap):
 //! 1. the dataset's dump is loaded twice: once as the reference for verification, once
@@ -7,30 +8,29 @@
 //!    realistic heap layout; a fresh copy allocated in iteration order makes every save
 //!    look faster than it is in production). The resident memory the store added is
 //!    `dataset_bytes`;
-//! 2. `writers` threads issue `SET`s to uniformly random existing keys, **open-loop**: each
-//!    write has an intended start time on a fixed schedule (`rate` writes per second in
-//!    all), and its latency is measured from that intended time, so a writer held up by a
-//!    stall still accounts for every write it should have issued meanwhile (no coordinated
-//!    omission). Values name their writer and sequence number;
+//! 2. writer threads run the open-loop load of [`crate::load`]: writes on a fixed schedule,
+//!    latency from each write's intended start, so a stall cannot hide;
 //! 3. after a baseline window without a save, BGSAVE is called and waited for, while a
-//!    sampler reads the process's resident memory every 2 ms;
-//! 4. the writers stop; the dump is decoded and compared with the dataset plus exactly
-//!    the writes the reported cut includes, replayed in stamp order.
+//!    sampler reads the process's resident memory every 2 ms and the writers note their
+//!    CPU time as the save starts and ends;
+//! 4. the writers go on for [`AFTER_SAVE`] (for the plots), then stop; the dump is decoded
+//!    and compared with the dataset plus exactly the writes the reported cut includes,
+//!    replayed in stamp order.
+
+pub mod redis;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hdrhistogram::Histogram;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use snaplab_core::memory::resident_bytes;
-use snaplab_core::{Bytes, Command, Cut, Keyspace, SaveOptions, WriteStamp, escape, rdb, unix_ms_now};
+use snaplab_core::{Command, Cut, Keyspace, SaveOptions, escape, rdb, unix_ms_now};
 
+use crate::load::{self, KeyList, LatencyStats, Load, LoadSpec, WriteRec};
 use crate::progress;
 use crate::registry::StrategyEntry;
 
@@ -75,105 +75,155 @@ pub struct CompareRow {
     pub peak_extra_memory_bytes: Option<u64>,
     /// Resident memory the loaded store occupies, bytes.
     pub dataset_bytes: Option<u64>,
+    /// `peak_extra_memory_bytes / dataset_bytes`.
+    pub peak_extra_memory_fraction: Option<f64>,
+    /// CPU time spent on the save during it (the strategy's own threads, a forked child,
+    /// for Redis the BGSAVE child), seconds.
+    pub cpu_saver_s: Option<f64>,
+    /// CPU time the writes cost during the save (the writer threads; for Redis the
+    /// server's main process serving them), seconds.
+    pub cpu_writers_s: Option<f64>,
+    /// Writes completed per second during the save.
+    pub save_writes_per_s: Option<f64>,
+    /// Writes completed per second in the baseline window.
+    pub baseline_writes_per_s: Option<f64>,
+    /// Strategy-specific figures, each name ending in its unit (`fork_us`,
+    /// `rdb_last_cow_size_bytes`, ...).
+    #[serde(default)]
+    pub figures: std::collections::BTreeMap<String, f64>,
+}
+
+/// What one run recorded over time, for the plots. Times are ms relative to the moment
+/// BGSAVE was called (negative: the baseline window before it).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Trace {
+    /// The row's strategy label.
+    pub strategy: String,
+    /// Width of one latency window, ms.
+    pub window_ms: f64,
+    /// Per window of intended start times: (window start, ms; the largest write latency
+    /// in it, µs). Windows in which no write was due are absent.
+    pub latency_max_us: Vec<(f64, f64)>,
+    /// Per window: (window start, ms; the median write latency in it, µs).
+    pub latency_p50_us: Vec<(f64, f64)>,
+    /// Resident memory the save added, sampled: (ms, bytes).
+    pub extra_memory_bytes: Vec<(f64, u64)>,
+    /// When BGSAVE returned with the cut taken, ms (the call itself is at 0).
+    pub cut_ms: f64,
+    /// When the save ended (file in place), ms.
+    pub end_ms: f64,
 }
 
 /// How to run the comparison for one strategy.
 #[derive(Clone, Debug)]
 pub struct CompareConfig {
-    /// Writer threads during the save (0 times the save alone).
-    pub writers: usize,
-    /// Target writes per second, all writers together.
-    pub rate: f64,
+    /// The write load during the save (and in the baseline window before it).
+    pub load: LoadSpec,
     /// How long writers run before BGSAVE is called (the baseline window).
     pub baseline: Duration,
     /// Where dump files go.
     pub dir: PathBuf,
     /// Show progress bars.
     pub progress: bool,
-    /// Seed for the writers' key choice.
-    pub seed: u64,
-    /// Bytes per value the writers store.
-    pub value_size: usize,
 }
 
-/// One logged write. The command is not kept: it is rebuilt from the writer id, its
-/// sequence number and the key index, which keeps the log small.
+/// How long writers go on after the save ended, so the plots show the recovery.
+pub const AFTER_SAVE: Duration = Duration::from_millis(300);
+
+/// Width of one window of the latency-over-time series, ms.
+pub const WINDOW_MS: f64 = 10.0;
+
+/// CPU time this process has used, all threads, ns (`CLOCK_PROCESS_CPUTIME_ID`).
+fn process_cpu_ns() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).ok()?;
+    Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
+/// CPU time of this process's children that have been waited for, ns (a forked BGSAVE
+/// child counts once its parent has reaped it).
+fn children_cpu_ns() -> Option<u64> {
+    let r = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok()?;
+    let ns = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
+    Some(ns(r.user_time()) + ns(r.system_time()))
+}
+
+/// Samples of resident memory above a base, taken by a thread every 2 ms.
+pub(crate) struct MemorySampler {
+    running: Arc<AtomicBool>,
+    handle: thread::JoinHandle<Vec<MemSample>>,
+}
+
+/// One sample: when (relative to the origin), how much extra, and the sampler thread's
+/// own CPU time so far (so its cost can be left out of the saver's).
 #[derive(Clone, Copy, Debug)]
-struct WriteRec {
-    stamp: WriteStamp,
-    writer: u32,
-    n: u64,
-    key: u32,
-    intended_ns: u64,
-    done_ns: u64,
+pub(crate) struct MemSample {
+    pub(crate) t: Duration,
+    pub(crate) extra_bytes: u64,
+    pub(crate) own_cpu_ns: u64,
 }
 
-impl WriteRec {
-    fn latency_ns(&self) -> u64 {
-        self.done_ns.saturating_sub(self.intended_ns)
+impl MemorySampler {
+    /// Start sampling `read()` (extra bytes now, or `None` when unreadable) from `origin`.
+    pub(crate) fn start(origin: Instant, mut read: impl FnMut() -> Option<u64> + Send + 'static) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&running);
+        let handle = thread::spawn(move || {
+            let cpu0 = load::thread_cpu_ns().unwrap_or(0);
+            let mut samples = Vec::with_capacity(4096);
+            // Polling is the measurement itself: resident memory has no change notification.
+            while flag.load(Ordering::Relaxed) {
+                if let Some(extra_bytes) = read() {
+                    let own_cpu_ns = load::thread_cpu_ns().unwrap_or(0).saturating_sub(cpu0);
+                    samples.push(MemSample { t: origin.elapsed(), extra_bytes, own_cpu_ns });
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            samples
+        });
+        MemorySampler { running, handle }
+    }
+
+    /// Stop and return the samples.
+    pub(crate) fn stop(self) -> Vec<MemSample> {
+        self.running.store(false, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
     }
 }
 
-/// The value writer `writer` stores in its `n`-th write: recognisable, `size` bytes.
-fn write_value(writer: u32, n: u64, size: usize) -> Bytes {
-    let mut v = format!("w{writer}:{n}:").into_bytes();
-    v.resize(size.max(v.len()), b'.');
-    v
+/// The largest extra memory among samples taken up to `until` (since the origin).
+pub(crate) fn peak_until(samples: &[MemSample], until: Duration) -> Option<u64> {
+    samples.iter().filter(|s| s.t <= until).map(|s| s.extra_bytes).max()
 }
 
-fn write_command(keys: &KeyList, rec: &WriteRec, value_size: usize) -> Command {
-    let (db, key) = keys.get(rec.key as usize);
-    Command::Set { db, key: key.to_vec(), value: write_value(rec.writer, rec.n, value_size), expire_at_ms: None }
-}
-
-/// Every (db, key) of a keyspace, sorted, for the writers to choose from: packed into
-/// three allocations, because the harness's own memory is part of what `fork` copies
-/// page tables for and what the memory sampler sees.
-pub struct KeyList {
-    dbs: Vec<u8>,
-    ends: Vec<u32>,
-    bytes: Vec<u8>,
-}
-
-impl KeyList {
-    /// The keys of `ks`, sorted by (db, key).
-    pub fn new(ks: &Keyspace) -> Self {
-        let mut keys: Vec<(usize, &[u8])> = ks.iter().map(|(db, k, _)| (db, k.as_slice())).collect();
-        keys.sort_unstable();
-        let mut list =
-            KeyList { dbs: Vec::with_capacity(keys.len()), ends: Vec::with_capacity(keys.len()), bytes: Vec::new() };
-        for (db, k) in keys {
-            list.dbs.push(db as u8);
-            list.bytes.extend_from_slice(k);
-            list.ends.push(list.bytes.len() as u32);
-        }
-        list
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.dbs.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.dbs.is_empty()
-    }
-
-    /// The `i`-th (db, key).
-    pub fn get(&self, i: usize) -> (usize, &[u8]) {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        (self.dbs[i] as usize, &self.bytes[start..self.ends[i] as usize])
+/// The trace of one run: latency windows relative to `called` (ns on the load's clock),
+/// memory samples relative to the same moment.
+pub(crate) fn make_trace(
+    label: &str,
+    log: &[WriteRec],
+    called_ns: u64,
+    samples: &[MemSample],
+    cut: Duration,
+    end: Duration,
+) -> Trace {
+    let series = load::latency_series(log, called_ns, (WINDOW_MS * 1e6) as u64);
+    Trace {
+        strategy: label.to_string(),
+        window_ms: WINDOW_MS,
+        latency_max_us: series.iter().map(|&(t, max, _)| (t, max)).collect(),
+        latency_p50_us: series.iter().map(|&(t, _, p50)| (t, p50)).collect(),
+        extra_memory_bytes: samples.iter().map(|s| (ms(s.t), s.extra_bytes)).collect(),
+        cut_ms: ms(cut),
+        end_ms: ms(end),
     }
 }
 
 /// Run one strategy through the comparison: load `source` into it, save while writers run,
-/// measure, verify.
+/// measure, verify. Returns the row and what it recorded over time.
 ///
 /// # Errors
 /// An unreadable dump, a failed save or a failed write (a verification failure is a row
 /// with `verified: false`, not an error).
-pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Result<CompareRow> {
+pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     // The reference for verification is loaded only after the save: holding a second copy
     // of the dataset during it would inflate what fork copies and what the sampler sees.
     let rss_before_load = resident_bytes(None);
@@ -186,110 +236,67 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let dataset_bytes = resident_bytes(None).zip(rss_before_load).map(|(a, b)| a.saturating_sub(b));
 
     let dest = cfg.dir.join(format!("compare-{}.rdb", entry.name));
-    let writers = if keys.is_empty() { 0 } else { cfg.writers };
-    let epoch = Instant::now();
-    let ns = move |t: Instant| t.duration_since(epoch).as_nanos() as u64;
-    let start = epoch + Duration::from_millis(5);
-    let stop = Arc::new(AtomicBool::new(false));
-    // Published so the memory sampler can subtract the harness's own log growth.
-    let log_lens: Arc<Vec<AtomicUsize>> = Arc::new((0..writers).map(|_| AtomicUsize::new(0)).collect());
-    let interval = Duration::from_secs_f64(writers.max(1) as f64 / cfg.rate.max(1.0));
-    let handles: Vec<_> = (0..writers)
-        .map(|w| {
-            let (store, stop, keys, lens) =
-                (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&keys), Arc::clone(&log_lens));
-            let seed = cfg.seed.wrapping_mul(1000).wrapping_add(w as u64);
-            let value_size = cfg.value_size;
-            thread::spawn(move || -> Result<Vec<WriteRec>> {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let mut log = Vec::with_capacity(1 << 16);
-                // Writers start at staggered offsets so they do not all fire together.
-                let mut intended = start + interval.mul_f64(w as f64 / writers as f64);
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let now = Instant::now();
-                    if intended > now {
-                        thread::sleep(intended - now);
-                    }
-                    let mut rec = WriteRec {
-                        stamp: WriteStamp { shard: 0, seq: 0 },
-                        writer: w as u32,
-                        n,
-                        key: rng.random_range(0..keys.len()) as u32,
-                        intended_ns: ns(intended),
-                        done_ns: 0,
-                    };
-                    let cmd = write_command(&keys, &rec, value_size);
-                    rec.stamp = store.apply(&cmd).map_err(|e| anyhow::anyhow!("writer {w}: {e}"))?.stamp;
-                    rec.done_ns = ns(Instant::now());
-                    log.push(rec);
-                    lens[w].store(log.len(), Ordering::Relaxed);
-                    n += 1;
-                    intended += interval;
-                }
-                Ok(log)
-            })
-        })
-        .collect();
+    let load = Load::start(&cfg.load, Arc::clone(&keys), |_| {
+        let store = Arc::clone(&store);
+        Ok(move |cmd: &Command| store.apply(cmd).map(|a| a.stamp).map_err(anyhow::Error::from))
+    })?;
 
     // The baseline window: writers run, no save. Waiting for wall-clock time to pass.
-    let baseline_end = start + if writers > 0 { cfg.baseline } else { Duration::ZERO };
+    let baseline_end = load.start_time() + if load.writers() > 0 { cfg.baseline } else { Duration::ZERO };
     thread::sleep(baseline_end.saturating_duration_since(Instant::now()));
 
-    let log_bytes = {
-        let lens = Arc::clone(&log_lens);
-        move || lens.iter().map(|l| l.load(Ordering::Relaxed)).sum::<usize>() as u64 * size_of::<WriteRec>() as u64
-    };
-    let sampling = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(Mutex::new(None::<u64>));
+    // Resident memory above the moment BGSAVE is called, less the growth of the harness's
+    // own write log.
+    let log_bytes = load.log_bytes_fn();
     let (rss_at_call, log_at_call) = (resident_bytes(None), log_bytes());
-    let sampler = {
-        let (sampling, peak, log_bytes) = (Arc::clone(&sampling), Arc::clone(&peak), log_bytes.clone());
-        thread::spawn(move || {
-            // Polling is the measurement itself: resident memory has no change notification.
-            while sampling.load(Ordering::Relaxed) {
-                if let (Some(now), Some(base)) = (resident_bytes(None), rss_at_call) {
-                    let extra = now.saturating_sub(base).saturating_sub(log_bytes().saturating_sub(log_at_call));
-                    let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
-                    *p = Some(p.map_or(extra, |q| q.max(extra)));
-                }
-                thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
-
     let counter = Arc::new(AtomicU64::new(0));
     let opts = SaveOptions { progress: Some(Arc::clone(&counter)), ..SaveOptions::default() };
     let bar = progress::track(entry.name, "keys", total_keys, counter, cfg.progress);
+    let (cpu_before, children_before) = (process_cpu_ns(), children_cpu_ns());
     let called = Instant::now();
+    let sampler = MemorySampler::start(called, move || {
+        let now = resident_bytes(None)?;
+        Some(now.saturating_sub(rss_at_call?).saturating_sub(log_bytes().saturating_sub(log_at_call)))
+    });
+    load.set_phase(load::PHASE_SAVE);
     let save = store.bgsave(&dest, &opts);
     let cut_taken = Instant::now();
     let report = save.and_then(|bg| bg.wait());
     let ended = Instant::now();
+    load.set_phase(load::PHASE_AFTER);
+    let (cpu_after, children_after) = (process_cpu_ns(), children_cpu_ns());
     drop(bar);
-    sampling.store(false, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-
-    let mut log = Vec::new();
-    for h in handles {
-        log.extend(h.join().map_err(|_| anyhow::anyhow!("a writer thread panicked"))??);
+    // Writers go on a little, so the plots show what happens after the save.
+    if report.is_ok() {
+        thread::sleep(AFTER_SAVE);
     }
+    let samples = sampler.stop();
+    let (called_ns, ended_ns) = (load.ns(called), load.ns(ended));
+    let (start_ns, baseline_end_ns) = (load.ns(load.start_time()), load.ns(baseline_end));
+    let finished = load.finish()?;
+    let log = finished.log;
     let report = report.with_context(|| format!("{}: BGSAVE failed", entry.name))?;
-    let stats = LatencyStats::new(&log, ns(start), ns(baseline_end), ns(called), ns(ended));
+    let stats = LatencyStats::new(&log, start_ns, baseline_end_ns, called_ns, ended_ns);
     drop(store);
     let verdict = rdb::load_file(source)
         .with_context(|| format!("loading {}", source.display()))
-        .and_then(|(dataset, _)| verify(&dest, &dataset, &keys, cfg.value_size, &report.cut, &log));
+        .and_then(|(dataset, _)| verify(&dest, &dataset, &keys, cfg.load.value_size, &report.cut, &log));
     // A forked child's copied pages are not in this process's resident size; the strategy
     // measures them and reports them as memory used elsewhere.
     let elsewhere = report.figure(snaplab_core::EXTRA_MEMORY_ELSEWHERE);
-    let peak_extra = match (*peak.lock().unwrap_or_else(|e| e.into_inner()), elsewhere) {
+    let peak_extra = match (peak_until(&samples, ended - called), elsewhere) {
         (Some(here), other) => Some(here + other.unwrap_or(0)),
         (None, other) => other,
     };
-
-    Ok(CompareRow {
+    // The saver's CPU is everything this process (and a reaped child) spent during the
+    // save except the writers and the memory sampler.
+    let sampler_cpu = samples.iter().filter(|s| s.t <= ended - called).map(|s| s.own_cpu_ns).max().unwrap_or(0);
+    let cpu_saver_s = cpu_before.zip(cpu_after).zip(children_before.zip(children_after)).map(|((b, a), (cb, ca))| {
+        let total = (a - b) + (ca - cb);
+        secs(total.saturating_sub(finished.cpu_during_save_ns.unwrap_or(0)).saturating_sub(sampler_cpu))
+    });
+    let trace = make_trace(entry.name, &log, called_ns, &samples, cut_taken - called, ended - called);
+    let row = CompareRow {
         strategy: entry.name.to_string(),
         load_ms: ms(load_time),
         time_to_cut_ms: ms(cut_taken - called),
@@ -299,6 +306,26 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         file_bytes: report.bytes,
         verified: verdict.is_ok(),
         verify_error: verdict.err().map(|e| format!("{e:#}")),
+        cpu_saver_s,
+        cpu_writers_s: finished.cpu_during_save_ns.map(secs),
+        figures: report.figures.iter().map(|(n, v)| (n.to_string(), *v as f64)).collect(),
+        ..row_figures(&stats, peak_extra, dataset_bytes)
+    };
+    Ok((row, trace))
+}
+
+/// The figures every row computes the same way from the latency stats and memory.
+pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset_bytes: Option<u64>) -> CompareRow {
+    CompareRow {
+        strategy: String::new(),
+        load_ms: 0.0,
+        time_to_cut_ms: 0.0,
+        save_ms: 0.0,
+        max_stall_ms: stats.max_stall_ns as f64 / 1e6,
+        writes_during_save: stats.done_during_save,
+        file_bytes: 0,
+        verified: false,
+        verify_error: None,
         latency_p50_us: stats.save.as_ref().map(|h| us(h.value_at_quantile(0.5))),
         latency_p99_us: stats.save.as_ref().map(|h| us(h.value_at_quantile(0.99))),
         latency_p999_us: stats.save.as_ref().map(|h| us(h.value_at_quantile(0.999))),
@@ -307,63 +334,27 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         throughput_ratio: stats.throughput_ratio,
         peak_extra_memory_bytes: peak_extra,
         dataset_bytes,
-    })
+        peak_extra_memory_fraction: peak_extra
+            .zip(dataset_bytes.filter(|&d| d > 0))
+            .map(|(p, d)| (p as f64 / d as f64 * 10_000.0).round() / 10_000.0),
+        cpu_saver_s: None,
+        cpu_writers_s: None,
+        save_writes_per_s: stats.save_per_s,
+        baseline_writes_per_s: stats.baseline_per_s,
+        figures: Default::default(),
+    }
 }
 
-fn ms(d: Duration) -> f64 {
+fn secs(ns: u64) -> f64 {
+    (ns as f64 / 1e6).round() / 1e3
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 fn us(ns: u64) -> f64 {
     (ns as f64 / 10.0).round() / 100.0
-}
-
-/// Latency and throughput in the baseline and save windows.
-struct LatencyStats {
-    baseline: Option<Histogram<u64>>,
-    save: Option<Histogram<u64>>,
-    max_stall_ns: u64,
-    done_during_save: u64,
-    throughput_ratio: Option<f64>,
-}
-
-impl LatencyStats {
-    /// Writes are assigned to a window by their intended start; the stall is the longest
-    /// write whose span overlaps the save.
-    fn new(log: &[WriteRec], start: u64, baseline_end: u64, called: u64, ended: u64) -> Self {
-        let hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("static bounds are valid");
-        let (mut baseline, mut save) = (hist(), hist());
-        let mut max_stall_ns = 0;
-        let (mut done_base, mut done_save) = (0u64, 0u64);
-        for r in log {
-            if (start..baseline_end).contains(&r.intended_ns) {
-                baseline.saturating_record(r.latency_ns().max(1));
-            }
-            if (called..ended).contains(&r.intended_ns) {
-                save.saturating_record(r.latency_ns().max(1));
-            }
-            if r.intended_ns < ended && r.done_ns > called {
-                max_stall_ns = max_stall_ns.max(r.latency_ns());
-            }
-            if (start..baseline_end).contains(&r.done_ns) {
-                done_base += 1;
-            }
-            if (called..=ended).contains(&r.done_ns) {
-                done_save += 1;
-            }
-        }
-        let per_s = |n: u64, span: u64| (span > 0).then(|| n as f64 / (span as f64 / 1e9));
-        let throughput_ratio = per_s(done_save, ended - called)
-            .zip(per_s(done_base, baseline_end - start))
-            .and_then(|(s, b)| (b > 0.0).then(|| (s / b * 1000.0).round() / 1000.0));
-        LatencyStats {
-            baseline: (!baseline.is_empty()).then_some(baseline),
-            save: (!save.is_empty()).then_some(save),
-            max_stall_ns,
-            done_during_save: done_save,
-            throughput_ratio,
-        }
-    }
 }
 
 /// Decode `dest` and check it equals `dataset` plus exactly the writes the cut includes.
@@ -381,7 +372,7 @@ fn verify(
     let mut expected = dataset.clone();
     let now = unix_ms_now();
     for r in included {
-        expected.apply(&write_command(keys, r, value_size), now)?;
+        expected.apply(&r.command(keys, value_size), now)?;
     }
     if decoded == expected {
         return Ok(());
@@ -403,73 +394,102 @@ fn verify(
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
-    v.map_or_else(|| "-".to_string(), |x| format!("{x:.prec$}"))
+    v.filter(|x| x.is_finite()).map_or_else(|| "-".to_string(), |x| format!("{x:.prec$}"))
 }
 
 fn mib(v: Option<u64>) -> String {
     v.map_or_else(|| "-".to_string(), |b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
 }
 
-/// The comparison table as text, one row per strategy.
+/// `value / anchor`, when both are known and the anchor is not 0.
+fn ratio(value: Option<f64>, anchor: Option<f64>) -> Option<f64> {
+    value.zip(anchor.filter(|a| *a > 0.0)).map(|(v, a)| v / a)
+}
+
+/// The comparison as text: three tables (the save, writes during it, memory), one line
+/// per row in each. When a Redis row is present (its label starts with `redis-`), the
+/// `x redis` columns give each row's figure divided by Redis's.
 pub fn table(rows: &[CompareRow]) -> String {
-    let mut out = format!(
-        "{:<9} {:>9} {:>10} {:>10} {:>11} {:>9} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12} {:>8}\n",
-        "strategy",
-        "load ms",
-        "cut ms",
-        "save ms",
-        "stall ms",
-        "p99 us",
-        "base p99",
-        "tput ratio",
-        "writes",
-        "+mem MiB",
-        "data MiB",
-        "file bytes",
-        "verified"
-    );
+    let anchor = rows.iter().find(|r| r.strategy.starts_with("redis-"));
+    let w = rows.iter().map(|r| r.strategy.len()).max().unwrap_or(8).max(8);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<w$} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
+        "SAVE", "cut ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
+    ));
     for r in rows {
         out.push_str(&format!(
-            "{:<9} {:>9.1} {:>10.3} {:>10.1} {:>11.3} {:>9} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12} {:>8}\n",
+            "{:<w$} {:>9.3} {:>10.1} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
             r.strategy,
-            r.load_ms,
             r.time_to_cut_ms,
             r.save_ms,
-            r.max_stall_ms,
-            opt(r.latency_p99_us, 0),
-            opt(r.baseline_p99_us, 0),
-            opt(r.throughput_ratio, 2),
-            r.writes_during_save,
-            mib(r.peak_extra_memory_bytes),
-            mib(r.dataset_bytes),
-            r.file_bytes,
+            opt(ratio(Some(r.save_ms), anchor.map(|a| a.save_ms)), 2),
+            mib(Some(r.file_bytes)),
+            opt(Some(r.load_ms), 0),
+            opt(r.cpu_saver_s, 2),
             if r.verified { "yes" } else { "NO" }
         ));
     }
+    out.push_str(&format!(
+        "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8}\n",
+        "WRITES",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max ms",
+        "base p99",
+        "p99/base",
+        "x redis",
+        "tput ratio",
+        "writes",
+        "cpu s"
+    ));
+    let rel = |r: &CompareRow| ratio(r.latency_p99_us, r.baseline_p99_us);
+    for r in rows {
+        out.push_str(&format!(
+            "{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8}\n",
+            r.strategy,
+            opt(r.latency_p50_us, 0),
+            opt(r.latency_p99_us, 0),
+            opt(r.latency_p999_us, 0),
+            opt(r.latency_max_us.map(|u| u / 1000.0), 2),
+            opt(r.baseline_p99_us, 0),
+            opt(rel(r), 2),
+            opt(ratio(rel(r), anchor.and_then(rel)), 2),
+            opt(r.throughput_ratio, 2),
+            r.writes_during_save,
+            opt(r.cpu_writers_s, 2)
+        ));
+    }
+    out.push_str(&format!(
+        "\n{:<w$} {:>10} {:>10} {:>10} {:>8}\n",
+        "MEMORY", "data MiB", "+peak MiB", "% of data", "x redis"
+    ));
+    for r in rows {
+        out.push_str(&format!(
+            "{:<w$} {:>10} {:>10} {:>10} {:>8}\n",
+            r.strategy,
+            mib(r.dataset_bytes),
+            mib(r.peak_extra_memory_bytes),
+            opt(r.peak_extra_memory_fraction.map(|f| f * 100.0), 1),
+            opt(
+                ratio(
+                    r.peak_extra_memory_bytes.map(|b| b as f64),
+                    anchor.and_then(|a| a.peak_extra_memory_bytes).map(|b| b as f64)
+                ),
+                2
+            )
+        ));
+    }
+    out.push_str("\nWRITES: writes due during the save; p99/base: their p99 over the p99 without a save.\n");
+    out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES). Redis's latencies include a\n");
+    out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Writer values carry their writer and sequence number and have the requested size.
-    #[test]
-    fn write_values() {
-        assert_eq!(write_value(3, 17, 12), b"w3:17:......".to_vec());
-        assert_eq!(write_value(3, 17, 2), b"w3:17:".to_vec(), "never truncated below its tag");
-    }
-
-    fn rec(intended_ms: u64, done_ms: u64) -> WriteRec {
-        WriteRec {
-            stamp: WriteStamp { shard: 0, seq: 1 },
-            writer: 0,
-            n: 0,
-            key: 0,
-            intended_ns: intended_ms * 1_000_000,
-            done_ns: done_ms * 1_000_000,
-        }
-    }
 
     /// A strategy whose BGSAVE holds the write lock for 200 ms after taking its cut: an
     /// injected stall, nothing else unusual.
@@ -545,47 +565,31 @@ mod tests {
         let ks = crate::dataset::generate(&crate::dataset::DatasetSpec { keys: 2000, value_size: 16, seed: 1 });
         snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "test").unwrap();
         let cfg = CompareConfig {
-            writers: 1,
-            rate: 2000.0,
+            load: LoadSpec {
+                writers: 1,
+                rate: 2000.0,
+                seed: 1,
+                value_size: 16,
+                dist: load::KeyDist::Uniform,
+                mix: load::WriteMix::default(),
+            },
             baseline: Duration::from_millis(100),
             dir: dir.path().to_path_buf(),
             progress: false,
-            seed: 1,
-            value_size: 16,
         };
-        let row = run_one(&crate::registry::entry::<Stalling>("test"), &source, &cfg).unwrap();
+        let (row, trace) = run_one(&crate::registry::entry::<Stalling>("test"), &source, &cfg).unwrap();
         assert!(row.verified, "{:?}", row.verify_error);
         assert!(row.max_stall_ms >= 200.0, "max stall {} ms", row.max_stall_ms);
         assert!(row.latency_max_us.unwrap() >= 200_000.0);
         // At 2000 writes/s, ~400 writes were due during the stall; most waited > 100 ms.
         assert!(row.latency_p50_us.unwrap() >= 10_000.0, "p50 {:?} µs", row.latency_p50_us);
         assert!(row.baseline_p99_us.unwrap() < 200_000.0);
-    }
-
-    /// Open-loop accounting: a writer blocked for 200 ms shows a 200 ms latency even though
-    /// it issued nothing meanwhile, and every write it should have issued during the block
-    /// counts the time it waited (the proof the load is open-loop, not closed-loop).
-    #[test]
-    fn an_injected_stall_is_accounted_for() {
-        // Schedule: one write every 10 ms from t=0. The store blocks from t=100 to t=300:
-        // the write intended at 100 completes at 300, and the ones intended at 110..290
-        // (never issued on time) complete just after, one by one.
-        let mut log = Vec::new();
-        for i in 0..10 {
-            log.push(rec(i * 10, i * 10 + 1));
-        }
-        for (k, i) in (10..30).enumerate() {
-            log.push(rec(i * 10, 300 + k as u64));
-        }
-        for i in 30..40 {
-            log.push(rec(i * 10, i * 10 + 1));
-        }
-        // Baseline 0..100 ms, save window 100..400 ms.
-        let s = LatencyStats::new(&log, 0, 100_000_000, 100_000_000, 400_000_000);
-        assert!(s.max_stall_ns >= 200_000_000, "max {} ns", s.max_stall_ns);
-        let save = s.save.unwrap();
-        assert!(save.max() >= 200_000_000);
-        assert!(save.value_at_quantile(0.5) >= 50_000_000, "half the writes waited behind the stall");
-        assert!(s.baseline.unwrap().value_at_quantile(0.99) <= 1_001_000);
+        // The plot's series shows the stall inside the save window, and the memory was sampled.
+        assert!(trace.end_ms >= 200.0 && trace.cut_ms <= trace.end_ms);
+        let worst = trace.latency_max_us.iter().filter(|(t, _)| (0.0..trace.end_ms).contains(t)).map(|p| p.1);
+        assert!(worst.fold(0.0, f64::max) >= 200_000.0, "{:?}", trace.latency_max_us);
+        assert!(trace.latency_max_us.iter().any(|(t, _)| *t < 0.0), "the baseline is in the series");
+        assert!(!trace.extra_memory_bytes.is_empty());
+        assert!(row.cpu_writers_s.is_some() && row.cpu_saver_s.is_some());
     }
 }

@@ -17,8 +17,8 @@ pub struct Progress {
     handle: Option<JoinHandle<()>>,
 }
 
-/// Show `label` with `counter / total` (units: `unit`, e.g. "keys" or "bytes") once a
-/// second has passed, until the returned [`Progress`] is dropped. `enabled = false` gives
+/// Show `label` with `counter / total` (units: `unit`, e.g. "keys" or "bytes"; `total`
+/// 0: unknown, a spinner) once a second has passed, until the returned [`Progress`] is dropped. `enabled = false` gives
 /// an inert value (for `--quiet`, JSON output, tests).
 pub fn track(label: &str, unit: &'static str, total: u64, counter: Arc<AtomicU64>, enabled: bool) -> Progress {
     if !enabled {
@@ -27,8 +27,10 @@ pub fn track(label: &str, unit: &'static str, total: u64, counter: Arc<AtomicU64
     let label = label.to_string();
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = thread::spawn(move || {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-        let template = if unit == "bytes" {
+        let bar = ProgressBar::with_draw_target((total > 0).then_some(total), ProgressDrawTarget::hidden());
+        let template = if total == 0 {
+            "{msg:>12} {spinner} {elapsed}"
+        } else if unit == "bytes" {
             "{msg:>12} [{bar:40}] {bytes}/{total_bytes} ({eta})"
         } else {
             "{msg:>12} [{bar:40}] {human_pos}/{human_len} keys ({eta})"
@@ -46,7 +48,11 @@ pub fn track(label: &str, unit: &'static str, total: u64, counter: Arc<AtomicU64
                 bar.set_draw_target(ProgressDrawTarget::stderr());
                 shown = true;
             }
-            bar.set_position(counter.load(Ordering::Relaxed).min(total));
+            if total == 0 {
+                bar.tick();
+            } else {
+                bar.set_position(counter.load(Ordering::Relaxed).min(total));
+            }
             match stopped.recv_timeout(Duration::from_millis(100)) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
@@ -55,6 +61,12 @@ pub fn track(label: &str, unit: &'static str, total: u64, counter: Arc<AtomicU64
         bar.finish_and_clear();
     });
     Progress { stop: Some(stop), handle: Some(handle) }
+}
+
+/// A spinner with the elapsed time, for work whose progress cannot be read (another
+/// process's save); shown, like a bar, once a second has passed.
+pub fn spinner(label: &str, enabled: bool) -> Progress {
+    track(label, "", 0, Arc::new(AtomicU64::new(0)), enabled)
 }
 
 impl Drop for Progress {

@@ -584,6 +584,16 @@ impl RedisServer {
         tail
     }
 
+    /// How long Redis took to load the dump it started with, from its log line
+    /// `DB loaded from disk: <seconds> seconds` (Redis src/server.c, loadDataFromDisk);
+    /// `None` when it started empty or the line is absent.
+    pub fn load_time(&self) -> Option<Duration> {
+        let log = file_tail(&self.dir.path().join(LOG), 500);
+        let line = log.lines().rev().find(|l| l.contains("DB loaded from disk:"))?;
+        let secs: f64 = line.split("DB loaded from disk:").nth(1)?.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_secs_f64(secs))
+    }
+
     /// The unix socket it listens on.
     pub fn socket_path(&self) -> PathBuf {
         self.dir.path().join(SOCKET)

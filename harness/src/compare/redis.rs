@@ -1,0 +1,339 @@
+//! The `redis-7 (fork)` row: a real redis-server, loaded from the same dump, under the same
+//! open-loop write load (through one RESP connection per writer over a unix socket), asked
+//! for BGSAVE and measured from outside. It is the anchor the strategies are compared to.
+//!
+//! What is measured, and where it comes from:
+//! - load time: Redis's own log line `DB loaded from disk: <s> seconds`;
+//! - dataset size: the server's resident memory after loading, less an empty server's;
+//! - time to cut: the `BGSAVE` round trip (Redis replies once `fork()` has returned, and
+//!   `fork()` is the cut); `latest_fork_usec` (INFO stats) is reported as `fork_us`;
+//! - save duration: from sending `BGSAVE` until `INFO persistence` shows
+//!   `rdb_bgsave_in_progress:0`, polled every 2 ms;
+//! - memory: the server's resident growth plus the child's `Private_Dirty` (its
+//!   copy-on-write pages), sampled; `rdb_last_cow_size` (INFO persistence, Redis's own
+//!   figure) is reported as `rdb_last_cow_size_bytes`;
+//! - CPU: `INFO cpu` before and after: the children's time is the saver's, the server's own
+//!   (serving the writes, answering INFO, calling `fork()`) is the writers';
+//! - latency: as for the strategies, from each write's intended start; it includes the
+//!   socket round trip, so compare Redis's save window with Redis's baseline, and the
+//!   strategies' ratios with Redis's ratio, rather than raw microseconds across rows.
+//!
+//! Verification: Redis has no write stamps, but it runs commands one at a time, so its
+//! cut is a point in one serial order. Every write whose reply arrived before `BGSAVE` was
+//! sent is in the dump, none issued after its reply is; for the writes in between, some
+//! prefix of them in reply order must explain the dump.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use snaplab_core::memory::{private_dirty_bytes, resident_bytes};
+use snaplab_core::{Bytes, Command, Keyspace, WriteStamp, escape, rdb, unix_ms_now};
+
+use super::{AFTER_SAVE, CompareConfig, CompareRow, MemorySampler, Trace, make_trace, ms, peak_until, row_figures};
+use crate::load::{self, KeyList, LatencyStats, Load, WriteRec};
+use crate::redis_server::{RedisServer, ServerOptions};
+
+/// Whether a `redis-server` is on `PATH` (then `compare` adds the Redis row by default).
+pub fn available() -> bool {
+    RedisServer::find().is_some()
+}
+
+/// How often the save's end is polled, and the child's memory read (reading
+/// `smaps_rollup` walks its page tables, so less often than the resident size).
+const POLL: Duration = Duration::from_millis(2);
+const CHILD_POLL: Duration = Duration::from_millis(20);
+
+/// Send one of the load's commands over RESP, switching database first when needed.
+fn send(con: &mut redis::Connection, current_db: &mut usize, cmd: &Command) -> Result<()> {
+    let db = match cmd {
+        Command::Set { db, .. } | Command::Del { db, .. } | Command::HSet { db, .. } => *db,
+        other => bail!("the comparison load does not send {other:?}"),
+    };
+    if db != *current_db {
+        redis::cmd("SELECT").arg(db).exec(con).context("SELECT")?;
+        *current_db = db;
+    }
+    let c = match cmd {
+        Command::Set { key, value, expire_at_ms: None, .. } => {
+            let mut c = redis::cmd("SET");
+            c.arg(key.as_slice()).arg(value.as_slice());
+            c
+        }
+        Command::Del { key, .. } => {
+            let mut c = redis::cmd("DEL");
+            c.arg(key.as_slice());
+            c
+        }
+        Command::HSet { key, pairs, .. } => {
+            let mut c = redis::cmd("HSET");
+            c.arg(key.as_slice());
+            for (f, v) in pairs {
+                c.arg(f.as_slice()).arg(v.as_slice());
+            }
+            c
+        }
+        other => bail!("the comparison load does not send {other:?}"),
+    };
+    c.exec(con).map_err(|e| anyhow!("{e}"))
+}
+
+/// `INFO cpu`: (the server's own CPU, its reaped children's), seconds.
+fn cpu_seconds(server: &RedisServer) -> Result<(f64, f64)> {
+    let info = server.info("cpu")?;
+    let get = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| anyhow!("INFO cpu has no {k}"));
+    Ok((get("used_cpu_user")? + get("used_cpu_sys")?, get("used_cpu_user_children")? + get("used_cpu_sys_children")?))
+}
+
+/// The pid of `pid`'s first child, if it has one (Linux `/proc/<pid>/task/<pid>/children`).
+fn child_of(pid: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Run the Redis row on `source`: start redis-server with it, run the load, BGSAVE,
+/// measure, verify. Returns the row (labelled `redis-<major> (fork)`) and its trace.
+///
+/// # Errors
+/// No `redis-server`, a server that refuses the dump or fails the save, a write refused.
+pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
+    let empty_rss = {
+        let empty = RedisServer::start_empty().context("starting an empty redis-server")?;
+        resident_bytes(Some(empty.pid() as i32))
+    };
+    let opts = ServerOptions {
+        dump: Some(source.to_path_buf()),
+        startup_timeout: Duration::from_secs(1800),
+        command_timeout: Duration::from_secs(60),
+        ..ServerOptions::default()
+    };
+    let server = RedisServer::start(&opts).context("starting redis-server on the dataset")?;
+    let pid = server.pid();
+    let load_time = server.load_time();
+    let version = server.info("server")?.get("redis_version").cloned().unwrap_or_default();
+    let label = format!("redis-{} (fork)", version.split('.').next().unwrap_or("?"));
+    let dataset_bytes = resident_bytes(Some(pid as i32)).zip(empty_rss).map(|(a, b)| a.saturating_sub(b));
+
+    // Our reader's copy, for the writers' key list and to verify the dump.
+    let (dataset, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
+    let keys = Arc::new(KeyList::new(&dataset));
+    let load = Load::start(&cfg.load, Arc::clone(&keys), |w| {
+        let mut con = server.connection().with_context(|| format!("writer {w}: connecting to redis-server"))?;
+        let mut db = 0usize;
+        Ok(move |cmd: &Command| send(&mut con, &mut db, cmd).map(|()| WriteStamp { shard: 0, seq: 0 }))
+    })?;
+    let baseline_end = load.start_time() + if load.writers() > 0 { cfg.baseline } else { Duration::ZERO };
+    thread::sleep(baseline_end.saturating_duration_since(Instant::now()));
+
+    let mut con = server.connection()?;
+    let (cpu_before, children_before) = cpu_seconds(&server)?;
+    let rss_at_call = resident_bytes(Some(pid as i32));
+    let called = Instant::now();
+    let sampler = {
+        let mut child = (Instant::now(), 0u64);
+        MemorySampler::start(called, move || {
+            if child.0.elapsed() >= CHILD_POLL || child.1 == 0 {
+                child = (Instant::now(), child_of(pid).and_then(private_dirty_bytes).unwrap_or(0));
+            }
+            Some(resident_bytes(Some(pid as i32))?.saturating_sub(rss_at_call?) + child.1)
+        })
+    };
+    load.set_phase(load::PHASE_SAVE);
+    let bar = crate::progress::spinner(&format!("{label} BGSAVE"), cfg.progress);
+    redis::cmd("BGSAVE").exec(&mut con).map_err(|e| anyhow!("BGSAVE: {e}"))?;
+    let returned = Instant::now();
+    let deadline = returned + Duration::from_secs(3600);
+    let persistence = loop {
+        let info = server.info("persistence")?;
+        if info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0") {
+            break info;
+        }
+        if Instant::now() > deadline {
+            bail!("{label}: BGSAVE still running after an hour");
+        }
+        // A bounded poll on another process: Redis has no "save finished" notification.
+        thread::sleep(POLL);
+    };
+    let ended = Instant::now();
+    load.set_phase(load::PHASE_AFTER);
+    drop(bar);
+    let (cpu_after, children_after) = cpu_seconds(&server)?;
+    if persistence.get("rdb_last_bgsave_status").map(String::as_str) != Some("ok") {
+        bail!("{label}: BGSAVE failed:\n{}", server.log_tail(20));
+    }
+    thread::sleep(AFTER_SAVE);
+    let samples = sampler.stop();
+    let (called_ns, returned_ns, ended_ns) = (load.ns(called), load.ns(returned), load.ns(ended));
+    let (start_ns, baseline_end_ns) = (load.ns(load.start_time()), load.ns(baseline_end));
+    let finished = load.finish()?;
+    let log = finished.log;
+    let stats = LatencyStats::new(&log, start_ns, baseline_end_ns, called_ns, ended_ns);
+
+    let mut figures = std::collections::BTreeMap::new();
+    let stat = server.info("stats")?;
+    if let Some(f) = stat.get("latest_fork_usec").and_then(|v| v.parse::<f64>().ok()) {
+        figures.insert("fork_us".to_string(), f);
+    }
+    if let Some(c) = persistence.get("rdb_last_cow_size").and_then(|v| v.parse::<f64>().ok()) {
+        figures.insert("rdb_last_cow_size_bytes".to_string(), c);
+    }
+    let dump = server.dump_path();
+    let file_bytes = std::fs::metadata(&dump).with_context(|| format!("reading {}", dump.display()))?.len();
+    let verdict = verify_serial(&dump, dataset, &keys, cfg.load.value_size, &log, called_ns, returned_ns);
+    let trace = make_trace(&label, &log, called_ns, &samples, returned - called, ended - called);
+    let secs = |s: f64| (s * 1000.0).round() / 1000.0;
+    let row = CompareRow {
+        strategy: label,
+        load_ms: load_time.map_or(f64::NAN, ms),
+        time_to_cut_ms: ms(returned - called),
+        save_ms: ms(ended - called),
+        file_bytes,
+        verified: verdict.is_ok(),
+        verify_error: verdict.err().map(|e| format!("{e:#}")),
+        cpu_saver_s: Some(secs(children_after - children_before)),
+        cpu_writers_s: Some(secs(cpu_after - cpu_before)),
+        figures,
+        ..row_figures(&stats, peak_until(&samples, ended - called), dataset_bytes)
+    };
+    Ok((row, trace))
+}
+
+/// Check Redis's dump against the dataset and the writes, without stamps: writes whose
+/// reply came before `called_ns` must be in it, writes issued at or after `returned_ns`
+/// must not, and some prefix (in reply order) of the writes in between must explain the
+/// keys they touch. Writes are replayed in reply order, which is Redis's execution order
+/// for each connection and, across connections, up to replies microseconds apart.
+fn verify_serial(
+    dump: &Path,
+    dataset: Keyspace,
+    keys: &KeyList,
+    value_size: usize,
+    log: &[WriteRec],
+    called_ns: u64,
+    returned_ns: u64,
+) -> Result<()> {
+    let (decoded, _) = rdb::load_file(dump).with_context(|| format!("decoding {}", dump.display()))?;
+    let mut sorted: Vec<&WriteRec> = log.iter().collect();
+    sorted.sort_by_key(|r| r.done_ns);
+    let now = unix_ms_now();
+    let mut expected = dataset;
+    let mut ambiguous: Vec<Command> = Vec::new();
+    for r in sorted {
+        if r.done_ns < called_ns {
+            expected.apply(&r.command(keys, value_size), now)?;
+        } else if r.issued_ns < returned_ns {
+            ambiguous.push(r.command(keys, value_size));
+        }
+    }
+    let key_of = |c: &Command| -> (usize, Bytes) {
+        match c {
+            Command::Set { db, key, .. } | Command::Del { db, key } | Command::HSet { db, key, .. } => {
+                (*db, key.clone())
+            }
+            _ => unreachable!("the load sends SET, DEL and HSET only"),
+        }
+    };
+    let touched: HashSet<(usize, Bytes)> = ambiguous.iter().map(key_of).collect();
+
+    // Keys no in-between write touched must match exactly.
+    for (db, key, want) in expected.iter() {
+        if touched.contains(&(db, key.clone())) {
+            continue;
+        }
+        match decoded.get(db, key) {
+            None => bail!("key {} (db {db}) is missing from Redis's dump", escape(key)),
+            Some(got) if got != want => bail!("key {} (db {db}) differs from its value at the cut", escape(key)),
+            _ => {}
+        }
+    }
+    for (db, key, _) in decoded.iter() {
+        if expected.get(db, key).is_none() && !touched.contains(&(db, key.clone())) {
+            bail!("key {} (db {db}) is in Redis's dump but was never written", escape(key));
+        }
+    }
+    // The touched keys: try every prefix of the in-between writes.
+    let mut small = Keyspace::new();
+    for (db, key) in &touched {
+        if let Some(e) = expected.get(*db, key) {
+            small.insert(*db, key.clone(), e.clone());
+        }
+    }
+    let matches = |ks: &Keyspace| touched.iter().all(|(db, key)| ks.get(*db, key) == decoded.get(*db, key));
+    if matches(&small) {
+        return Ok(());
+    }
+    for c in &ambiguous {
+        small.apply(c, now)?;
+        if matches(&small) {
+            return Ok(());
+        }
+    }
+    bail!(
+        "no prefix of the {} writes that overlapped BGSAVE explains Redis's dump (keys they touch differ)",
+        ambiguous.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Op;
+    use snaplab_core::SaveOptions;
+
+    fn rec(n: u64, key: u32, op: Op, issued_ms: u64, done_ms: u64) -> WriteRec {
+        WriteRec {
+            stamp: WriteStamp { shard: 0, seq: 0 },
+            writer: 0,
+            op,
+            n,
+            key,
+            intended_ns: issued_ms * 1_000_000,
+            issued_ns: issued_ms * 1_000_000,
+            done_ns: done_ms * 1_000_000,
+        }
+    }
+
+    /// A dump made of the dataset plus the given writes, as Redis would have saved it.
+    fn dump_with(dir: &Path, dataset: &Keyspace, keys: &KeyList, writes: &[WriteRec]) -> std::path::PathBuf {
+        let mut ks = dataset.clone();
+        for w in writes {
+            ks.apply(&w.command(keys, 8), unix_ms_now()).unwrap();
+        }
+        let path = dir.join(format!("dump-{}.rdb", writes.len()));
+        snaplab_core::write_snapshot(&ks, &path, &SaveOptions::default(), "test").unwrap();
+        path
+    }
+
+    /// BGSAVE sent at 100 ms and answered at 110 ms: writes answered before 100 must be in
+    /// the dump, writes issued from 110 on must not, and the ones in between may be in it
+    /// as a prefix in reply order. The check accepts exactly those dumps.
+    #[test]
+    fn serial_cut_accepts_prefixes_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = crate::dataset::generate(&crate::dataset::DatasetSpec { keys: 50, value_size: 8, seed: 1 });
+        let keys = KeyList::new(&dataset);
+        let log = vec![
+            rec(0, 1, Op::Overwrite, 10, 11),
+            rec(1, 2, Op::Delete, 20, 21),
+            rec(2, 3, Op::Insert, 30, 31),
+            rec(3, 4, Op::Collection, 99, 101), // in between
+            rec(4, 5, Op::Overwrite, 102, 104), // in between
+            rec(5, 6, Op::Overwrite, 110, 111), // after: must not be in it
+        ];
+        let check = |writes: &[WriteRec]| {
+            let dump = dump_with(dir.path(), &dataset, &keys, writes);
+            verify_serial(&dump, dataset.clone(), &keys, 8, &log, 100_000_000, 110_000_000)
+        };
+        for k in 3..=5 {
+            check(&log[..k]).unwrap_or_else(|e| panic!("a prefix of {k} writes is a valid cut: {e:#}"));
+        }
+        let missing = check(&log[1..5]).unwrap_err().to_string();
+        assert!(missing.contains("differs") || missing.contains("missing"), "{missing}");
+        assert!(check(&log[..6]).is_err(), "a write issued after BGSAVE returned is in the dump");
+        let not_a_prefix = [log[0], log[1], log[2], log[4]];
+        assert!(check(&not_a_prefix).is_err(), "the second in-between write without the first");
+    }
+}
