@@ -55,8 +55,8 @@ type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 ///   the BGSAVE call, the cut and the end of the save.
 /// - `memory.svg`: extra resident memory (MiB) against time since the BGSAVE call (ms),
 ///   one line per strategy (the trace's samples) with a dot where its save ended. The
-///   summary's peak is the row's figure, which may also count memory outside the sampled
-///   process (a forked child's copy-on-write pages), so the two need not agree.
+///   samples include a forked child's copy-on-write pages (read every 20 ms), so the line's
+///   top is the summary's peak unless the child lived between two reads.
 /// - `summary.svg`: bar charts of save duration (ms) and peak extra memory (MiB; with its
 ///   share of the dataset when known) per strategy.
 ///

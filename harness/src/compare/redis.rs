@@ -30,10 +30,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use snaplab_core::memory::{private_dirty_bytes, resident_bytes};
+use snaplab_core::memory::resident_bytes;
 use snaplab_core::{Bytes, Command, Keyspace, WriteStamp, escape, rdb, unix_ms_now};
 
-use super::{AFTER_SAVE, CompareConfig, CompareRow, MemorySampler, Trace, make_trace, ms, peak_until, row_figures};
+use super::{
+    AFTER_SAVE, ChildMemory, CompareConfig, CompareRow, MemorySampler, Trace, make_trace, ms, peak_until, row_figures,
+};
 use crate::load::{self, KeyList, LatencyStats, Load, WriteRec};
 use crate::redis_server::{RedisServer, ServerOptions};
 
@@ -42,10 +44,8 @@ pub fn available() -> bool {
     RedisServer::find().is_some()
 }
 
-/// How often the save's end is polled, and the child's memory read (reading
-/// `smaps_rollup` walks its page tables, so less often than the resident size).
+/// How often the save's end is polled.
 const POLL: Duration = Duration::from_millis(2);
-const CHILD_POLL: Duration = Duration::from_millis(20);
 
 /// Send one of the load's commands over RESP, switching database first when needed.
 fn send(con: &mut redis::Connection, current_db: &mut usize, cmd: &Command) -> Result<()> {
@@ -88,12 +88,6 @@ fn cpu_seconds(server: &RedisServer) -> Result<(f64, f64)> {
     Ok((get("used_cpu_user")? + get("used_cpu_sys")?, get("used_cpu_user_children")? + get("used_cpu_sys_children")?))
 }
 
-/// The pid of `pid`'s first child, if it has one (Linux `/proc/<pid>/task/<pid>/children`).
-fn child_of(pid: u32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
-
 /// Run the Redis row on `source`: start redis-server with it, run the load, BGSAVE,
 /// measure, verify. Returns the row (labelled `redis-<major> (fork)`) and its trace.
 ///
@@ -132,15 +126,10 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let (cpu_before, children_before) = cpu_seconds(&server)?;
     let rss_at_call = resident_bytes(Some(pid as i32));
     let called = Instant::now();
-    let sampler = {
-        let mut child = (Instant::now(), 0u64);
-        MemorySampler::start(called, move || {
-            if child.0.elapsed() >= CHILD_POLL || child.1 == 0 {
-                child = (Instant::now(), child_of(pid).and_then(private_dirty_bytes).unwrap_or(0));
-            }
-            Some(resident_bytes(Some(pid as i32))?.saturating_sub(rss_at_call?) + child.1)
-        })
-    };
+    let mut child = ChildMemory::new(pid);
+    let sampler = MemorySampler::start(called, move || {
+        Some(resident_bytes(Some(pid as i32))?.saturating_sub(rss_at_call?) + child.read())
+    });
     load.set_phase(load::PHASE_SAVE);
     let bar = crate::progress::spinner(&format!("{label} BGSAVE"), cfg.progress);
     redis::cmd("BGSAVE").exec(&mut con).map_err(|e| anyhow!("BGSAVE: {e}"))?;
