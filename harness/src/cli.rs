@@ -523,6 +523,9 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
     }
     print!("{}", compare::table(&rows));
     if let Some(path) = &args.json {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         serde_json::to_writer_pretty(BufWriter::new(f), &rows).context("writing the JSON report")?;
     }
