@@ -507,7 +507,7 @@ pub fn table(rows: &[CompareRow]) -> String {
             opt(r.latency_max_us.map(|u| u / 1000.0), 2),
             opt(r.baseline_p99_us, 0),
             opt(rel(r), 2),
-            opt(ratio(rel(r), anchor.and_then(rel)), 2),
+            opt(ratio(r.latency_p99_us, anchor.and_then(|a| a.latency_p99_us)), 2),
             opt(r.throughput_ratio, 2),
             r.writes_during_save,
             opt(r.cpu_writers_s, 2)
@@ -533,7 +533,8 @@ pub fn table(rows: &[CompareRow]) -> String {
             )
         ));
     }
-    out.push_str("\nWRITES: writes due during the save; p99/base: their p99 over the p99 without a save.\n");
+    out.push_str("\nWRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");
+    out.push_str("x redis: their p99 over Redis's p99 during its save.\n");
     out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES). Redis's latencies include a\n");
     out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
     out
