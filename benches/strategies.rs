@@ -23,10 +23,11 @@
 //! (`cargo test --benches`), which uses 10,000 keys alone and takes a few seconds.
 
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snaplab_core::{Command, SaveOptions};
@@ -78,11 +79,13 @@ fn save_budget(keys: usize) -> Duration {
     })
 }
 
-fn bench_bgsave(c: &mut Criterion) {
+/// A group in which every iteration is one whole save of each strategy's store into a
+/// temporary directory; `routine` times what the group asks about.
+fn save_group(c: &mut Criterion, name: &str, routine: impl Fn(&mut Bencher, &dyn DynStrategy, &Path, &SaveOptions)) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let dest = dir.path().join("dump.rdb");
     let opts = SaveOptions::default();
-    let mut group = c.benchmark_group("bgsave");
+    let mut group = c.benchmark_group(name);
     // Flat: one sample of a 1,000,000-key save already takes a second, and linear sampling
     // would need at least 55 of them.
     group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1));
@@ -94,42 +97,34 @@ fn bench_bgsave(c: &mut Criterion) {
             let mut store = None;
             group.bench_function(BenchmarkId::new(entry.name, keys), |b| {
                 let store = store.get_or_insert_with(|| build(entry, keys));
-                b.iter(|| store.bgsave(&dest, &opts).and_then(|save| save.wait()).expect("the save succeeds"));
+                routine(b, store.as_ref(), &dest, &opts);
             });
         }
     }
     group.finish();
 }
 
+fn bench_bgsave(c: &mut Criterion) {
+    save_group(c, "bgsave", |b, store, dest, opts| {
+        b.iter(|| store.bgsave(dest, opts).and_then(|save| save.wait()).expect("the save succeeds"))
+    });
+}
+
 fn bench_time_to_cut(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let dest = dir.path().join("dump.rdb");
-    let opts = SaveOptions::default();
-    let mut group = c.benchmark_group("time_to_cut");
-    // Flat for the same reason as `bgsave`: every iteration waits for a whole save.
-    group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1));
-    for &keys in sizes() {
-        group.throughput(Throughput::Elements(keys as u64)).measurement_time(save_budget(keys));
-        for entry in snaplab::registry().entries() {
-            let mut store = None;
-            group.bench_function(BenchmarkId::new(entry.name, keys), |b| {
-                let store = store.get_or_insert_with(|| build(entry, keys));
-                b.iter_custom(|iters| {
-                    let mut cut = Duration::ZERO;
-                    for _ in 0..iters {
-                        let started = Instant::now();
-                        let save = store.bgsave(&dest, &opts).expect("the save starts");
-                        cut += started.elapsed();
-                        // Outside the measured span: a second bgsave would be refused while
-                        // this one runs.
-                        save.wait().expect("the save succeeds");
-                    }
-                    cut
-                });
-            });
-        }
-    }
-    group.finish();
+    save_group(c, "time_to_cut", |b, store, dest, opts| {
+        b.iter_custom(|iters| {
+            let mut cut = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                let save = store.bgsave(dest, opts).expect("the save starts");
+                cut += started.elapsed();
+                // Outside the measured span: a second bgsave would be refused while this
+                // one runs.
+                save.wait().expect("the save succeeds");
+            }
+            cut
+        })
+    });
 }
 
 /// [`WRITE_POOL`] `SET`s of random 100-byte values to uniformly random existing string keys

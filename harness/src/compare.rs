@@ -429,20 +429,33 @@ fn verify(
     if decoded == expected {
         return Ok(());
     }
-    // Name the first difference, so a failure says where to look.
-    for (db, key, want) in expected.iter() {
+    first_difference(&expected, &decoded, |_, _| false)?;
+    bail!("the dump differs from the keyspace at the cut (function libraries)")
+}
+
+/// Name the first key on which `decoded` (a dump) and `expected` differ, skipping the keys
+/// `skip(db, key)` is true for, so a failure says where to look.
+///
+/// # Errors
+/// The first key missing, different or extra.
+pub(crate) fn first_difference(
+    expected: &Keyspace,
+    decoded: &Keyspace,
+    skip: impl Fn(usize, &[u8]) -> bool,
+) -> Result<()> {
+    for (db, key, want) in expected.iter().filter(|(db, key, _)| !skip(*db, key)) {
         match decoded.get(db, key) {
             None => bail!("key {} (db {db}) is missing from the dump", escape(key)),
             Some(got) if got != want => bail!("key {} (db {db}) differs from its value at the cut", escape(key)),
             _ => {}
         }
     }
-    for (db, key, _) in decoded.iter() {
+    for (db, key, _) in decoded.iter().filter(|(db, key, _)| !skip(*db, key)) {
         if expected.get(db, key).is_none() {
             bail!("key {} (db {db}) is in the dump but not in the keyspace at the cut", escape(key));
         }
     }
-    bail!("the dump differs from the keyspace at the cut (function libraries)")
+    Ok(())
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {

@@ -31,10 +31,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use snaplab_core::memory::resident_bytes;
-use snaplab_core::{Bytes, Command, Keyspace, WriteStamp, escape, rdb, unix_ms_now};
+use snaplab_core::{Command, Keyspace, WriteStamp, rdb, unix_ms_now};
 
 use super::{
-    AFTER_SAVE, ChildMemory, CompareConfig, CompareRow, MemorySampler, Trace, make_trace, ms, peak_until, row_figures,
+    AFTER_SAVE, ChildMemory, CompareConfig, CompareRow, MemorySampler, Trace, first_difference, make_trace, ms,
+    peak_until, row_figures,
 };
 use crate::load::{self, KeyList, LatencyStats, Load, WriteRec};
 use crate::redis_server::{RedisServer, ServerOptions};
@@ -217,37 +218,22 @@ fn verify_serial(
             ambiguous.push(r.command(keys, value_size));
         }
     }
-    let key_of = |c: &Command| -> (usize, Bytes) {
+    // Borrowed from the commands: the checks below look up every key of the dataset.
+    fn key_of(c: &Command) -> (usize, &[u8]) {
         match c {
-            Command::Set { db, key, .. } | Command::Del { db, key } | Command::HSet { db, key, .. } => {
-                (*db, key.clone())
-            }
+            Command::Set { db, key, .. } | Command::Del { db, key } | Command::HSet { db, key, .. } => (*db, key),
             _ => unreachable!("the load sends SET, DEL and HSET only"),
         }
-    };
-    let touched: HashSet<(usize, Bytes)> = ambiguous.iter().map(key_of).collect();
+    }
+    let touched: HashSet<(usize, &[u8])> = ambiguous.iter().map(key_of).collect();
 
     // Keys no in-between write touched must match exactly.
-    for (db, key, want) in expected.iter() {
-        if touched.contains(&(db, key.clone())) {
-            continue;
-        }
-        match decoded.get(db, key) {
-            None => bail!("key {} (db {db}) is missing from Redis's dump", escape(key)),
-            Some(got) if got != want => bail!("key {} (db {db}) differs from its value at the cut", escape(key)),
-            _ => {}
-        }
-    }
-    for (db, key, _) in decoded.iter() {
-        if expected.get(db, key).is_none() && !touched.contains(&(db, key.clone())) {
-            bail!("key {} (db {db}) is in Redis's dump but was never written", escape(key));
-        }
-    }
+    first_difference(&expected, &decoded, |db, key| touched.contains(&(db, key)))?;
     // The touched keys: try every prefix of the in-between writes.
     let mut small = Keyspace::new();
     for (db, key) in &touched {
         if let Some(e) = expected.get(*db, key) {
-            small.insert(*db, key.clone(), e.clone());
+            small.insert(*db, key.to_vec(), e.clone());
         }
     }
     let matches = |ks: &Keyspace| touched.iter().all(|(db, key)| ks.get(*db, key) == decoded.get(*db, key));
