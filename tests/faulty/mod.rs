@@ -39,7 +39,7 @@ impl Shared {
         if self.drop_next.swap(false, Ordering::SeqCst) {
             // Wrong on purpose: the write is acknowledged but never applied.
             s.1 += 1;
-            return Ok(Applied { reply: snaplab_core::Reply::Ok, stamp: WriteStamp { shard: 0, seq: s.1 } });
+            return Ok(Applied::new(snaplab_core::Reply::Ok, WriteStamp { shard: 0, seq: s.1 }));
         }
         let reply = s.0.apply(cmd, unix_ms_now())?;
         s.1 += 1;
@@ -47,7 +47,7 @@ impl Shared {
         drop(s);
         *self.wrote.0.lock().unwrap() += 1;
         self.wrote.1.notify_all();
-        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq } })
+        Ok(Applied::new(reply, WriteStamp { shard: 0, seq }))
     }
 
     fn report(name: &'static str, dest: &Path, cut: Cut, started: Instant, bytes: u64, keys: u64) -> SaveReport {

@@ -56,7 +56,7 @@ impl LockedKeyspace {
         let mut s = self.write();
         let reply = s.keyspace.apply(cmd, unix_ms_now())?;
         s.writes += 1;
-        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq: s.writes } })
+        Ok(Applied::new(reply, WriteStamp { shard: 0, seq: s.writes }))
     }
 
     /// The live entry under `key` (`None` if absent or expired).

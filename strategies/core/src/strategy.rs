@@ -6,8 +6,9 @@
 //! ([`SnapshotStrategy::bgsave`], Redis BGSAVE), which returns as soon as the cut is taken.
 //!
 //! The cut is reported as a [`Cut`]: for each shard (single-lock strategies have one),
-//! how many writes were applied before it. Every applied write gets a [`WriteStamp`], so a
-//! test harness can replay exactly the writes a snapshot should contain.
+//! how many writes were applied before it. Every applied write gets a [`WriteStamp`] (a
+//! write that spans shards, such as FLUSHALL in a sharded store, gets one in each shard),
+//! so a test harness can replay exactly the writes a snapshot should contain.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -50,19 +51,45 @@ impl Cut {
         self.per_shard.get(stamp.shard as usize).is_some_and(|&n| stamp.seq <= n)
     }
 
+    /// Whether a write with these `stamps` (all of [`Applied::stamps`]) is inside the
+    /// snapshot: `Some(true)` if the cut includes every one, `Some(false)` if none, and
+    /// `None` if the cut splits it, which a point-in-time cut never does (a multi-key write
+    /// is one write: all of it or none of it).
+    pub fn includes_all(&self, stamps: &[WriteStamp]) -> Option<bool> {
+        let mut inside = stamps.iter().map(|&s| self.includes(s));
+        let first = inside.next()?;
+        inside.all(|i| i == first).then_some(first)
+    }
+
     /// Total writes applied before the cut, over all shards.
     pub fn writes(&self) -> u64 {
         self.per_shard.iter().sum()
     }
 }
 
-/// A write that was applied: its reply and its stamp.
+/// A write that was applied: its reply and its stamp(s).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Applied {
     /// What Redis would have replied.
     pub reply: Reply,
     /// Where it falls in its shard's write order.
     pub stamp: WriteStamp,
+    /// Its stamps in the other shards, for a write that spans shards (FLUSHDB or FLUSHALL
+    /// in a sharded store takes a place in every shard's write order, so that a replay can
+    /// put it before or after each shard's other writes). Empty for a single-shard write.
+    pub also: Vec<WriteStamp>,
+}
+
+impl Applied {
+    /// A write applied by one shard (every write of a single-lock store).
+    pub fn new(reply: Reply, stamp: WriteStamp) -> Self {
+        Applied { reply, stamp, also: Vec::new() }
+    }
+
+    /// Every stamp of the write: [`Applied::stamp`] then [`Applied::also`].
+    pub fn stamps(&self) -> Vec<WriteStamp> {
+        std::iter::once(self.stamp).chain(self.also.iter().copied()).collect()
+    }
 }
 
 /// How to save.
@@ -450,5 +477,15 @@ mod tests {
         assert!(!cut.includes(WriteStamp { shard: 1, seq: 1 }));
         assert!(!cut.includes(WriteStamp { shard: 2, seq: 1 }));
         assert_eq!(cut.writes(), 3);
+    }
+
+    /// A write with stamps in two shards is inside, outside, or split by a cut.
+    #[test]
+    fn multi_shard_membership() {
+        let stamps = [WriteStamp { shard: 0, seq: 2 }, WriteStamp { shard: 1, seq: 5 }];
+        assert_eq!(Cut { per_shard: vec![2, 5] }.includes_all(&stamps), Some(true));
+        assert_eq!(Cut { per_shard: vec![1, 4] }.includes_all(&stamps), Some(false));
+        assert_eq!(Cut { per_shard: vec![2, 4] }.includes_all(&stamps), None);
+        assert_eq!(Cut { per_shard: vec![2] }.includes_all(&[]), None, "a write with no stamp was never applied");
     }
 }

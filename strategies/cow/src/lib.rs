@@ -120,7 +120,7 @@ impl SnapshotStrategy for CowMap {
         if self.inner.saving.load(Ordering::Relaxed) {
             self.inner.writes_while_shared.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(Applied { reply, stamp: WriteStamp { shard: 0, seq: state.writes } })
+        Ok(Applied::new(reply, WriteStamp { shard: 0, seq: state.writes }))
     }
 
     fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {

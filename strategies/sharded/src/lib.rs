@@ -277,15 +277,21 @@ impl<const N: usize> ShardedStore<N> {
             (SlotChange::Remove, None) => {}
         }
         shard.writes += 1;
-        Ok(Applied { reply, stamp: WriteStamp { shard: s as u32, seq: shard.writes } })
+        Ok(Applied::new(reply, WriteStamp { shard: s as u32, seq: shard.writes }))
     }
 
-    /// FLUSHDB / FLUSHALL touch every shard: each is locked in turn (in index order, the
-    /// same order BGSAVE uses, so no deadlock), its unvisited buckets serialized, then cleared.
+    /// FLUSHDB / FLUSHALL touch every shard, and must be one write, as Redis's are: a cut
+    /// sees all of it or none of it. So every shard is locked first (in index order, the
+    /// order BGSAVE takes its cut in, so the two cannot deadlock), then each shard's
+    /// unvisited buckets are captured and its tables cleared. Locking and clearing one shard
+    /// at a time would let a cut land between two shards and dump the old keys of the shards
+    /// not yet flushed beside the emptied ones: a state that never existed.
+    ///
+    /// The write takes a place in every shard's write order, so it has a stamp in each.
     fn flush_dbs(&self, dbs: &[usize]) -> Applied {
-        let mut stamp = WriteStamp { shard: 0, seq: 0 };
-        for (s, m) in self.inner.shards.iter().enumerate() {
-            let mut shard = lock(m);
+        let mut guards: Vec<MutexGuard<'_, Shard>> = self.inner.shards.iter().map(lock).collect();
+        let mut stamps = Vec::with_capacity(guards.len());
+        for (s, shard) in guards.iter_mut().enumerate() {
             for &db in dbs {
                 for b in 0..shard.dbs[db].buckets() {
                     shard.capture_if_unvisited(db, b);
@@ -293,9 +299,11 @@ impl<const N: usize> ShardedStore<N> {
                 shard.dbs[db].clear();
             }
             shard.writes += 1;
-            stamp = WriteStamp { shard: s as u32, seq: shard.writes };
+            stamps.push(WriteStamp { shard: s as u32, seq: shard.writes });
         }
-        Applied { reply: Reply::Ok, stamp }
+        drop(guards);
+        let stamp = stamps.remove(0);
+        Applied { reply: Reply::Ok, stamp, also: stamps }
     }
 }
 
