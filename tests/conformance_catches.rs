@@ -4,7 +4,8 @@
 
 mod faulty;
 
-use faulty::{LateCut, LosesWrites, NoIsolation, WritesInPlace};
+use faulty::{LateCut, LosesWrites, NoIsolation, TagShards, TwoLockCut, WritesInPlace};
+use snaplab_harness::checker::{ONE_INSTANT_RULE, REPORTED_CUT_RULE};
 use snaplab_harness::conformance::{self, Failure, SuiteConfig};
 
 fn cfg() -> SuiteConfig {
@@ -60,4 +61,35 @@ fn late_cut_is_caught_by_the_model() {
 #[test]
 fn writing_in_place_is_caught() {
     expect_failure(conformance::survives_io_faults::<WritesInPlace>(&cfg()), "previous snapshot", "writing in place");
+}
+
+/// A store copied shard by shard, each shard honestly under its own lock, gives every
+/// writer thread a prefix of its writes, yet the snapshot is of no single instant: the
+/// point-in-time check rejects it by the cross-thread rule (or, when a FLUSHDB fell
+/// between two shards' copies, because the snapshot holds part of it).
+#[test]
+fn shard_by_shard_copy_is_caught() {
+    match conformance::bgsave_is_point_in_time::<TagShards>(&cfg()) {
+        Ok(()) => panic!("the suite accepted a snapshot copied one shard after another"),
+        Err(f) => {
+            let text = f.to_string();
+            // The rule, and in its detail the cross-thread reason: two threads' writes no
+            // instant had together, or (seen through another thread's keys) a thread's
+            // write without its earlier one, or part of a FLUSHDB.
+            let cross_thread = [ONE_INSTANT_RULE, "prefix of its writes", "a multi-key write is all in the snapshot"];
+            assert!(
+                text.contains("keyspace at one instant between the call and its return")
+                    && cross_thread.iter().any(|r| text.contains(r)),
+                "the failure should name the point-in-time rule and why, got: {text}"
+            );
+        }
+    }
+}
+
+/// A strategy whose dump is of one instant, but not of the instant its cut reports (the
+/// write count read under one lock, the keyspace copied under another), is rejected by
+/// the reported-cut check.
+#[test]
+fn a_cut_taken_apart_from_the_copy_is_caught() {
+    expect_failure(conformance::bgsave_is_point_in_time::<TwoLockCut>(&cfg()), REPORTED_CUT_RULE, "a misreported cut");
 }

@@ -1,33 +1,49 @@
-//! The consistent-cut checker: given what writers did and what a snapshot holds, find the
-//! cut the snapshot was taken at, or say precisely why there is none.
+//! The point-in-time checker: given what writers did and what a snapshot holds, find an
+//! instant the snapshot is the state of, or say precisely why there is none.
 //!
-//! DESIGN.md's definition of a point-in-time snapshot, which this module implements:
+//! DESIGN.md's definition of a point-in-time snapshot, which this module implements: the
+//! snapshot is the keyspace as it was at one instant `t` between the BGSAVE call and its
+//! return. So
 //!
-//! - every write that **completed before** BGSAVE was called is in it;
-//! - no write that **started after** BGSAVE returned is in it;
-//! - for each writer thread, the writes it contains are a **prefix** of that thread's
-//!   writes (writes overlapping the call may fall either side, each all-or-nothing).
+//! - every write that **completed before** the call is in it, and no write that **started
+//!   after** the return is;
+//! - every write in it was **invoked before `t`** and every write missing from it
+//!   **completed after `t`**: the latest invocation among included writes precedes the
+//!   earliest completion among excluded writes, across all threads. Checking each thread's
+//!   writes on its own is not enough: a store copied shard by shard gives every thread a
+//!   prefix of its writes, yet no instant had all those prefixes at once;
+//! - a write that overlaps `t` may fall either side, all or nothing (a FLUSHALL too).
 //!
 //! The checker is black-box: it needs no cooperation from the strategy, only the history
 //! the writers recorded (each write with its thread, its sequence number in that thread,
-//! and invocation and completion times on one monotonic clock) and the decoded snapshot.
-//! Threads write disjoint sets of keys, so each thread's prefix can be found on its own.
+//! and its invocation and completion times on one monotonic clock) and the decoded
+//! snapshot.
 //!
-//! How it decides, for one thread: replay the thread's writes and note, for every key it
-//! touches, the key's state after each write (a fingerprint of its canonical encoding).
-//! A key whose state in the snapshot equals its state after write `j`, and which the next
-//! write to it changes at write `j'`, is consistent with any prefix length `p` in
-//! `[j, j')`. Intersect these ranges over all the thread's keys, then with the range the
-//! clock allows (at least the writes completed before the call, at most the writes
-//! started before the return). An empty intersection is a violation, and the ranges say
-//! which writes are to blame.
+//! # How it decides
+//! Keys are independent objects, so the question splits by key (linearizability is a
+//! *local* property: Herlihy and Wing, "Linearizability: A Correctness Condition for
+//! Concurrent Objects", ACM TOPLAS 1990). For each key, the checker sweeps the instants
+//! `t` in time order. At each `t`, a write to the key is *included* (it completed before
+//! `t`), *excluded* (it started after `t`) or *open* (it overlaps `t`: either). The
+//! included writes, plus any choice of the open ones, applied in any order real time
+//! allows (a write that completed before another started comes first), give the states
+//! the key could hold at `t`. Where the key's state in the snapshot is among them, `t` is
+//! possible for that key. The snapshot is point-in-time exactly when some `t` between the
+//! call and the return is possible for every key: one sweep per key, then an intersection
+//! of sets of instants. When it is empty, the sets say which writes are to blame.
+//!
+//! Writes to one key by several threads (Redis's writers with a skewed key choice) are
+//! fine: overlapping ones may be ordered either way. A multi-key write (FLUSHDB, FLUSHALL)
+//! must not overlap any other write in time (the conformance suite runs them exclusively
+//! of the other writers); then its place in every key's order is fixed, and the only
+//! question is whether `t` falls before or after it, the same answer for every key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use snaplab_core::rdb::crc::crc64;
 use snaplab_core::rdb::encode::encode_entry;
-use snaplab_core::{Bytes, Command, Entry, Keyspace, escape, unix_ms_now};
+use snaplab_core::{Command, DB_COUNT, Entry, Keyspace, SlotChange, WriteStamp, apply_to_slot, escape, unix_ms_now};
 
 /// One write as a writer thread issued it.
 #[derive(Clone, Debug)]
@@ -40,13 +56,16 @@ pub struct Write {
     pub invoked_ns: u64,
     /// When `apply` returned, ns since the epoch.
     pub completed_ns: u64,
+    /// The stamps the strategy gave it ([`snaplab_core::Applied::stamps`]); empty if the
+    /// write was refused, or when the store gives none (Redis). The black-box check
+    /// ignores them; [`check_reported_cut`] checks them.
+    pub stamps: Vec<WriteStamp>,
 }
 
 /// Everything the writers and the saver recorded around one BGSAVE.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    /// Per writer thread, its writes in order (`seq` 1, 2, ...). Threads must write
-    /// disjoint keys.
+    /// Per writer thread, its writes in order (`seq` 1, 2, ...).
     pub threads: Vec<Vec<Write>>,
     /// When BGSAVE was called, ns since the epoch.
     pub bgsave_called_ns: u64,
@@ -54,11 +73,49 @@ pub struct History {
     pub bgsave_returned_ns: u64,
 }
 
-/// The cut found: per thread, how many of its writes the snapshot contains.
+/// The instant found: the snapshot is the keyspace as it was at `instant_ns`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FoundCut {
-    /// Prefix length per thread.
-    pub prefix: Vec<u64>,
+    /// The instant, ns since the history's epoch (between the call and the return).
+    pub instant_ns: u64,
+    /// Per thread, how many of its writes completed before the instant (all in the snapshot).
+    pub completed_before: Vec<u64>,
+    /// Per thread, how many of its writes had started by the instant (the snapshot holds
+    /// at most these; the one write a thread may have had in flight can fall either side).
+    pub invoked_by: Vec<u64>,
+}
+
+/// A write named in a [`Violation`]: who issued it, what it was and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteRef {
+    /// Writer thread.
+    pub thread: usize,
+    /// `write #7 (SET db0 w1:s3)`.
+    pub write: String,
+    /// When it was invoked, µs since the history's epoch.
+    pub invoked_us: u64,
+    /// When it completed, µs since the epoch.
+    pub completed_us: u64,
+}
+
+impl fmt::Display for WriteRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "thread {}'s {}", self.thread, self.write)
+    }
+}
+
+/// Two writes no single instant had one without the other of: `present` is in the
+/// snapshot, `missing` is not, and `missing` completed before `present` was invoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The write that is in the snapshot.
+    pub present: WriteRef,
+    /// The key whose state shows `present` is in it.
+    pub present_key: String,
+    /// The write that is not, completed before `present` was invoked.
+    pub missing: WriteRef,
+    /// The key whose state shows `missing` is not in it.
+    pub missing_key: String,
 }
 
 /// Why a snapshot is not a point-in-time snapshot. The `Display` text is written for the
@@ -89,13 +146,29 @@ pub enum Violation {
         thread: usize,
         /// The later write that is present.
         present: String,
+        /// The key whose state shows it is present.
+        present_key: String,
         /// The earlier write that is missing.
         missing: String,
+        /// The key whose state shows it is missing.
+        missing_key: String,
     },
-    /// A key's state in the snapshot is not its state after any prefix of its thread's writes.
+    /// The snapshot holds a write that was invoked only after another write, missing from
+    /// it, had completed: no single instant had the one without the other.
+    NotOneInstant(Box<Conflict>),
+    /// Part of a multi-key write (FLUSHDB, FLUSHALL) is in the snapshot and part is not.
+    SplitMultiKeyWrite {
+        /// The multi-key write.
+        write: WriteRef,
+        /// A key that shows the write is in the snapshot (db and key, escaped).
+        applied_key: String,
+        /// A key that shows it is not.
+        unapplied_key: String,
+    },
+    /// A key's state in the snapshot is not its state after any writes to it.
     NoSuchState {
-        /// Writer thread.
-        thread: usize,
+        /// The threads that wrote the key.
+        threads: Vec<usize>,
         /// Database.
         db: usize,
         /// The key, escaped.
@@ -112,9 +185,17 @@ pub enum Violation {
         /// What is wrong: missing, appeared, or differs.
         how: &'static str,
     },
+    /// The sets of instants the keys allow do not meet, and no two keys alone show why.
+    NoCommonInstant {
+        /// A description of the keys whose instants do not meet.
+        detail: String,
+    },
     /// The history itself breaks the checker's assumptions (not the strategy's fault).
     BadHistory(String),
 }
+
+/// The rule every snapshot must satisfy across threads, as the messages name it.
+pub const ONE_INSTANT_RULE: &str = "the snapshot is the state at one instant: every write in it was invoked before every write missing from it completed";
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,18 +212,41 @@ impl fmt::Display for Violation {
                  thread {thread}'s {write} started {after_return_us} µs after BGSAVE returned, \
                  but the snapshot contains it"
             ),
-            Violation::NotAPrefix { thread, present, missing } => write!(
+            Violation::NotAPrefix { thread, present, present_key, missing, missing_key } => write!(
                 f,
                 "rule 'each thread's writes in the snapshot are a prefix of its writes' is violated: \
-                 the snapshot contains thread {thread}'s {present} but not its earlier {missing}"
+                 the snapshot contains thread {thread}'s {present} (key {present_key} shows it) but not its \
+                 earlier {missing} (key {missing_key} shows it)"
             ),
-            Violation::NoSuchState { thread, db, key, found } => write!(
+            Violation::NotOneInstant(c) => write!(
                 f,
-                "key {key} (db {db}) holds {found}, which is not its state after any prefix of \
-                 thread {thread}'s writes: the snapshot shows a state that never existed"
+                "rule '{ONE_INSTANT_RULE}' is violated: the snapshot contains {present} (key {present_key} \
+                 shows it), invoked at {} µs, but not {missing} (key {missing_key} shows it), which had \
+                 completed at {} µs, {} µs earlier: no single instant had the one without the other",
+                c.present.invoked_us,
+                c.missing.completed_us,
+                c.present.invoked_us.saturating_sub(c.missing.completed_us),
+                present = c.present,
+                present_key = c.present_key,
+                missing = c.missing,
+                missing_key = c.missing_key,
+            ),
+            Violation::SplitMultiKeyWrite { write, applied_key, unapplied_key } => write!(
+                f,
+                "rule 'a multi-key write is all in the snapshot or not at all' is violated: key {applied_key} \
+                 shows that {write} is in the snapshot, but key {unapplied_key} shows that it is not"
+            ),
+            Violation::NoSuchState { threads, db, key, found } => write!(
+                f,
+                "key {key} (db {db}) holds {found}, which is not its state after any of the writes to it \
+                 (by thread(s) {threads:?}) in any order real time allows: the snapshot shows a state that \
+                 never existed"
             ),
             Violation::UntouchedKeyChanged { db, key, how } => {
                 write!(f, "key {key} (db {db}) was not written during the test, yet in the snapshot it {how}")
+            }
+            Violation::NoCommonInstant { detail } => {
+                write!(f, "rule '{ONE_INSTANT_RULE}' is violated: {detail}")
             }
             Violation::BadHistory(why) => write!(f, "the recorded history is unusable: {why}"),
         }
@@ -151,16 +255,455 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// A fingerprint of one key's state: `None` when absent, else a CRC-64 and the length of
-/// the entry's canonical encoding (sets and hashes sorted, so equal states fingerprint
-/// equally).
-type Fingerprint = Option<(u64, usize)>;
+// ---- instants --------------------------------------------------------------------------
 
-fn fingerprint(entry: Option<&Entry>) -> Fingerprint {
-    let entry = entry?;
+/// Instants on a finer scale than the clock's ns: `4 * ns + 4`. The spare values between
+/// two ns give a multi-key write a switch point of its own ("just after it"), and keep
+/// `t - 1` from underflowing.
+type Instant = u64;
+
+fn at(ns: u64) -> Instant {
+    ns.saturating_mul(4).saturating_add(4)
+}
+
+fn ns_of(t: Instant) -> u64 {
+    t.saturating_sub(4) / 4
+}
+
+/// Inclusive ranges of instants, sorted and disjoint.
+type Instants = Vec<(Instant, Instant)>;
+
+fn intersect(a: &Instants, b: &Instants) -> Instants {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let start = a[i].0.max(b[j].0);
+        let end = a[i].1.min(b[j].1);
+        if start <= end {
+            out.push((start, end));
+        }
+        if a[i].1 < b[j].1 { i += 1 } else { j += 1 }
+    }
+    out
+}
+
+/// One write placed in time. At instant `t` it is excluded if `t < lo`, included if
+/// `t > hi`, and may be either (open) in between. For a single-key write `[lo, hi]` is its
+/// `[invoked, completed]`; a multi-key write is never open (`hi = lo - 1`): it switches
+/// from excluded to included at `lo`, for every key at once.
+#[derive(Clone, Copy, Debug)]
+struct Op<'h> {
+    thread: usize,
+    w: &'h Write,
+    lo: Instant,
+    hi: Instant,
+}
+
+impl Op<'_> {
+    /// Real time puts `self` before `other` (it completed before the other started).
+    fn precedes(&self, other: &Op<'_>) -> bool {
+        self.hi < other.lo
+    }
+
+    fn multi(&self) -> bool {
+        self.w.cmd.key().is_none()
+    }
+
+    fn describe(&self) -> WriteRef {
+        WriteRef {
+            thread: self.thread,
+            write: describe(&self.w.cmd, self.w.seq),
+            invoked_us: self.w.invoked_ns / 1000,
+            completed_us: self.w.completed_ns / 1000,
+        }
+    }
+}
+
+/// A write for messages: `write #7 (SET db0 t1:s3)`.
+fn describe(cmd: &Command, seq: u64) -> String {
+    match (cmd.key(), cmd.db()) {
+        (Some(key), db) => format!("write #{seq} ({} db{} {})", cmd.name(), db.unwrap_or(0), escape(key)),
+        (None, Some(db)) => format!("write #{seq} ({} db{db})", cmd.name()),
+        (None, None) => format!("write #{seq} ({})", cmd.name()),
+    }
+}
+
+fn dbs_of(cmd: &Command) -> Vec<usize> {
+    match cmd {
+        Command::FlushAll => (0..DB_COUNT).collect(),
+        other => other.db().into_iter().collect(),
+    }
+}
+
+// ---- one key's states ------------------------------------------------------------------
+
+/// A key's state: its entry, or `None` when absent.
+type State = Option<Entry>;
+
+/// A fingerprint of a state, to tell states apart cheaply: a CRC-64 and the length of the
+/// entry's canonical encoding (sets and hashes sorted, so equal states fingerprint
+/// equally), or `None` when absent.
+fn fingerprint(state: &State) -> Option<(u64, usize)> {
+    let entry = state.as_ref()?;
     let mut buf = Vec::new();
     encode_entry(&mut buf, &mut Vec::new(), b"", entry, false, true);
     Some((crc64(&buf), buf.len()))
+}
+
+/// Apply one write to a key's state (a refused write changes nothing, as in the store).
+fn step(state: &State, cmd: &Command, now: i64) -> State {
+    // FLUSHDB / FLUSHALL (no key) empty the key.
+    cmd.key()?;
+    let mut s = state.clone();
+    match apply_to_slot(cmd, s.as_mut(), now) {
+        Ok((_, SlotChange::Kept)) | Err(_) => s,
+        Ok((_, SlotChange::Put(e))) => Some(e),
+        Ok((_, SlotChange::Remove)) => None,
+    }
+}
+
+/// A write whose result does not depend on the key's previous state (SET, DEL, FLUSH*).
+fn blind(cmd: &Command) -> bool {
+    matches!(cmd, Command::Set { .. } | Command::Del { .. } | Command::FlushDb { .. } | Command::FlushAll)
+}
+
+/// How much ambiguity the checker explores before giving up on a key (the answer would be
+/// "cannot tell", never a pass).
+const MAX_STATES: usize = 4096;
+const MAX_ORDERS_EXPLORED: usize = 200_000;
+const MAX_CHOSEN: usize = 24;
+
+/// Why one key could not be analysed.
+enum KeyError {
+    TooAmbiguous(String),
+}
+
+/// A set of states without repeats. Few states (the usual case: one or two) are compared
+/// directly; past that, by fingerprint.
+#[derive(Default)]
+struct States {
+    list: Vec<State>,
+    fingerprints: HashSet<Option<(u64, usize)>>,
+}
+
+impl States {
+    const DIRECT: usize = 8;
+
+    fn push(&mut self, s: State) -> Result<(), KeyError> {
+        if self.list.len() < Self::DIRECT {
+            if !self.list.contains(&s) {
+                self.list.push(s);
+            }
+            return Ok(());
+        }
+        if self.fingerprints.is_empty() {
+            self.fingerprints = self.list.iter().map(fingerprint).collect();
+        }
+        if self.fingerprints.insert(fingerprint(&s)) {
+            self.list.push(s);
+            if self.list.len() > MAX_STATES {
+                return Err(KeyError::TooAmbiguous(format!("more than {MAX_STATES} possible states")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The states a key can hold after `base` (any of its states) followed by the writes
+/// `chosen`, in any order real time allows.
+fn orders(base: &[State], chosen: &[Op<'_>], now: i64) -> Result<Vec<State>, KeyError> {
+    let mut out = States::default();
+    if chosen.is_empty() {
+        for s in base {
+            out.push(s.clone())?;
+        }
+        return Ok(out.list);
+    }
+    if chosen.len() == 1 {
+        for s in base {
+            out.push(step(s, &chosen[0].w.cmd, now))?;
+        }
+        return Ok(out.list);
+    }
+    // Blind writes: only the last one counts, and any write no other chosen write must
+    // follow can be last.
+    if chosen.iter().all(|o| blind(&o.w.cmd)) {
+        let empty: State = None;
+        for (i, o) in chosen.iter().enumerate() {
+            if chosen.iter().enumerate().all(|(j, other)| j == i || !o.precedes(other)) {
+                out.push(step(&empty, &o.w.cmd, now))?;
+            }
+        }
+        return Ok(out.list);
+    }
+    if chosen.len() > MAX_CHOSEN {
+        return Err(KeyError::TooAmbiguous(format!("{} overlapping writes in one chain", chosen.len())));
+    }
+    // Depth-first over the orders real time allows, remembering (writes applied, state)
+    // pairs already explored.
+    let preds: Vec<u32> = chosen
+        .iter()
+        .map(|o| chosen.iter().enumerate().filter(|(_, p)| p.precedes(o)).fold(0u32, |m, (j, _)| m | (1 << j)))
+        .collect();
+    let full = (1u32 << chosen.len()) - 1;
+    let mut explored: HashSet<(u32, Option<(u64, usize)>)> = HashSet::new();
+    let mut stack: Vec<(u32, State)> = base.iter().map(|s| (0u32, s.clone())).collect();
+    while let Some((mask, state)) = stack.pop() {
+        if !explored.insert((mask, fingerprint(&state))) {
+            continue;
+        }
+        if explored.len() > MAX_ORDERS_EXPLORED {
+            return Err(KeyError::TooAmbiguous(format!("more than {MAX_ORDERS_EXPLORED} orders of its writes")));
+        }
+        if mask == full {
+            out.push(state)?;
+            continue;
+        }
+        for (j, o) in chosen.iter().enumerate() {
+            if mask & (1 << j) == 0 && preds[j] & !mask == 0 {
+                stack.push((mask | (1 << j), step(&state, &o.w.cmd, now)));
+            }
+        }
+    }
+    Ok(out.list)
+}
+
+/// The states a key can hold at an instant where, of `cluster`, the writes in `included`
+/// are in and those in `open` may be in or out.
+fn states_at(
+    base: &[State],
+    cluster: &[Op<'_>],
+    included: &[usize],
+    open: &[usize],
+    now: i64,
+) -> Result<Vec<State>, KeyError> {
+    if open.len() > 16 {
+        return Err(KeyError::TooAmbiguous(format!("{} writes in flight at once", open.len())));
+    }
+    let mut out = States::default();
+    for subset in 0u32..(1 << open.len()) {
+        let chosen: Vec<Op<'_>> = included
+            .iter()
+            .copied()
+            .chain(open.iter().enumerate().filter(|(b, _)| subset & (1 << b) != 0).map(|(_, &i)| i))
+            .map(|i| cluster[i])
+            .collect();
+        for s in orders(base, &chosen, now)? {
+            out.push(s)?;
+        }
+    }
+    Ok(out.list)
+}
+
+/// The instants at which one key (or one class of untouched keys) holds what the snapshot shows.
+struct KeyInstants<'h> {
+    /// `key (db 0)`, for messages.
+    label: String,
+    instants: Instants,
+    /// The writes that change the key (for a class of untouched keys, the multi-key writes
+    /// of its database), whose times bound `instants`.
+    ops: Vec<Op<'h>>,
+}
+
+/// The instants at which a key with these writes (sorted by `lo`) can hold `observed`.
+fn key_instants(
+    ops: &[Op<'_>],
+    initial: Option<&Entry>,
+    observed: Option<&Entry>,
+    now: i64,
+) -> Result<Instants, KeyError> {
+    // Clusters: maximal runs of writes that overlap in time, so that different clusters
+    // are ordered by real time.
+    let mut clusters: Vec<Vec<Op<'_>>> = Vec::new();
+    let mut reach = 0;
+    for o in ops {
+        match clusters.last_mut() {
+            Some(c) if o.lo <= reach => {
+                c.push(*o);
+                reach = reach.max(o.hi);
+            }
+            _ => {
+                clusters.push(vec![*o]);
+                reach = o.hi;
+            }
+        }
+    }
+    // Breakpoints: where some write of the key changes from excluded to open (lo) or from
+    // open to included (hi + 1). Between breakpoints nothing changes for this key.
+    let mut points: Vec<Instant> = ops.iter().flat_map(|o| [o.lo, o.hi.wrapping_add(1)]).collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut starts = vec![0];
+    starts.extend(points.iter().copied().filter(|&p| p > 0));
+    starts.dedup();
+
+    let mut out: Instants = Vec::new();
+    let mut base: Vec<State> = vec![initial.cloned()];
+    let mut next_cluster = 0;
+    for (i, &t) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(Instant::MAX, |&n| n - 1);
+        // Fold in every cluster wholly included at t.
+        while let Some(c) = clusters.get(next_cluster)
+            && c.iter().all(|o| o.hi < t)
+        {
+            let all: Vec<usize> = (0..c.len()).collect();
+            base = states_at(&base, c, &all, &[], now)?;
+            next_cluster += 1;
+        }
+        let states = match clusters.get(next_cluster) {
+            Some(c) if c.iter().any(|o| o.lo <= t) => {
+                let included: Vec<usize> = (0..c.len()).filter(|&j| c[j].hi < t).collect();
+                let open: Vec<usize> = (0..c.len()).filter(|&j| c[j].lo <= t && t <= c[j].hi).collect();
+                states_at(&base, c, &included, &open, now)?
+            }
+            _ => base.clone(),
+        };
+        if states.iter().any(|s| s.as_ref() == observed) {
+            match out.last_mut() {
+                Some(last) if last.1.wrapping_add(1) == t => last.1 = end,
+                _ => out.push((t, end)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---- the whole snapshot ----------------------------------------------------------------
+
+/// Find an instant between the BGSAVE call and its return at which the keyspace, starting
+/// from `initial` and changed by the writes in `history`, was exactly `snapshot`.
+///
+/// # Errors
+/// The [`Violation`] that shows there is none, in words a student can act on, or
+/// [`Violation::BadHistory`] when the history breaks the checker's assumptions (sequence
+/// numbers, multi-key writes overlapping other writes, more ambiguity than it explores).
+pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> Result<FoundCut, Violation> {
+    let now = unix_ms_now();
+    let window = (at(history.bgsave_called_ns), at(history.bgsave_returned_ns));
+    if window.0 > window.1 {
+        return Err(Violation::BadHistory("BGSAVE returned before it was called".into()));
+    }
+
+    // Place every write in time.
+    let mut singles: Vec<Op<'_>> = Vec::new();
+    let mut multis: Vec<Op<'_>> = Vec::new();
+    for (t, writes) in history.threads.iter().enumerate() {
+        for (i, w) in writes.iter().enumerate() {
+            if w.seq != i as u64 + 1 {
+                return Err(Violation::BadHistory(format!("thread {t}'s write {i} has seq {}", w.seq)));
+            }
+            if w.completed_ns < w.invoked_ns {
+                return Err(Violation::BadHistory(format!(
+                    "thread {t}'s write #{} completed before it started",
+                    w.seq
+                )));
+            }
+            let op = Op { thread: t, w, lo: at(w.invoked_ns), hi: at(w.completed_ns) };
+            if w.cmd.key().is_some() { singles.push(op) } else { multis.push(op) }
+        }
+    }
+    place_multis(&mut multis, &singles, history)?;
+
+    // Each key's writes, in order of their start.
+    let mut by_key: HashMap<(usize, &[u8]), Vec<Op<'_>>> = HashMap::new();
+    for o in &singles {
+        by_key.entry((o.w.cmd.db().unwrap_or(0), o.w.cmd.key().unwrap_or_default())).or_default().push(*o);
+    }
+    let mut multis_by_db: Vec<Vec<Op<'_>>> = vec![Vec::new(); DB_COUNT];
+    for m in &multis {
+        for db in dbs_of(&m.w.cmd) {
+            if let Some(list) = multis_by_db.get_mut(db) {
+                list.push(*m);
+            }
+        }
+    }
+
+    // Keys nobody wrote: as they were, unless a multi-key write emptied their database.
+    let mut per_key: Vec<KeyInstants> = Vec::new();
+    let mut classes = untouched_keys(initial, snapshot, &by_key, &multis_by_db)?;
+    per_key.append(&mut classes);
+
+    // Keys somebody wrote.
+    let mut keys: Vec<&(usize, &[u8])> = by_key.keys().collect();
+    keys.sort();
+    for &(db, key) in keys {
+        let ops = &by_key[&(db, key)];
+        let mut ops: Vec<Op<'_>> = ops.iter().chain(&multis_by_db[db]).copied().collect();
+        ops.sort_by_key(|o| (o.lo, o.hi));
+        let observed = snapshot.get(db, key);
+        let instants =
+            key_instants(&ops, initial.get(db, key), observed, now).map_err(|KeyError::TooAmbiguous(why)| {
+                Violation::BadHistory(format!("key {} (db {db}) is too ambiguous to check: {why}", escape(key)))
+            })?;
+        if instants.is_empty() {
+            let mut threads: Vec<usize> = ops.iter().filter(|o| !o.multi()).map(|o| o.thread).collect();
+            threads.sort_unstable();
+            threads.dedup();
+            return Err(Violation::NoSuchState { threads, db, key: escape(key), found: describe_state(observed) });
+        }
+        per_key.push(KeyInstants { label: format!("{} (db {db})", escape(key)), instants, ops });
+    }
+
+    // One instant for every key, between the call and the return.
+    let mut common: Instants = vec![window];
+    for k in &per_key {
+        common = intersect(&common, &k.instants);
+        if common.is_empty() {
+            return Err(blame(&per_key, history, window));
+        }
+    }
+    let t = common[0].0;
+    let count = |writes: &Vec<Write>, f: &dyn Fn(&Write) -> bool| writes.iter().filter(|w| f(w)).count() as u64;
+    Ok(FoundCut {
+        instant_ns: ns_of(t),
+        completed_before: history.threads.iter().map(|w| count(w, &|w| at(w.completed_ns) < t)).collect(),
+        invoked_by: history.threads.iter().map(|w| count(w, &|w| at(w.invoked_ns) <= t)).collect(),
+    })
+}
+
+/// Give each multi-key write its switch point, after checking that it overlaps no other
+/// write and no other multi-key write.
+///
+/// Nothing else happens while it runs, so every instant inside it sees the same state of
+/// the other writes; choosing one switch point inside it (and inside the BGSAVE window
+/// when it overlaps that) keeps both answers, "before it" and "after it", available, and
+/// makes every key give the same answer.
+fn place_multis(multis: &mut [Op<'_>], singles: &[Op<'_>], history: &History) -> Result<(), Violation> {
+    multis.sort_by_key(|m| m.w.invoked_ns);
+    for pair in multis.windows(2) {
+        if pair[1].w.invoked_ns < pair[0].w.completed_ns {
+            return Err(Violation::BadHistory(format!(
+                "multi-key writes {} and {} overlap in time",
+                pair[0].describe(),
+                pair[1].describe()
+            )));
+        }
+    }
+    // A single-key write overlaps a multi-key one if it started before that one ended and
+    // ended after it started; the latest multi-key write started before it ends is the
+    // only candidate, since multi-key writes do not overlap each other.
+    for s in singles {
+        let i = multis.partition_point(|m| m.w.invoked_ns < s.w.completed_ns);
+        if let Some(m) = i.checked_sub(1).map(|i| &multis[i])
+            && m.w.completed_ns > s.w.invoked_ns
+        {
+            return Err(Violation::BadHistory(format!(
+                "{} overlaps the multi-key {} in time; the checker needs multi-key writes to run alone",
+                s.describe(),
+                m.describe()
+            )));
+        }
+    }
+    for m in multis.iter_mut() {
+        let x = if m.w.completed_ns < history.bgsave_called_ns {
+            m.w.invoked_ns
+        } else {
+            m.w.invoked_ns.max(history.bgsave_called_ns)
+        };
+        m.lo = at(x) + 2;
+        m.hi = m.lo - 1;
+    }
+    Ok(())
 }
 
 fn describe_state(entry: Option<&Entry>) -> String {
@@ -170,198 +713,457 @@ fn describe_state(entry: Option<&Entry>) -> String {
     }
 }
 
-/// A write for messages: `write #7 (SET db0 t1:s3)`.
-fn describe(w: &Write) -> String {
-    let key = w.cmd.key().map(escape).unwrap_or_default();
-    format!("write #{} ({} db{} {key})", w.seq, w.cmd.name(), w.cmd.db().unwrap_or(0))
-}
-
-/// Half-open ranges `[start, end)` of prefix lengths, sorted and disjoint.
-type Ranges = Vec<(u64, u64)>;
-
-fn intersect(a: &Ranges, b: &Ranges) -> Ranges {
+/// The keys no write touched, one class per database: each as it was before the save if
+/// no multi-key write of its database is in the snapshot, absent if one is.
+fn untouched_keys<'h>(
+    initial: &Keyspace,
+    snapshot: &Keyspace,
+    touched: &HashMap<(usize, &[u8]), Vec<Op<'h>>>,
+    multis_by_db: &[Vec<Op<'h>>],
+) -> Result<Vec<KeyInstants<'h>>, Violation> {
     let mut out = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let start = a[i].0.max(b[j].0);
-        let end = a[i].1.min(b[j].1);
-        if start < end {
-            out.push((start, end));
+    for (db, multis) in multis_by_db.iter().enumerate() {
+        let mut present: Option<&[u8]> = None;
+        let mut absent: Option<&[u8]> = None;
+        for (key, entry) in initial.db(db) {
+            if touched.contains_key(&(db, key.as_slice())) {
+                continue;
+            }
+            match snapshot.get(db, key) {
+                None => absent = absent.or(Some(key)),
+                Some(e) if e == entry => present = present.or(Some(key)),
+                Some(_) => return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "differs" }),
+            }
         }
-        if a[i].1 < b[j].1 { i += 1 } else { j += 1 }
+        for key in snapshot.db(db).keys() {
+            if initial.get(db, key).is_none() && !touched.contains_key(&(db, key.as_slice())) {
+                return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "appeared from nowhere" });
+            }
+        }
+        let first_flush = multis.iter().min_by_key(|m| m.lo);
+        let instants = match (present, absent, first_flush) {
+            (_, None, None) | (None, None, Some(_)) => continue,
+            (_, Some(key), None) => {
+                return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "is missing" });
+            }
+            (Some(_), None, Some(f)) => vec![(0, f.lo - 1)],
+            (None, Some(_), Some(f)) => vec![(f.lo, Instant::MAX)],
+            (Some(kept), Some(gone), Some(f)) => {
+                return Err(Violation::SplitMultiKeyWrite {
+                    write: f.describe(),
+                    applied_key: format!("{} (db {db}, never written, is gone)", escape(gone)),
+                    unapplied_key: format!("{} (db {db}, never written, is still there)", escape(kept)),
+                });
+            }
+        };
+        let example = escape(present.or(absent).unwrap_or_default());
+        out.push(KeyInstants {
+            label: format!("{example} (db {db}, like every key never written there)"),
+            instants,
+            ops: multis.clone(),
+        });
     }
-    out
+    Ok(out)
 }
 
-/// What one key went through: the seq of each write that touched it (0 for the initial
-/// state) and its state after that write.
-struct KeyStates {
-    seqs: Vec<u64>,
-    states: Vec<Fingerprint>,
+/// No instant between the call and the return fits every key: find the clearest reason.
+/// In order: two keys of which one fits only instants before every instant the other
+/// fits (the writes at those boundaries are the pair to blame); a key that fits no
+/// instant of the call at all (a write completed before the call is missing, or one
+/// started after the return is present); two keys that, within the call, fit only
+/// instants one before the other; and otherwise the keys and the instants they fit.
+fn blame(per_key: &[KeyInstants<'_>], history: &History, window: (Instant, Instant)) -> Violation {
+    if let Some(v) = separated_pair(per_key.iter().map(|k| (k, k.instants.as_slice()))) {
+        return v;
+    }
+    let restricted: Vec<Instants> = per_key.iter().map(|k| intersect(&k.instants, &vec![window])).collect();
+    for (k, r) in per_key.iter().zip(&restricted) {
+        if !r.is_empty() {
+            continue;
+        }
+        if let Some(&(_, end)) = k.instants.iter().rev().find(|r| r.1 < window.0)
+            && let Some(m) = k.ops.iter().find(|o| o.hi == end)
+        {
+            return Violation::MissingCompletedWrite {
+                thread: m.thread,
+                write: describe(&m.w.cmd, m.w.seq),
+                before_call_us: history.bgsave_called_ns.saturating_sub(m.w.completed_ns) / 1000,
+            };
+        }
+        if let Some(&(start, _)) = k.instants.iter().find(|r| r.0 > window.1)
+            && let Some(p) = k.ops.iter().find(|o| o.lo == start)
+        {
+            return Violation::LeakedLaterWrite {
+                thread: p.thread,
+                write: describe(&p.w.cmd, p.w.seq),
+                after_return_us: p.w.invoked_ns.saturating_sub(history.bgsave_returned_ns) / 1000,
+            };
+        }
+    }
+    if let Some(v) = separated_pair(per_key.iter().zip(&restricted).map(|(k, r)| (k, r.as_slice()))) {
+        return v;
+    }
+    // A key that goes back and forth between states fits many stretches of time, but all
+    // the keys of one writer thread together fit only the stretch its prefix of writes
+    // allows: compare threads with threads.
+    let mut groups: Vec<KeyInstants<'_>> = Vec::new();
+    let mut thread_of_group: HashMap<usize, usize> = HashMap::new();
+    for (k, r) in per_key.iter().zip(&restricted) {
+        let mut writers = k.ops.iter().filter(|o| !o.multi()).map(|o| o.thread);
+        let Some(t) = writers.next() else { continue };
+        if writers.any(|u| u != t) {
+            continue;
+        }
+        let g = *thread_of_group.entry(t).or_insert_with(|| {
+            groups.push(KeyInstants {
+                label: format!("the keys of thread {t}"),
+                instants: vec![window],
+                ops: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[g].instants = intersect(&groups[g].instants, r);
+        groups[g].ops.extend(k.ops.iter().copied());
+    }
+    if let Some(v) = separated_pair(groups.iter().map(|g| (g, g.instants.as_slice()))) {
+        return v;
+    }
+    // Several keys together: show where the running intersection ran dry.
+    let show = |r: &[(Instant, Instant)]| {
+        let us = |t: Instant| ns_of(t) / 1000;
+        r.iter().map(|&(a, b)| format!("{}..{} µs", us(a), us(b))).collect::<Vec<_>>().join(", ")
+    };
+    let mut common: Instants = vec![window];
+    for (k, r) in per_key.iter().zip(&restricted) {
+        let next = intersect(&common, r);
+        if next.is_empty() {
+            return Violation::NoCommonInstant {
+                detail: format!(
+                    "between the call ({} µs) and the return ({} µs), the keys before {} fit only {}, and it fits only {}",
+                    history.bgsave_called_ns / 1000,
+                    history.bgsave_returned_ns / 1000,
+                    k.label,
+                    show(&common),
+                    show(r)
+                ),
+            };
+        }
+        common = next;
+    }
+    Violation::NoCommonInstant { detail: "no instant fits every key".into() }
 }
 
-impl KeyStates {
-    /// The prefix lengths under which the key's state is `observed`.
-    fn ranges(&self, observed: &Fingerprint) -> Ranges {
-        let mut out: Ranges = Vec::new();
-        for (i, fp) in self.states.iter().enumerate() {
-            if fp == observed {
-                let start = self.seqs[i];
-                let end = self.seqs.get(i + 1).copied().unwrap_or(u64::MAX);
-                match out.last_mut() {
-                    Some(last) if last.1 == start => last.1 = end,
-                    _ => out.push((start, end)),
+/// Two keys of which one fits only instants before every instant the other fits, named
+/// with the writes behind those boundaries: the write whose start opens the later key's
+/// instants is in the snapshot, the write whose completion closes the earlier key's is not.
+fn separated_pair<'a, 'h: 'a>(
+    keys: impl Iterator<Item = (&'a KeyInstants<'h>, &'a [(Instant, Instant)])> + Clone,
+) -> Option<Violation> {
+    let (early, early_ranges) = keys.clone().filter(|(_, r)| !r.is_empty()).min_by_key(|(_, r)| r[r.len() - 1].1)?;
+    let (late, late_ranges) = keys.filter(|(_, r)| !r.is_empty()).max_by_key(|(_, r)| r[0].0)?;
+    let (end, start) = (early_ranges[early_ranges.len() - 1].1, late_ranges[0].0);
+    if end >= start {
+        return None;
+    }
+    let opener = late.ops.iter().filter(|o| o.lo == start).min_by_key(|o| o.thread)?;
+    let closer = early.ops.iter().filter(|o| o.hi == end).min_by_key(|o| o.thread)?;
+    Some(if opener.multi() && std::ptr::eq(opener.w, closer.w) {
+        Violation::SplitMultiKeyWrite {
+            write: opener.describe(),
+            applied_key: late.label.clone(),
+            unapplied_key: early.label.clone(),
+        }
+    } else if opener.thread == closer.thread {
+        Violation::NotAPrefix {
+            thread: opener.thread,
+            present: describe(&opener.w.cmd, opener.w.seq),
+            present_key: late.label.clone(),
+            missing: describe(&closer.w.cmd, closer.w.seq),
+            missing_key: early.label.clone(),
+        }
+    } else {
+        Violation::NotOneInstant(Box::new(Conflict {
+            present: opener.describe(),
+            present_key: late.label.clone(),
+            missing: closer.describe(),
+            missing_key: early.label.clone(),
+        }))
+    })
+}
+
+// ---- the cut the strategy reported -----------------------------------------------------
+
+/// Why the cut a strategy reported is not the cut its snapshot was taken at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CutViolation {
+    /// The cut includes some of a multi-shard write's stamps but not all.
+    SplitsAWrite {
+        /// The write.
+        write: WriteRef,
+    },
+    /// Two writes carry the same stamp.
+    DuplicateStamp {
+        /// The stamp, `shard:seq`.
+        stamp: String,
+    },
+    /// The cut counts a write no recorded write has the stamp of.
+    CountsAnUnknownWrite {
+        /// The stamp, `shard:seq`.
+        stamp: String,
+    },
+    /// A shard's stamps put a write before one that completed before it started.
+    StampsAgainstRealTime {
+        /// The write stamped earlier.
+        earlier_stamp: WriteRef,
+        /// The write stamped later, which completed before the other started.
+        later_stamp: WriteRef,
+    },
+    /// The stamps cannot all be put in one order (multi-shard writes cross).
+    NoOrder,
+    /// The writes the cut includes were not the writes of one instant in the BGSAVE call.
+    NotOneInstant {
+        /// What is wrong, naming the writes.
+        detail: String,
+    },
+    /// The dump is not the keyspace at the reported cut.
+    DumpDiffers {
+        /// The first difference.
+        detail: String,
+    },
+}
+
+/// The rule [`check_reported_cut`] enforces, as its messages name it.
+pub const REPORTED_CUT_RULE: &str = "the dump is the keyspace at the cut the strategy reports";
+
+impl fmt::Display for CutViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule '{REPORTED_CUT_RULE}' is violated: ")?;
+        match self {
+            CutViolation::SplitsAWrite { write } => {
+                write!(f, "the cut includes {write} in some shards and not in others")
+            }
+            CutViolation::DuplicateStamp { stamp } => write!(f, "two writes carry stamp {stamp}"),
+            CutViolation::CountsAnUnknownWrite { stamp } => {
+                write!(f, "the cut counts write {stamp}, which no write was stamped with")
+            }
+            CutViolation::StampsAgainstRealTime { earlier_stamp, later_stamp } => write!(
+                f,
+                "{earlier_stamp} is stamped before {later_stamp} in the same shard, but it started at {} µs, \
+                 after the other had completed at {} µs",
+                earlier_stamp.invoked_us, later_stamp.completed_us
+            ),
+            CutViolation::NoOrder => write!(f, "the stamps of multi-shard writes cross, so no order explains them"),
+            CutViolation::NotOneInstant { detail } => write!(f, "{detail}"),
+            CutViolation::DumpDiffers { detail } => write!(f, "{detail}"),
+        }
+    }
+}
+
+impl std::error::Error for CutViolation {}
+
+fn stamp_name(s: WriteStamp) -> String {
+    format!("{}:{}", s.shard, s.seq)
+}
+
+/// Every write of `history` in the order its stamps give (each shard's writes by `seq`; a
+/// multi-shard write where it stands in each of its shards), skipping unstamped (refused)
+/// writes.
+///
+/// # Errors
+/// When two writes share a stamp, a shard's stamps contradict real time, or the
+/// multi-shard writes' stamps cross.
+pub fn stamp_order(history: &History) -> Result<Vec<(usize, &Write)>, CutViolation> {
+    let mut per_shard: HashMap<u32, Vec<(u64, usize)>> = HashMap::new();
+    let mut writes: Vec<(usize, &Write)> = Vec::new();
+    for (t, ws) in history.threads.iter().enumerate() {
+        for w in ws.iter().filter(|w| !w.stamps.is_empty()) {
+            for s in &w.stamps {
+                per_shard.entry(s.shard).or_default().push((s.seq, writes.len()));
+            }
+            writes.push((t, w));
+        }
+    }
+    let wref = |i: usize| {
+        let (t, w) = writes[i];
+        WriteRef {
+            thread: t,
+            write: describe(&w.cmd, w.seq),
+            invoked_us: w.invoked_ns / 1000,
+            completed_us: w.completed_ns / 1000,
+        }
+    };
+    let mut shards: Vec<u32> = per_shard.keys().copied().collect();
+    shards.sort_unstable();
+    let mut queues: Vec<Vec<usize>> = Vec::new();
+    for shard in &shards {
+        let list = per_shard.get_mut(shard).map(std::mem::take).unwrap_or_default();
+        let mut list = list;
+        list.sort_unstable();
+        // Real time within a shard: a write stamped later must not have completed before
+        // an earlier-stamped write started.
+        let mut latest_start: Option<usize> = None;
+        for pair in list.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(CutViolation::DuplicateStamp {
+                    stamp: stamp_name(WriteStamp { shard: *shard, seq: pair[0].0 }),
+                });
+            }
+        }
+        for &(_, i) in &list {
+            if let Some(j) = latest_start
+                && writes[i].1.completed_ns < writes[j].1.invoked_ns
+            {
+                return Err(CutViolation::StampsAgainstRealTime { earlier_stamp: wref(j), later_stamp: wref(i) });
+            }
+            if latest_start.is_none_or(|j| writes[i].1.invoked_ns > writes[j].1.invoked_ns) {
+                latest_start = Some(i);
+            }
+        }
+        queues.push(list.into_iter().map(|(_, i)| i).collect());
+    }
+    // Merge the shards' orders: a write goes next once it heads the queue of every shard
+    // it has a stamp in.
+    let mut heads = vec![0usize; queues.len()];
+    let mut done = vec![false; writes.len()];
+    let shard_index: HashMap<u32, usize> = shards.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+    let mut order = Vec::with_capacity(writes.len());
+    while order.len() < writes.len() {
+        let mut progressed = false;
+        for q in 0..queues.len() {
+            while let Some(&i) = queues[q].get(heads[q]) {
+                let ready = writes[i].1.stamps.iter().all(|s| {
+                    let qi = shard_index[&s.shard];
+                    queues[qi].get(heads[qi]) == Some(&i)
+                });
+                if !ready || done[i] {
+                    break;
+                }
+                for s in &writes[i].1.stamps {
+                    heads[shard_index[&s.shard]] += 1;
+                }
+                done[i] = true;
+                order.push(writes[i]);
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return Err(CutViolation::NoOrder);
+        }
+    }
+    Ok(order)
+}
+
+/// Check the cut a strategy reported for a BGSAVE (`SaveReport::cut`, `BgSave::cut`)
+/// against the writes and the dump: the cut includes each write wholly or not at all, the
+/// writes it includes are those of one instant between the call and the return (the same
+/// rule as [`find_cut`], applied to the reported set), and the dump equals `initial` plus
+/// exactly those writes, applied in stamp order.
+///
+/// A strategy can take an honest snapshot and still report the wrong cut (note the write
+/// count under one lock, copy the keyspace under another): a replica resuming from that
+/// cut would apply some writes twice or never. [`find_cut`] cannot see that; this can.
+///
+/// # Errors
+/// The first [`CutViolation`].
+pub fn check_reported_cut(
+    initial: &Keyspace,
+    history: &History,
+    cut: &snaplab_core::Cut,
+    snapshot: &Keyspace,
+) -> Result<(), CutViolation> {
+    let order = stamp_order(history)?;
+    let mut included: Vec<(usize, &Write)> = Vec::new();
+    let mut latest_invoked: Option<(usize, &Write)> = None;
+    let mut earliest_completed: Option<(usize, &Write)> = None;
+    let mut seen: HashSet<WriteStamp> = HashSet::new();
+    for &(t, w) in &order {
+        seen.extend(w.stamps.iter().copied());
+        match cut.includes_all(&w.stamps) {
+            None => return Err(CutViolation::SplitsAWrite { write: write_ref(t, w) }),
+            Some(true) => {
+                included.push((t, w));
+                if latest_invoked.is_none_or(|(_, l)| w.invoked_ns > l.invoked_ns) {
+                    latest_invoked = Some((t, w));
+                }
+            }
+            Some(false) => {
+                if earliest_completed.is_none_or(|(_, e)| w.completed_ns < e.completed_ns) {
+                    earliest_completed = Some((t, w));
                 }
             }
         }
-        out
     }
-}
-
-/// Find the cut `snapshot` was taken at, given the keyspace `initial` the writers started
-/// from and their `history`.
-///
-/// # Errors
-/// The first [`Violation`] found, in words a student can act on.
-pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> Result<FoundCut, Violation> {
-    let now = unix_ms_now();
-    let mut owner: HashMap<(usize, &[u8]), usize> = HashMap::new();
-    for (t, writes) in history.threads.iter().enumerate() {
-        for (i, w) in writes.iter().enumerate() {
-            if w.seq != i as u64 + 1 {
-                return Err(Violation::BadHistory(format!("thread {t}'s write {i} has seq {}", w.seq)));
-            }
-            let (Some(db), Some(key)) = (w.cmd.db(), w.cmd.key()) else {
-                return Err(Violation::BadHistory(format!(
-                    "thread {t} issued {}, which is not a single-key write",
-                    w.cmd.name()
-                )));
-            };
-            if let Some(&other) = owner.get(&(db, key))
-                && other != t
-            {
-                return Err(Violation::BadHistory(format!("threads {other} and {t} both write key {}", escape(key))));
-            }
-            owner.insert((db, key), t);
-        }
-    }
-
-    // Keys nobody wrote must be exactly as they were.
-    for (db, key, entry) in initial.iter() {
-        if owner.contains_key(&(db, key.as_slice())) {
-            continue;
-        }
-        match snapshot.get(db, key) {
-            None => return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "is missing" }),
-            Some(e) if e != entry => {
-                return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "differs" });
-            }
-            _ => {}
-        }
-    }
-    for (db, key, _) in snapshot.iter() {
-        if initial.get(db, key).is_none() && !owner.contains_key(&(db, key.as_slice())) {
-            return Err(Violation::UntouchedKeyChanged { db, key: escape(key), how: "appeared from nowhere" });
-        }
-    }
-
-    let mut prefix = Vec::with_capacity(history.threads.len());
-    for (t, writes) in history.threads.iter().enumerate() {
-        prefix.push(thread_prefix(t, writes, initial, history, snapshot, now)?);
-    }
-    Ok(FoundCut { prefix })
-}
-
-fn thread_prefix(
-    t: usize,
-    writes: &[Write],
-    initial: &Keyspace,
-    history: &History,
-    snapshot: &Keyspace,
-    now: i64,
-) -> Result<u64, Violation> {
-    // Replay the thread's writes on its own keys, noting each key's state after each write.
-    let mut scratch = Keyspace::new();
-    let mut keys: BTreeMap<(usize, Bytes), KeyStates> = BTreeMap::new();
-    for w in writes {
-        let (db, key) = (w.cmd.db().unwrap_or(0), w.cmd.key().unwrap_or_default().to_vec());
-        let ks = keys.entry((db, key.clone())).or_insert_with(|| {
-            let init = initial.get(db, &key);
-            if let Some(e) = init {
-                scratch.insert(db, key.clone(), e.clone());
-            }
-            KeyStates { seqs: vec![0], states: vec![fingerprint(init)] }
-        });
-        // A refused write changes nothing, which is also what the store did.
-        let _ = scratch.apply(&w.cmd, now);
-        ks.seqs.push(w.seq);
-        ks.states.push(fingerprint(scratch.get(db, &key)));
-    }
-
-    let lo = writes.iter().take_while(|w| w.completed_ns < history.bgsave_called_ns).count() as u64;
-    let hi = writes.iter().take_while(|w| w.invoked_ns <= history.bgsave_returned_ns).count() as u64;
-
-    let mut feasible: Ranges = vec![(0, u64::MAX)];
-    // For diagnosis: the highest lower bound and the lowest upper bound any key forces; when
-    // they cross, the write at the floor is present while the one at the ceiling is missing.
-    let mut highest_floor: Option<u64> = None;
-    let mut lowest_ceiling: Option<u64> = None;
-    for ((db, key), states) in &keys {
-        let observed = snapshot.get(*db, key);
-        let ranges = states.ranges(&fingerprint(observed));
-        if ranges.is_empty() {
-            return Err(Violation::NoSuchState {
-                thread: t,
-                db: *db,
-                key: escape(key),
-                found: describe_state(observed),
-            });
-        }
-        let floor = ranges[0].0;
-        let ceiling = ranges[ranges.len() - 1].1;
-        highest_floor = Some(highest_floor.map_or(floor, |f| f.max(floor)));
-        lowest_ceiling = Some(lowest_ceiling.map_or(ceiling, |c| c.min(ceiling)));
-        feasible = intersect(&feasible, &ranges);
-        if feasible.is_empty() {
-            let (f, c) = (highest_floor.unwrap_or(0), lowest_ceiling.unwrap_or(u64::MAX));
-            if f >= c && f >= 1 && c >= 1 {
-                return Err(Violation::NotAPrefix {
-                    thread: t,
-                    present: describe(&writes[f as usize - 1]),
-                    missing: describe(&writes[c as usize - 1]),
-                });
-            }
-            return Err(Violation::NoSuchState {
-                thread: t,
-                db: *db,
-                key: escape(key),
-                found: format!("{} together with the thread's other keys", describe_state(observed)),
+    for (shard, &n) in cut.per_shard.iter().enumerate() {
+        if let Some(seq) = (1..=n).find(|&seq| !seen.contains(&WriteStamp { shard: shard as u32, seq })) {
+            return Err(CutViolation::CountsAnUnknownWrite {
+                stamp: stamp_name(WriteStamp { shard: shard as u32, seq }),
             });
         }
     }
-
-    let within = intersect(&feasible, &vec![(lo, hi.saturating_add(1))]);
-    if let Some(&(start, _)) = within.first() {
-        return Ok(start);
-    }
-    // Every prefix the keys allow is outside what the clock allows.
-    let max_feasible = feasible.last().map_or(0, |r| r.1 - 1);
-    if max_feasible < lo {
-        // The write after the largest feasible prefix is missing, and it completed before the call.
-        let w = &writes[max_feasible as usize];
-        return Err(Violation::MissingCompletedWrite {
-            thread: t,
-            write: describe(w),
-            before_call_us: (history.bgsave_called_ns - w.completed_ns) / 1000,
+    if let Some((t, w)) = latest_invoked
+        && w.invoked_ns > history.bgsave_returned_ns
+    {
+        return Err(CutViolation::NotOneInstant {
+            detail: format!(
+                "the cut includes {}, which started {} µs after BGSAVE returned",
+                write_ref(t, w),
+                (w.invoked_ns - history.bgsave_returned_ns) / 1000
+            ),
         });
     }
-    let min_feasible = feasible[0].0;
-    let w = &writes[min_feasible as usize - 1];
-    Err(Violation::LeakedLaterWrite {
+    if let Some((t, w)) = earliest_completed
+        && w.completed_ns < history.bgsave_called_ns
+    {
+        return Err(CutViolation::NotOneInstant {
+            detail: format!(
+                "the cut leaves out {}, which completed {} µs before BGSAVE was called",
+                write_ref(t, w),
+                (history.bgsave_called_ns - w.completed_ns) / 1000
+            ),
+        });
+    }
+    if let (Some((ti, i)), Some((te, e))) = (latest_invoked, earliest_completed)
+        && i.invoked_ns > e.completed_ns
+    {
+        return Err(CutViolation::NotOneInstant {
+            detail: format!(
+                "the cut includes {}, invoked at {} µs, but not {}, which had completed at {} µs: no instant had \
+                 the one without the other",
+                write_ref(ti, i),
+                i.invoked_ns / 1000,
+                write_ref(te, e),
+                e.completed_ns / 1000
+            ),
+        });
+    }
+    let expected = replay(initial, included.iter().map(|(_, w)| &w.cmd));
+    match crate::conformance::diff(&expected, snapshot) {
+        None => Ok(()),
+        Some(d) => Err(CutViolation::DumpDiffers {
+            detail: format!("against the keyspace after the {} writes the cut includes: {d}", included.len()),
+        }),
+    }
+}
+
+fn write_ref(t: usize, w: &Write) -> WriteRef {
+    WriteRef {
         thread: t,
-        write: describe(w),
-        after_return_us: w.invoked_ns.saturating_sub(history.bgsave_returned_ns) / 1000,
-    })
+        write: describe(&w.cmd, w.seq),
+        invoked_us: w.invoked_ns / 1000,
+        completed_us: w.completed_ns / 1000,
+    }
+}
+
+/// `initial` with `cmds` applied in order (refused commands change nothing, as in the
+/// store). Command semantics are `snaplab_core`'s, which the model-based conformance
+/// check holds to an independent reference model.
+pub fn replay<'c>(initial: &Keyspace, cmds: impl IntoIterator<Item = &'c Command>) -> Keyspace {
+    let mut ks = initial.clone();
+    let now = unix_ms_now();
+    for c in cmds {
+        let _ = ks.apply(c, now);
+    }
+    ks
 }
 
 #[cfg(test)]
@@ -373,6 +1175,10 @@ mod tests {
         Command::Set { db: 0, key: key.into(), value: v.into(), expire_at_ms: None }
     }
 
+    fn w(seq: u64, cmd: Command, invoked_us: u64, completed_us: u64) -> Write {
+        Write { seq, cmd, invoked_ns: invoked_us * 1000, completed_ns: completed_us * 1000, stamps: Vec::new() }
+    }
+
     /// A history of one thread writing a, b, a, b at times 10, 20, 30, 40 (µs), with
     /// BGSAVE called at 25 and returned at 26.
     fn history() -> History {
@@ -380,12 +1186,7 @@ mod tests {
         let writes = cmds
             .into_iter()
             .enumerate()
-            .map(|(i, cmd)| Write {
-                seq: i as u64 + 1,
-                cmd,
-                invoked_ns: (i as u64 + 1) * 10_000,
-                completed_ns: (i as u64 + 1) * 10_000 + 1_000,
-            })
+            .map(|(i, cmd)| w(i as u64 + 1, cmd, (i as u64 + 1) * 10, (i as u64 + 1) * 10 + 1))
             .collect();
         History { threads: vec![writes], bgsave_called_ns: 25_000, bgsave_returned_ns: 26_000 }
     }
@@ -402,7 +1203,9 @@ mod tests {
     #[test]
     fn finds_the_cut() {
         let cut = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "1"), ("b", "2")])).unwrap();
-        assert_eq!(cut.prefix, vec![2]);
+        assert_eq!(cut.completed_before, vec![2]);
+        assert_eq!(cut.invoked_by, vec![2]);
+        assert!((25_000..=26_000).contains(&cut.instant_ns), "{cut:?}");
     }
 
     /// Missing write 2, which completed before the call, is named.
@@ -442,5 +1245,170 @@ mod tests {
         let initial = snapshot(&[("z", "0")]);
         let err = find_cut(&initial, &history(), &snapshot(&[("a", "1"), ("b", "2")])).unwrap_err();
         assert!(matches!(err, Violation::UntouchedKeyChanged { how: "is missing", .. }), "{err}");
+    }
+
+    /// Thread 0 completes `SET a 1` at 10 µs; thread 1 invokes `SET b 1` at 20 µs; BGSAVE
+    /// runs from 5 to 30 µs. Each thread's writes alone allow a snapshot with `b` and
+    /// without `a`, but no instant had it: the checker must refuse it, naming both writes.
+    #[test]
+    fn one_instant_across_threads() {
+        let history = History {
+            threads: vec![vec![w(1, set("a", "1"), 8, 10)], vec![w(1, set("b", "1"), 20, 22)]],
+            bgsave_called_ns: 5_000,
+            bgsave_returned_ns: 30_000,
+        };
+        let err = find_cut(&Keyspace::new(), &history, &snapshot(&[("b", "1")])).unwrap_err();
+        match &err {
+            Violation::NotOneInstant(c) => {
+                assert_eq!((c.present.thread, c.missing.thread), (1, 0), "{err}");
+                assert!(c.present.write.contains("SET db0 b") && c.missing.write.contains("SET db0 a"), "{err}");
+                assert_eq!((c.present.invoked_us, c.missing.completed_us), (20, 10), "{err}");
+                assert!(c.present_key.starts_with('b') && c.missing_key.starts_with('a'), "{err}");
+            }
+            other => panic!("expected NotOneInstant, got {other}"),
+        }
+        assert!(err.to_string().contains(ONE_INSTANT_RULE), "{err}");
+        // Both, neither, and `a` alone are states some instant had.
+        for ok in [&[("a", "1"), ("b", "1")][..], &[("a", "1")][..]] {
+            find_cut(&Keyspace::new(), &history, &snapshot(ok)).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        let early = History { bgsave_called_ns: 5_000, bgsave_returned_ns: 9_000, ..history };
+        find_cut(&Keyspace::new(), &early, &Keyspace::new()).unwrap();
+    }
+
+    /// Two threads set one key in overlapping writes: real time cannot order them, so
+    /// either value is a state some instant had; a write that completed before the other
+    /// started is ordered.
+    #[test]
+    fn overlapping_writes_to_one_key_may_fall_either_way() {
+        let overlapping = History {
+            threads: vec![vec![w(1, set("k", "x"), 10, 20)], vec![w(1, set("k", "y"), 12, 18)]],
+            bgsave_called_ns: 30_000,
+            bgsave_returned_ns: 31_000,
+        };
+        for v in ["x", "y"] {
+            find_cut(&Keyspace::new(), &overlapping, &snapshot(&[("k", v)])).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        let ordered = History {
+            threads: vec![vec![w(1, set("k", "x"), 10, 11)], vec![w(1, set("k", "y"), 12, 18)]],
+            ..overlapping
+        };
+        let err = find_cut(&Keyspace::new(), &ordered, &snapshot(&[("k", "x")])).unwrap_err();
+        assert!(matches!(err, Violation::NoSuchState { .. } | Violation::MissingCompletedWrite { .. }), "{err}");
+    }
+
+    /// Order matters for non-blind writes: two overlapping RPUSHes may land in either
+    /// order, but never one twice or neither when both completed.
+    #[test]
+    fn overlapping_pushes_in_either_order() {
+        let push = |e: &str| Command::RPush { db: 0, key: b"l".to_vec(), elements: vec![e.as_bytes().to_vec()] };
+        let history = History {
+            threads: vec![vec![w(1, push("x"), 10, 20)], vec![w(1, push("y"), 12, 18)]],
+            bgsave_called_ns: 30_000,
+            bgsave_returned_ns: 31_000,
+        };
+        let list = |items: &[&str]| {
+            let mut ks = Keyspace::new();
+            let l = items.iter().map(|s| s.as_bytes().to_vec()).collect();
+            ks.insert(0, b"l".to_vec(), Entry::new(Value::List(l)));
+            ks
+        };
+        find_cut(&Keyspace::new(), &history, &list(&["x", "y"])).unwrap();
+        find_cut(&Keyspace::new(), &history, &list(&["y", "x"])).unwrap();
+        assert!(find_cut(&Keyspace::new(), &history, &list(&["x"])).is_err());
+    }
+
+    /// A FLUSHALL is all or nothing: with it, every key written before it is gone; a
+    /// snapshot that keeps one key from before it and loses another is refused, naming it.
+    #[test]
+    fn flushall_is_all_or_nothing() {
+        let history = History {
+            threads: vec![
+                vec![w(1, set("a", "1"), 1, 2), w(2, set("b", "1"), 3, 4)],
+                vec![w(1, Command::FlushAll, 10, 20)],
+            ],
+            bgsave_called_ns: 12_000,
+            bgsave_returned_ns: 15_000,
+        };
+        let initial = snapshot(&[("z", "0")]);
+        find_cut(&initial, &history, &Keyspace::new()).unwrap();
+        find_cut(&initial, &history, &snapshot(&[("a", "1"), ("b", "1"), ("z", "0")])).unwrap();
+        // The last one was also the state before `SET a`, long before the call; within the
+        // call, it is a FLUSHALL half applied.
+        for split in [&[("a", "1")][..], &[("a", "1"), ("b", "1")][..], &[("z", "0")][..]] {
+            let err = find_cut(&initial, &history, &snapshot(split)).unwrap_err();
+            assert!(
+                matches!(&err, Violation::SplitMultiKeyWrite { write, .. } if write.write.contains("FLUSHALL")),
+                "{split:?}: {err}"
+            );
+        }
+    }
+
+    /// A multi-key write that overlaps another write in time is outside what the checker
+    /// can decide, and it says so rather than guessing.
+    #[test]
+    fn overlapping_multi_key_writes_are_refused_as_history() {
+        let history = History {
+            threads: vec![vec![w(1, set("a", "1"), 5, 15)], vec![w(1, Command::FlushAll, 10, 20)]],
+            bgsave_called_ns: 30_000,
+            bgsave_returned_ns: 31_000,
+        };
+        assert!(matches!(find_cut(&Keyspace::new(), &history, &Keyspace::new()), Err(Violation::BadHistory(_))));
+    }
+
+    fn stamped(mut history: History, stamps: &[&[(u32, u64)]]) -> History {
+        let mut it = stamps.iter();
+        for thread in &mut history.threads {
+            for w in thread {
+                w.stamps = it.next().unwrap().iter().map(|&(shard, seq)| WriteStamp { shard, seq }).collect();
+            }
+        }
+        history
+    }
+
+    /// The reported cut must be the snapshot's: a cut that claims one write less than the
+    /// dump holds is refused, the right one accepted.
+    #[test]
+    fn the_reported_cut_must_match_the_dump() {
+        let h = stamped(history(), &[&[(0, 1)], &[(0, 2)], &[(0, 3)], &[(0, 4)]]);
+        let dump = snapshot(&[("a", "1"), ("b", "2")]);
+        check_reported_cut(&Keyspace::new(), &h, &snaplab_core::Cut::single(2), &dump).unwrap();
+        let err = check_reported_cut(&Keyspace::new(), &h, &snaplab_core::Cut::single(1), &dump).unwrap_err();
+        assert!(matches!(err, CutViolation::NotOneInstant { .. } | CutViolation::DumpDiffers { .. }), "{err}");
+        let err = check_reported_cut(&Keyspace::new(), &h, &snaplab_core::Cut::single(5), &dump).unwrap_err();
+        assert!(matches!(err, CutViolation::CountsAnUnknownWrite { .. }), "{err}");
+    }
+
+    /// A cut that includes a FLUSHALL in one shard and not another is refused; the stamps
+    /// of a multi-shard write place it in every shard's order.
+    #[test]
+    fn a_cut_may_not_split_a_multi_shard_write() {
+        let history = History {
+            threads: vec![
+                vec![w(1, set("a", "1"), 1, 2), w(2, set("b", "1"), 3, 4)],
+                vec![w(1, Command::FlushAll, 10, 11)],
+            ],
+            bgsave_called_ns: 12_000,
+            bgsave_returned_ns: 15_000,
+        };
+        let h = stamped(history, &[&[(0, 1)], &[(1, 1)], &[(0, 2), (1, 2)]]);
+        check_reported_cut(&Keyspace::new(), &h, &snaplab_core::Cut { per_shard: vec![2, 2] }, &Keyspace::new())
+            .unwrap();
+        let err = check_reported_cut(
+            &Keyspace::new(),
+            &h,
+            &snaplab_core::Cut { per_shard: vec![2, 1] },
+            &snapshot(&[("b", "1")]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CutViolation::SplitsAWrite { .. }), "{err}");
+    }
+
+    /// Stamps that put a write before one that completed before it started contradict
+    /// real time.
+    #[test]
+    fn stamps_must_follow_real_time() {
+        let h = stamped(history(), &[&[(0, 2)], &[(0, 1)], &[(0, 3)], &[(0, 4)]]);
+        assert!(matches!(stamp_order(&h), Err(CutViolation::StampsAgainstRealTime { .. })));
     }
 }

@@ -22,7 +22,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use snaplab_core::atomic::{IoFile, RealIo, SaveIo};
 use snaplab_core::{
-    BgSave, Bytes, Command, Entry, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, Value, escape, rdb,
-    unix_ms_now,
+    BgSave, Bytes, Command, Cut, Entry, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, Value,
+    WriteStamp, escape, rdb, unix_ms_now,
 };
 
 use crate::checker::{self, History, Write};
@@ -93,6 +93,7 @@ fn fail(rule: &'static str, detail: impl Into<String>) -> Failure {
 }
 
 const POINT_IN_TIME: &str = "a BGSAVE snapshot is the keyspace at one instant between the call and its return";
+const REPORTED_CUT: &str = checker::REPORTED_CUT_RULE;
 const SAVE_RULE: &str = "a SAVE snapshot holds every write that completed before SAVE was called";
 const MODEL_RULE: &str = "the store applies every write exactly as the reference model does";
 const ONE_AT_A_TIME: &str = "a second BGSAVE while one runs is refused and changes nothing";
@@ -248,8 +249,31 @@ pub fn workload_write(t: usize, seq: u64, rng: &mut ChaCha8Rng) -> Command {
     }
 }
 
+/// Thread 0's multi-key writes: a FLUSHDB of database 1 or 2 every [`FLUSH_EVERY`]th
+/// write, and one FLUSHALL as soon as it sees that BGSAVE has returned (so it runs while
+/// the save is in progress: the dump must still hold everything the FLUSHALL removes).
+/// `None`: an ordinary write.
+fn multi_key_write(seq: u64, saving: bool, flushed_all: &mut bool) -> Option<Command> {
+    if saving && !*flushed_all {
+        *flushed_all = true;
+        return Some(Command::FlushAll);
+    }
+    (seq % FLUSH_EVERY == 0).then(|| Command::FlushDb { db: 1 + (seq / FLUSH_EVERY % 2) as usize })
+}
+
+/// How often thread 0 issues a FLUSHDB in the stress workload.
+const FLUSH_EVERY: u64 = 64;
+
 /// One round: `writers` threads write while one BGSAVE runs; the dump must be a
-/// point-in-time snapshot of `initial` plus a prefix of each thread's writes.
+/// point-in-time snapshot of `initial` plus some of the writes (checked black-box by
+/// [`checker::find_cut`]), it must be the keyspace at the cut the strategy reported
+/// ([`checker::check_reported_cut`]), and after the round the store must hold every write
+/// in the order its stamps give.
+///
+/// Thread 0 also issues FLUSHDB and FLUSHALL. Those run exclusively of the other writers
+/// (a readers-writer lock in the harness, not in the store), so that real time orders
+/// them against every other write; the BGSAVE takes no part in that lock, so its cut may
+/// still land in the middle of one, which is what a strategy must prevent.
 fn stress_round<S: SnapshotStrategy>(
     initial: &Keyspace,
     writers: usize,
@@ -262,20 +286,41 @@ fn stress_round<S: SnapshotStrategy>(
     let epoch = Instant::now();
     let ns = move || epoch.elapsed().as_nanos() as u64;
     let stop = Arc::new(AtomicBool::new(false));
+    let saving = Arc::new(AtomicBool::new(false));
+    let alone = Arc::new(RwLock::new(()));
     let ready = Arc::new(Barrier::new(writers + 1));
     let handles: Vec<_> = (0..writers)
         .map(|t| {
-            let (store, stop, ready) = (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&ready));
+            let (store, stop, saving, alone, ready) =
+                (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&saving), Arc::clone(&alone), Arc::clone(&ready));
             thread::spawn(move || {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((t as u64) << 32));
                 let mut writes = Vec::new();
+                let mut flushed_all = false;
                 for seq in 1..=max_writes {
-                    let cmd = workload_write(t, seq, &mut rng);
-                    let invoked_ns = ns();
-                    // The workload is never refused; if a strategy refuses a write, the
-                    // checker's replay refuses it too, so the history stays exact.
-                    let _ = store.apply(&cmd);
-                    writes.push(Write { seq, cmd, invoked_ns, completed_ns: ns() });
+                    let multi = if t == 0 {
+                        multi_key_write(seq, saving.load(Ordering::Acquire), &mut flushed_all)
+                    } else {
+                        None
+                    };
+                    let exclusive = multi.is_some();
+                    let cmd = multi.unwrap_or_else(|| workload_write(t, seq, &mut rng));
+                    let timed = || {
+                        let invoked_ns = ns();
+                        // The workload is never refused; if a strategy refuses a write, the
+                        // checkers' replays refuse it too, so the history stays exact.
+                        let stamps = store.apply(&cmd).map(|a| a.stamps()).unwrap_or_default();
+                        (invoked_ns, stamps, ns())
+                    };
+                    // A poisoned lock still orders the writes: only the order matters here.
+                    let (invoked_ns, stamps, completed_ns) = if exclusive {
+                        let _alone = alone.write().unwrap_or_else(|p| p.into_inner());
+                        timed()
+                    } else {
+                        let _shared = alone.read().unwrap_or_else(|p| p.into_inner());
+                        timed()
+                    };
+                    writes.push(Write { seq, cmd, invoked_ns, completed_ns, stamps });
                     if seq == 1 {
                         ready.wait();
                     }
@@ -291,15 +336,29 @@ fn stress_round<S: SnapshotStrategy>(
     let called = ns();
     let bg = store.bgsave(&dest, &SaveOptions::default());
     let returned = ns();
+    saving.store(true, Ordering::Release);
+    let reported_at_return = bg.as_ref().ok().map(|b| b.cut().clone());
     let report = bg.and_then(BgSave::wait);
     stop.store(true, Ordering::Relaxed);
     let threads: Vec<Vec<Write>> = handles.into_iter().map(|h| h.join().expect("writer thread")).collect();
-    report.map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let report = report.map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
     let snapshot = load(&dest, POINT_IN_TIME)?;
     let history = History { threads, bgsave_called_ns: called, bgsave_returned_ns: returned };
-    checker::find_cut(initial, &history, &snapshot).map(|_| ()).map_err(|v| Failure {
-        rule: POINT_IN_TIME,
-        detail: format!("with {writers} writer threads over {} keys: {v}", initial.len()),
+    let context = format!("with {writers} writer threads over {} keys", initial.len());
+    checker::find_cut(initial, &history, &snapshot)
+        .map_err(|v| Failure { rule: POINT_IN_TIME, detail: format!("{context}: {v}") })?;
+    if reported_at_return.as_ref() != Some(&report.cut) {
+        return Err(fail(
+            REPORTED_CUT,
+            format!("BGSAVE returned cut {reported_at_return:?}, but its report says {:?}", report.cut),
+        ));
+    }
+    checker::check_reported_cut(initial, &history, &report.cut, &snapshot)
+        .map_err(|v| fail(REPORTED_CUT, format!("{context}: {v}")))?;
+    let order = checker::stamp_order(&history).map_err(|v| fail(REPORTED_CUT, format!("{context}: {v}")))?;
+    let expected = checker::replay(initial, order.iter().map(|(_, w)| &w.cmd));
+    diff(&expected, &store.to_keyspace()).map_or(Ok(()), |d| {
+        Err(fail(MODEL_RULE, format!("{context}: after the round, against every write in stamp order: {d}")))
     })
 }
 
@@ -392,6 +451,47 @@ struct Running {
     path: PathBuf,
     op: usize,
     called_ms: i64,
+    /// How many of the store's writes were applied before the call.
+    writes_before: usize,
+}
+
+/// The stamps of one write the store applied (every stamp of [`snaplab_core::Applied`]).
+type Stamps = Vec<WriteStamp>;
+
+/// Check that `cut` includes every write of `before` and none of `after` (the writes
+/// applied before and after the save was called): the snapshot is then exactly the
+/// initial keyspace plus the writes whose stamps the cut includes.
+///
+/// # Errors
+/// A [`Failure`] naming the first write on the wrong side.
+pub fn cut_separates(cut: &Cut, before: &[Stamps], after: &[Stamps], what: &str) -> Result<(), Failure> {
+    for (i, stamps) in before.iter().enumerate() {
+        if cut.includes_all(stamps) != Some(true) {
+            return Err(fail(
+                REPORTED_CUT,
+                format!(
+                    "{what}: the reported cut {:?} leaves out write {} of {} applied before the save was called (stamps {stamps:?})",
+                    cut.per_shard,
+                    i + 1,
+                    before.len()
+                ),
+            ));
+        }
+    }
+    for (i, stamps) in after.iter().enumerate() {
+        if cut.includes_all(stamps) != Some(false) {
+            return Err(fail(
+                REPORTED_CUT,
+                format!(
+                    "{what}: the reported cut {:?} includes write {} of {} applied after the save was called (stamps {stamps:?})",
+                    cut.per_shard,
+                    i + 1,
+                    after.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Run one model-based case against a fresh store.
@@ -413,8 +513,18 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
         None => Ok(()),
         Some(d) => Err(TestCaseError::fail(fail(rule, format!("{when}: {d}")).to_string())),
     };
-    let finish = |r: Running, store: &S| -> Result<(), TestCaseError> {
-        r.bg.wait().map_err(|e| TestCaseError::fail(format!("BGSAVE of step {} failed: {e}", r.op)))?;
+    // The stamps of every write the store applied, in order.
+    let mut applied: Vec<Stamps> = Vec::new();
+    let finish = |r: Running, store: &S, applied: &[Stamps]| -> Result<(), TestCaseError> {
+        let returned_cut = r.bg.cut().clone();
+        let report = r.bg.wait().map_err(|e| TestCaseError::fail(format!("BGSAVE of step {} failed: {e}", r.op)))?;
+        let what = format!("the BGSAVE of step {}", r.op);
+        if report.cut != returned_cut {
+            let detail = format!("{what} returned cut {returned_cut:?}, but its report says {:?}", report.cut);
+            return Err(TestCaseError::fail(fail(REPORTED_CUT, detail).to_string()));
+        }
+        let (before, after) = applied.split_at(r.writes_before);
+        cut_separates(&report.cut, before, after, &what).map_err(|f| TestCaseError::fail(f.to_string()))?;
         let got = load(&r.path, POINT_IN_TIME).map_err(|f| TestCaseError::fail(f.to_string()))?;
         check(
             POINT_IN_TIME,
@@ -439,7 +549,9 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
         match op {
             Op::Write(cmd) => {
                 let now = unix_ms_now();
-                let in_store = store.apply(cmd).is_ok();
+                let result = store.apply(cmd);
+                let in_store = result.is_ok();
+                applied.extend(result.map(|a| a.stamps()));
                 let in_model = model.apply(cmd, now).is_ok();
                 if in_store != in_model {
                     let what = if in_model { "refused" } else { "accepted" };
@@ -458,7 +570,8 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
                         value: grown.to_string().into_bytes(),
                         expire_at_ms: None,
                     };
-                    store.apply(&cmd).map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
+                    let a = store.apply(&cmd).map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
+                    applied.push(a.stamps());
                     model
                         .apply(&cmd, 0)
                         .map_err(|e| TestCaseError::fail(format!("step {step}: model refused: {e}")))?;
@@ -467,7 +580,9 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Save => {
                 let p = path();
                 match store.save(&p, &SaveOptions::default()) {
-                    Ok(_) => {
+                    Ok(report) => {
+                        cut_separates(&report.cut, &applied, &[], &format!("the SAVE of step {step}"))
+                            .map_err(|f| TestCaseError::fail(f.to_string()))?;
                         let got = load(&p, SAVE_RULE).map_err(|f| TestCaseError::fail(f.to_string()))?;
                         check(SAVE_RULE, &model.to_keyspace(), &got, format!("the SAVE of step {step}"))?;
                     }
@@ -490,9 +605,10 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
                     Ok(bg) => {
                         // The earlier save, if any, had finished (the slot was free): check it.
                         if let Some(r) = running.take() {
-                            finish(r, &store)?;
+                            finish(r, &store, &applied)?;
                         }
-                        running = Some(Running { bg, expected, path: p, op: step, called_ms });
+                        running =
+                            Some(Running { bg, expected, path: p, op: step, called_ms, writes_before: applied.len() });
                     }
                     Err(SaveError::InProgress) if running.is_some() => {
                         check(
@@ -507,7 +623,7 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Wait => {
                 if let Some(r) = running.take() {
-                    finish(r, &store)?;
+                    finish(r, &store, &applied)?;
                     check(
                         MODEL_RULE,
                         &model.to_keyspace(),
@@ -519,7 +635,7 @@ pub fn run_ops<S: SnapshotStrategy>(ops: &[Op]) -> Result<(), TestCaseError> {
         }
     }
     if let Some(r) = running.take() {
-        finish(r, &store)?;
+        finish(r, &store, &applied)?;
     }
     check(MODEL_RULE, &model.to_keyspace(), &store.to_keyspace(), "after the last step".into())
 }
@@ -640,11 +756,17 @@ pub fn writes_during_save_stay_out<S: SnapshotStrategy>() -> Result<(), Failure>
         });
     }
     let now = unix_ms_now();
+    let mut after: Vec<Stamps> = Vec::with_capacity(writes.len());
     for w in &writes {
-        store.apply(w).map_err(|e| fail(MODEL_RULE, format!("{} refused: {e}", w.name())))?;
+        let a = store.apply(w).map_err(|e| fail(MODEL_RULE, format!("{} refused: {e}", w.name())))?;
+        after.push(a.stamps());
         let _ = model.apply(w, now);
     }
-    bg.wait().map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let returned_cut = bg.cut().clone();
+    let report = bg.wait().map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    for cut in [&returned_cut, &report.cut] {
+        cut_separates(cut, &[], &after, "writes issued after BGSAVE returned")?;
+    }
     let got = load(&dest, POINT_IN_TIME)?;
     if let Some(d) = diff(&initial, &got) {
         return Err(fail(POINT_IN_TIME, format!("after deletes and 60,000 inserts issued during the save: {d}")));
@@ -666,7 +788,7 @@ pub fn expiry_passing_during_save<S: SnapshotStrategy>() -> Result<(), Failure> 
     let mut model = Model::from_keyspace(&initial);
     let at = unix_ms_now() + 40;
     let expire = Command::PExpireAt { db: 0, key: b"key:0000005".to_vec(), at_ms: at };
-    store.apply(&expire).map_err(|e| fail(MODEL_RULE, e.to_string()))?;
+    let before = vec![store.apply(&expire).map_err(|e| fail(MODEL_RULE, e.to_string()))?.stamps()];
     model.apply(&expire, unix_ms_now()).map_err(|e| fail(MODEL_RULE, e))?;
     let expected = model.to_keyspace();
     let gate = GateIo::new();
@@ -678,7 +800,8 @@ pub fn expiry_passing_during_save<S: SnapshotStrategy>() -> Result<(), Failure> 
         thread::sleep(Duration::from_millis(5));
     }
     gate.open();
-    bg.wait().map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    let report = bg.wait().map_err(|e| fail(POINT_IN_TIME, format!("BGSAVE failed: {e}")))?;
+    cut_separates(&report.cut, &before, &[], "a PEXPIREAT applied before BGSAVE")?;
     let got = load(&dest, POINT_IN_TIME)?;
     if let Some(d) = diff(&expected, &got) {
         return Err(fail(POINT_IN_TIME, format!("a key expired during the save: {d}")));

@@ -224,3 +224,162 @@ impl SnapshotStrategy for WritesInPlace {
         Ok(BgSave::new(cut, started.elapsed(), h))
     }
 }
+
+/// Wrong: takes its cut (the write count) under one hold of the lock and copies the
+/// keyspace under a second. The copy is an honest snapshot of one instant, just not of the
+/// instant the cut reports: a replica resuming from that cut would apply the writes in
+/// between twice.
+pub struct TwoLockCut(Arc<Shared>);
+
+impl SnapshotStrategy for TwoLockCut {
+    const NAME: &'static str = "two-lock-cut";
+    fn from_keyspace(ks: Keyspace) -> Self {
+        TwoLockCut(Shared::new(ks))
+    }
+    common_methods!();
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.0.saves.begin()?;
+        let started = Instant::now();
+        let cut = Cut::single(self.0.store.read().unwrap().1);
+        // Wrong on purpose: the lock is released between the cut and the copy. The pause
+        // stands for whatever else a store does in between; it lets writers in every time.
+        thread::sleep(Duration::from_millis(2));
+        let frozen = self.0.store.read().unwrap().0.clone();
+        let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
+        let h = thread::spawn(move || {
+            let result = write_snapshot(&frozen, &dest, &opts, "two-lock-cut")
+                .map(|s| Shared::report("two-lock-cut", &dest, c, started, s.bytes, s.keys));
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(cut, started.elapsed(), h))
+    }
+}
+
+/// Shards of [`TagShards`].
+const TAG_SHARDS: usize = 16;
+
+/// Wrong: a store split into shards by hash tag (the bytes before a key's first `:`, as
+/// Redis Cluster groups keys by `{tag}`), each shard behind its own lock with its own
+/// write count. BGSAVE copies each shard consistently under that shard's lock, one shard
+/// after another, before it returns. Every copy and every per-shard cut is honest, and
+/// writer threads that each keep to their own `w<t>:` keys see a prefix of their writes;
+/// but the shards are copied at different instants, so the snapshot as a whole is of no
+/// single instant.
+pub struct TagShards {
+    shards: Vec<Mutex<(Keyspace, u64)>>,
+    saves: Arc<SaveState>,
+    /// Writes applied so far, signalled after each.
+    wrote: (Mutex<u64>, Condvar),
+}
+
+impl TagShards {
+    /// The shard of `key`: its tag's byte sum, which puts `w0` .. `w7` in different shards.
+    fn shard_of(key: &[u8]) -> usize {
+        let tag = key.split(|&b| b == b':').next().unwrap_or(key);
+        tag.iter().map(|&b| b as usize).sum::<usize>() % TAG_SHARDS
+    }
+
+    fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, (Keyspace, u64)> {
+        self.shards[i].lock().unwrap()
+    }
+}
+
+impl SnapshotStrategy for TagShards {
+    const NAME: &'static str = "tag-shards";
+    fn from_keyspace(mut ks: Keyspace) -> Self {
+        let mut parts: Vec<Keyspace> = (0..TAG_SHARDS).map(|_| Keyspace::new()).collect();
+        for db in 0..DB_COUNT {
+            for (key, entry) in ks.db_mut(db).drain() {
+                parts[Self::shard_of(&key)].insert(db, key, entry);
+            }
+        }
+        TagShards {
+            shards: parts.into_iter().map(|p| Mutex::new((p, 0))).collect(),
+            saves: SaveState::new(),
+            wrote: (Mutex::new(0), Condvar::new()),
+        }
+    }
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        let applied = self.apply_in_shards(cmd)?;
+        *self.wrote.0.lock().unwrap() += 1;
+        self.wrote.1.notify_all();
+        Ok(applied)
+    }
+    fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
+        self.shard(Self::shard_of(key)).0.get(db, key).cloned()
+    }
+    fn len(&self) -> usize {
+        (0..TAG_SHARDS).map(|i| self.shard(i).0.len()).sum()
+    }
+    fn to_keyspace(&self) -> Keyspace {
+        let mut ks = Keyspace::new();
+        for i in 0..TAG_SHARDS {
+            for (db, key, entry) in self.shard(i).0.iter() {
+                ks.insert(db, key.clone(), entry.clone());
+            }
+        }
+        ks
+    }
+    fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+        self.bgsave(dest, opts)?.wait()
+    }
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        let ticket = self.saves.begin()?;
+        let started = Instant::now();
+        let mut frozen = Keyspace::new();
+        let mut per_shard = Vec::with_capacity(TAG_SHARDS);
+        for i in 0..TAG_SHARDS {
+            // Each shard is copied whole under its own lock: consistent on its own.
+            let g = self.shard(i);
+            for (db, key, entry) in g.0.iter() {
+                frozen.insert(db, key.clone(), entry.clone());
+            }
+            per_shard.push(g.1);
+            drop(g);
+            // Wrong on purpose: writers run between two shards' copies. Waiting for a few
+            // of them (at most 200 ms) stands for the time a real store spends on a shard,
+            // and makes the fault show in every round, whatever else the machine is doing.
+            let seen = *self.wrote.0.lock().unwrap();
+            let guard = self.wrote.0.lock().unwrap();
+            let _unused =
+                self.wrote.1.wait_timeout_while(guard, Duration::from_millis(200), |n| *n < seen + 64).unwrap();
+        }
+        let cut = Cut { per_shard };
+        let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
+        let h = thread::spawn(move || {
+            let result = write_snapshot(&frozen, &dest, &opts, "tag-shards")
+                .map(|s| Shared::report("tag-shards", &dest, c, started, s.bytes, s.keys));
+            ticket.finish(result)
+        });
+        Ok(BgSave::new(cut, started.elapsed(), h))
+    }
+    fn lastsave(&self) -> Option<i64> {
+        self.saves.lastsave()
+    }
+    fn last_save_status(&self) -> SaveStatus {
+        self.saves.status()
+    }
+}
+
+impl TagShards {
+    fn apply_in_shards(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        let Some(key) = cmd.key() else {
+            // Multi-key writes are atomic here: every shard locked at once.
+            let mut guards: Vec<_> = (0..TAG_SHARDS).map(|i| self.shard(i)).collect();
+            let mut stamps = Vec::new();
+            let mut reply = snaplab_core::Reply::Ok;
+            for (i, g) in guards.iter_mut().enumerate() {
+                reply = g.0.apply(cmd, unix_ms_now())?;
+                g.1 += 1;
+                stamps.push(WriteStamp { shard: i as u32, seq: g.1 });
+            }
+            let stamp = stamps.remove(0);
+            return Ok(Applied { reply, stamp, also: stamps });
+        };
+        let i = Self::shard_of(key);
+        let mut g = self.shard(i);
+        let reply = g.0.apply(cmd, unix_ms_now())?;
+        g.1 += 1;
+        Ok(Applied::new(reply, WriteStamp { shard: i as u32, seq: g.1 }))
+    }
+}
