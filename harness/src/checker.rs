@@ -22,15 +22,16 @@
 //! # How it decides
 //! Keys are independent objects, so the question splits by key (linearizability is a
 //! *local* property: Herlihy and Wing, "Linearizability: A Correctness Condition for
-//! Concurrent Objects", ACM TOPLAS 1990). For each key, the checker sweeps the instants
-//! `t` in time order. At each `t`, a write to the key is *included* (it completed before
-//! `t`), *excluded* (it started after `t`) or *open* (it overlaps `t`: either). The
-//! included writes, plus any choice of the open ones, applied in any order real time
-//! allows (a write that completed before another started comes first), give the states
-//! the key could hold at `t`. Where the key's state in the snapshot is among them, `t` is
-//! possible for that key. The snapshot is point-in-time exactly when some `t` between the
-//! call and the return is possible for every key: one sweep per key, then an intersection
-//! of sets of instants. When it is empty, the sets say which writes are to blame.
+//! Concurrent Objects", ACM TOPLAS 1990). For each key, the checker finds the instants
+//! `t` at which the key could have held its state in the snapshot. At `t`, a write to
+//! the key is *included* (it completed before `t`), *excluded* (it started after `t`) or
+//! *in flight* (either); the included writes, plus any choice of those in flight, applied
+//! in any order real time allows (a write that completed before another started comes
+//! first), give the states the key could hold. The search runs over sets of writes, one
+//! prefix per thread, each set with the states it can produce and the stretch of time
+//! at which it is possible (`key_instants`). The snapshot is point-in-time exactly when
+//! some `t` between the call and the return is possible for every key: an intersection of
+//! sets of instants. When it is empty, the sets say which writes are to blame.
 //!
 //! Writes to one key by several threads (Redis's writers with a skewed key choice) are
 //! fine: overlapping ones may be ordered either way. A multi-key write (FLUSHDB, FLUSHALL)
@@ -362,16 +363,10 @@ fn step(state: &State, cmd: &Command, now: i64) -> State {
     }
 }
 
-/// A write whose result does not depend on the key's previous state (SET, DEL, FLUSH*).
-fn blind(cmd: &Command) -> bool {
-    matches!(cmd, Command::Set { .. } | Command::Del { .. } | Command::FlushDb { .. } | Command::FlushAll)
-}
-
-/// How much ambiguity the checker explores before giving up on a key (the answer would be
+/// How much ambiguity the checker explores before giving up on a key (the answer is then
 /// "cannot tell", never a pass).
 const MAX_STATES: usize = 4096;
-const MAX_ORDERS_EXPLORED: usize = 200_000;
-const MAX_CHOSEN: usize = 24;
+const MAX_CONFIGURATIONS: usize = 100_000;
 
 /// Why one key could not be analysed.
 enum KeyError {
@@ -409,92 +404,6 @@ impl States {
     }
 }
 
-/// The states a key can hold after `base` (any of its states) followed by the writes
-/// `chosen`, in any order real time allows.
-fn orders(base: &[State], chosen: &[Op<'_>], now: i64) -> Result<Vec<State>, KeyError> {
-    let mut out = States::default();
-    if chosen.is_empty() {
-        for s in base {
-            out.push(s.clone())?;
-        }
-        return Ok(out.list);
-    }
-    if chosen.len() == 1 {
-        for s in base {
-            out.push(step(s, &chosen[0].w.cmd, now))?;
-        }
-        return Ok(out.list);
-    }
-    // Blind writes: only the last one counts, and any write no other chosen write must
-    // follow can be last.
-    if chosen.iter().all(|o| blind(&o.w.cmd)) {
-        let empty: State = None;
-        for (i, o) in chosen.iter().enumerate() {
-            if chosen.iter().enumerate().all(|(j, other)| j == i || !o.precedes(other)) {
-                out.push(step(&empty, &o.w.cmd, now))?;
-            }
-        }
-        return Ok(out.list);
-    }
-    if chosen.len() > MAX_CHOSEN {
-        return Err(KeyError::TooAmbiguous(format!("{} overlapping writes in one chain", chosen.len())));
-    }
-    // Depth-first over the orders real time allows, remembering (writes applied, state)
-    // pairs already explored.
-    let preds: Vec<u32> = chosen
-        .iter()
-        .map(|o| chosen.iter().enumerate().filter(|(_, p)| p.precedes(o)).fold(0u32, |m, (j, _)| m | (1 << j)))
-        .collect();
-    let full = (1u32 << chosen.len()) - 1;
-    let mut explored: HashSet<(u32, Option<(u64, usize)>)> = HashSet::new();
-    let mut stack: Vec<(u32, State)> = base.iter().map(|s| (0u32, s.clone())).collect();
-    while let Some((mask, state)) = stack.pop() {
-        if !explored.insert((mask, fingerprint(&state))) {
-            continue;
-        }
-        if explored.len() > MAX_ORDERS_EXPLORED {
-            return Err(KeyError::TooAmbiguous(format!("more than {MAX_ORDERS_EXPLORED} orders of its writes")));
-        }
-        if mask == full {
-            out.push(state)?;
-            continue;
-        }
-        for (j, o) in chosen.iter().enumerate() {
-            if mask & (1 << j) == 0 && preds[j] & !mask == 0 {
-                stack.push((mask | (1 << j), step(&state, &o.w.cmd, now)));
-            }
-        }
-    }
-    Ok(out.list)
-}
-
-/// The states a key can hold at an instant where, of `cluster`, the writes in `included`
-/// are in and those in `open` may be in or out.
-fn states_at(
-    base: &[State],
-    cluster: &[Op<'_>],
-    included: &[usize],
-    open: &[usize],
-    now: i64,
-) -> Result<Vec<State>, KeyError> {
-    if open.len() > 16 {
-        return Err(KeyError::TooAmbiguous(format!("{} writes in flight at once", open.len())));
-    }
-    let mut out = States::default();
-    for subset in 0u32..(1 << open.len()) {
-        let chosen: Vec<Op<'_>> = included
-            .iter()
-            .copied()
-            .chain(open.iter().enumerate().filter(|(b, _)| subset & (1 << b) != 0).map(|(_, &i)| i))
-            .map(|i| cluster[i])
-            .collect();
-        for s in orders(base, &chosen, now)? {
-            out.push(s)?;
-        }
-    }
-    Ok(out.list)
-}
-
 /// The instants at which one key (or one class of untouched keys) holds what the snapshot shows.
 struct KeyInstants<'h> {
     /// `key (db 0)`, for messages.
@@ -505,67 +414,76 @@ struct KeyInstants<'h> {
     ops: Vec<Op<'h>>,
 }
 
-/// The instants at which a key with these writes (sorted by `lo`) can hold `observed`.
+/// The instants at which a key can hold `observed`, given its writes as one list per
+/// thread (each in that thread's order, which real time also gives).
+///
+/// A set of the key's writes that some instant could have seen is *downward closed*: with
+/// every write in it comes every write that completed before that one started. Since each
+/// thread's writes are sequential, such a set is one prefix length per thread (a
+/// *configuration*). The sweep visits the configurations level by level (by how many
+/// writes they hold), each with the states the key can be in after its writes in any
+/// order real time allows: a configuration grows by the next write of a thread when no
+/// other thread's first excluded write must come before it. A configuration is possible
+/// at instant `t` when its last included write of each thread started by `t` and its
+/// first excluded write of each thread had not completed before `t`; where its states
+/// include `observed`, those instants are the key's. Ambiguity stays small because at
+/// any moment each thread has at most one write in flight (this is the memoised search
+/// of Wing and Gong's linearizability checker, JPDC 1993, narrowed to one key).
 fn key_instants(
-    ops: &[Op<'_>],
+    lists: &[Vec<Op<'_>>],
     initial: Option<&Entry>,
     observed: Option<&Entry>,
     now: i64,
 ) -> Result<Instants, KeyError> {
-    // Clusters: maximal runs of writes that overlap in time, so that different clusters
-    // are ordered by real time.
-    let mut clusters: Vec<Vec<Op<'_>>> = Vec::new();
-    let mut reach = 0;
-    for o in ops {
-        match clusters.last_mut() {
-            Some(c) if o.lo <= reach => {
-                c.push(*o);
-                reach = reach.max(o.hi);
-            }
-            _ => {
-                clusters.push(vec![*o]);
-                reach = o.hi;
-            }
-        }
-    }
-    // Breakpoints: where some write of the key changes from excluded to open (lo) or from
-    // open to included (hi + 1). Between breakpoints nothing changes for this key.
-    let mut points: Vec<Instant> = ops.iter().flat_map(|o| [o.lo, o.hi.wrapping_add(1)]).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut starts = vec![0];
-    starts.extend(points.iter().copied().filter(|&p| p > 0));
-    starts.dedup();
-
     let mut out: Instants = Vec::new();
-    let mut base: Vec<State> = vec![initial.cloned()];
-    let mut next_cluster = 0;
-    for (i, &t) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).map_or(Instant::MAX, |&n| n - 1);
-        // Fold in every cluster wholly included at t.
-        while let Some(c) = clusters.get(next_cluster)
-            && c.iter().all(|o| o.hi < t)
-        {
-            let all: Vec<usize> = (0..c.len()).collect();
-            base = states_at(&base, c, &all, &[], now)?;
-            next_cluster += 1;
+    let mut start = States::default();
+    start.push(initial.cloned())?;
+    let mut level: HashMap<Vec<u32>, States> = HashMap::from([(vec![0u32; lists.len()], start)]);
+    while !level.is_empty() {
+        let mut next: HashMap<Vec<u32>, States> = HashMap::new();
+        for (config, states) in &level {
+            let included = |i: usize| config[i] as usize;
+            if states.list.iter().any(|s| s.as_ref() == observed) {
+                // Possible from the latest start among the included writes to the earliest
+                // completion among the excluded ones.
+                let lo = (0..lists.len()).filter(|&i| included(i) > 0).map(|i| lists[i][included(i) - 1].lo).max();
+                let hi = (0..lists.len()).filter_map(|i| lists[i].get(included(i))).map(|o| o.hi).min();
+                let (lo, hi) = (lo.unwrap_or(0), hi.unwrap_or(Instant::MAX));
+                if lo <= hi {
+                    out.push((lo, hi));
+                }
+            }
+            for (i, list) in lists.iter().enumerate() {
+                let Some(o) = list.get(included(i)) else { continue };
+                let waits =
+                    (0..lists.len()).any(|j| j != i && lists[j].get(included(j)).is_some_and(|p| p.precedes(o)));
+                if waits {
+                    continue;
+                }
+                let mut grown = config.clone();
+                grown[i] += 1;
+                let target = next.entry(grown).or_default();
+                for s in &states.list {
+                    target.push(step(s, &o.w.cmd, now))?;
+                }
+            }
         }
-        let states = match clusters.get(next_cluster) {
-            Some(c) if c.iter().any(|o| o.lo <= t) => {
-                let included: Vec<usize> = (0..c.len()).filter(|&j| c[j].hi < t).collect();
-                let open: Vec<usize> = (0..c.len()).filter(|&j| c[j].lo <= t && t <= c[j].hi).collect();
-                states_at(&base, c, &included, &open, now)?
-            }
-            _ => base.clone(),
-        };
-        if states.iter().any(|s| s.as_ref() == observed) {
-            match out.last_mut() {
-                Some(last) if last.1.wrapping_add(1) == t => last.1 = end,
-                _ => out.push((t, end)),
-            }
+        if next.len() > MAX_CONFIGURATIONS {
+            return Err(KeyError::TooAmbiguous(format!(
+                "more than {MAX_CONFIGURATIONS} sets of its writes were in flight together"
+            )));
+        }
+        level = next;
+    }
+    out.sort_unstable();
+    let mut merged: Instants = Vec::with_capacity(out.len());
+    for (lo, hi) in out {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
         }
     }
-    Ok(out)
+    Ok(merged)
 }
 
 // ---- the whole snapshot ----------------------------------------------------------------
@@ -628,11 +546,18 @@ pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> R
     keys.sort();
     for &(db, key) in keys {
         let ops = &by_key[&(db, key)];
-        let mut ops: Vec<Op<'_>> = ops.iter().chain(&multis_by_db[db]).copied().collect();
-        ops.sort_by_key(|o| (o.lo, o.hi));
+        let ops: Vec<Op<'_>> = ops.iter().chain(&multis_by_db[db]).copied().collect();
+        let mut lists: Vec<Vec<Op<'_>>> = vec![Vec::new(); history.threads.len()];
+        for o in &ops {
+            lists[o.thread].push(*o);
+        }
+        lists.retain(|l| !l.is_empty());
+        for l in &mut lists {
+            l.sort_by_key(|o| o.w.seq);
+        }
         let observed = snapshot.get(db, key);
         let instants =
-            key_instants(&ops, initial.get(db, key), observed, now).map_err(|KeyError::TooAmbiguous(why)| {
+            key_instants(&lists, initial.get(db, key), observed, now).map_err(|KeyError::TooAmbiguous(why)| {
                 Violation::BadHistory(format!("key {} (db {db}) is too ambiguous to check: {why}", escape(key)))
             })?;
         if instants.is_empty() {

@@ -290,6 +290,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
                 },
                 baseline: Duration::from_millis(w.baseline_ms),
                 dir: w.dir,
+                keep_dir: None,
                 progress: !w.quiet,
             };
             let (row, trace) = compare::run_one(&entry, &w.source, &cfg)?;
@@ -502,6 +503,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         },
         baseline: Duration::from_millis(args.baseline_ms),
         dir: dir.clone(),
+        keep_dir: args.out_dir.clone(),
         progress: show,
     };
     let mut rows: Vec<CompareRow> = Vec::new();

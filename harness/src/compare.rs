@@ -123,6 +123,9 @@ pub struct CompareConfig {
     pub baseline: Duration,
     /// Where dump files go.
     pub dir: PathBuf,
+    /// Where to keep a dump that failed verification (the `--out-dir`; `None`: the
+    /// current directory), since `dir` may be a temporary directory.
+    pub keep_dir: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -641,6 +644,7 @@ mod tests {
             },
             baseline: Duration::from_millis(100),
             dir: dir.path().to_path_buf(),
+            keep_dir: None,
             progress: false,
         };
         let (row, trace) = run_one(&crate::registry::entry::<Stalling>("test"), &source, &cfg).unwrap();

@@ -268,8 +268,8 @@ const TAG_SHARDS: usize = 16;
 pub struct TagShards {
     shards: Vec<Mutex<(Keyspace, u64)>>,
     saves: Arc<SaveState>,
-    /// Writes applied so far, signalled after each.
-    wrote: (Mutex<u64>, Condvar),
+    /// Single-key writes applied so far, per shard, signalled after each.
+    wrote: (Mutex<Vec<u64>>, Condvar),
 }
 
 impl TagShards {
@@ -296,13 +296,15 @@ impl SnapshotStrategy for TagShards {
         TagShards {
             shards: parts.into_iter().map(|p| Mutex::new((p, 0))).collect(),
             saves: SaveState::new(),
-            wrote: (Mutex::new(0), Condvar::new()),
+            wrote: (Mutex::new(vec![0; TAG_SHARDS]), Condvar::new()),
         }
     }
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
         let applied = self.apply_in_shards(cmd)?;
-        *self.wrote.0.lock().unwrap() += 1;
-        self.wrote.1.notify_all();
+        if let Some(key) = cmd.key() {
+            self.wrote.0.lock().unwrap()[Self::shard_of(key)] += 1;
+            self.wrote.1.notify_all();
+        }
         Ok(applied)
     }
     fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
@@ -328,6 +330,11 @@ impl SnapshotStrategy for TagShards {
         let started = Instant::now();
         let mut frozen = Keyspace::new();
         let mut per_shard = Vec::with_capacity(TAG_SHARDS);
+        // The shards that writers use, in the order they are copied.
+        let active: Vec<usize> = {
+            let counts = self.wrote.0.lock().unwrap();
+            (0..TAG_SHARDS).filter(|&i| counts[i] > 0).collect()
+        };
         for i in 0..TAG_SHARDS {
             // Each shard is copied whole under its own lock: consistent on its own.
             let g = self.shard(i);
@@ -336,13 +343,24 @@ impl SnapshotStrategy for TagShards {
             }
             per_shard.push(g.1);
             drop(g);
-            // Wrong on purpose: writers run between two shards' copies. Waiting for a few
-            // of them (at most 200 ms) stands for the time a real store spends on a shard,
-            // and makes the fault show in every round, whatever else the machine is doing.
-            let seen = *self.wrote.0.lock().unwrap();
-            let guard = self.wrote.0.lock().unwrap();
-            let _unused =
-                self.wrote.1.wait_timeout_while(guard, Duration::from_millis(200), |n| *n < seen + 64).unwrap();
+            // Wrong on purpose: writers run between two shards' copies. Here the store
+            // waits (at most 200 ms each) for two more writes to the shard just copied, then
+            // two more to the next shard in use: the next copy then holds a write that
+            // started after one missing from this copy had completed, whatever else the
+            // machine is doing. The wait stands for the time a real store spends on a shard.
+            if let Some(pos) = active.iter().position(|&a| a == i)
+                && let Some(&next) = active.get(pos + 1)
+            {
+                for shard in [i, next] {
+                    let guard = self.wrote.0.lock().unwrap();
+                    let target = guard[shard] + 2;
+                    let _unused = self
+                        .wrote
+                        .1
+                        .wait_timeout_while(guard, Duration::from_millis(200), |n| n[shard] < target)
+                        .unwrap();
+                }
+            }
         }
         let cut = Cut { per_shard };
         let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
