@@ -53,6 +53,10 @@ enum Blob {
     Bytes { bytes: Vec<u8>, keys: u64 },
     /// Canonical mode: the same records, one per key, to be sorted by the sink.
     Records(Vec<Record>),
+    /// The shard's traversal finished: everything it captured has been sent. A sink commits
+    /// only after one from each shard it serves, so a traversal that dies (its sender
+    /// dropped while unwinding) cannot pass for one that ended.
+    End,
 }
 
 /// A bucket as it was at the cut: its database and a shared reference to its entries.
@@ -299,6 +303,16 @@ impl<const N: usize> ShardedStore<N> {
     }
 }
 
+/// The message a panic carried (`panic!` with a literal or a formatted string), for the
+/// save's error.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 fn lock_stats(inner: &Inner) -> StdMutexGuard<'_, Arc<Stats>> {
     inner.stats.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -374,12 +388,17 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
             // same effect by running the traversal as a fiber that yields between buckets.
             MutexGuard::unlock_fair(guard);
             drain(&mut ser, captured, &mut sink_alive);
+            #[cfg(test)]
+            if tests::PANIC_IN_TRAVERSAL_OF.load(Ordering::Relaxed) == shard as *const Mutex<Shard> as usize {
+                panic!("injected fault: this shard's traversal panics mid-save");
+            }
         }
     }
     let captured = lock(shard).saving.take().map(|c| c.pending).unwrap_or_default();
     drain(&mut ser, captured, &mut sink_alive);
     ser.flush();
-    let blobs = std::mem::take(&mut ser.ready);
+    let mut blobs = std::mem::take(&mut ser.ready);
+    blobs.push(Blob::End);
     if sink_alive {
         send_all(&tx, blobs, stats);
     }
@@ -400,14 +419,16 @@ fn background_priority() {
     );
 }
 
-/// The sink: writes what the shards send into one RDB file. `expected` is the key count at
-/// the cut (for the progress counter's total only).
+/// The sink: writes what the shards send into one RDB file, fed by `traversals` shards.
+/// It commits the file only if every one of them sent [`Blob::End`]; otherwise the file is
+/// dropped (its temporary removed) and the previous dump stays.
 fn sink(
     rx: Receiver<Blob>,
     file: AtomicFile,
     opts: &SaveOptions,
     extra_aux: &[(String, String)],
     functions: &[Bytes],
+    traversals: usize,
 ) -> Result<(u64, u64), SaveError> {
     let path = file.temp_path().to_path_buf();
     let io = |e| SaveError::io("write", &path, e);
@@ -427,8 +448,10 @@ fn sink(
         w.function(code).map_err(io)?;
     }
     let mut records = Vec::new();
+    let mut ended = 0;
     for blob in rx {
         match blob {
+            Blob::End => ended += 1,
             Blob::Bytes { bytes, keys } => {
                 w.raw_records(&bytes, keys).map_err(io)?;
                 if let Some(p) = &opts.progress {
@@ -437,6 +460,13 @@ fn sink(
             }
             Blob::Records(r) => records.extend(r),
         }
+    }
+    if ended < traversals {
+        return Err(SaveError::Aborted(format!(
+            "{} of {traversals} shard traversals feeding {} stopped before the end",
+            traversals - ended,
+            path.display()
+        )));
     }
     if opts.canonical {
         // Canonical mode: the same bytes a single-threaded strategy writes (keys sorted per
@@ -606,12 +636,28 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
             } else {
                 Vec::new()
             };
-            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions)));
+            let feeding = if per_shard { 1 } else { n };
+            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions, feeding)));
         }
 
-        let (dest, report_cut) = (dest.to_path_buf(), cut.clone());
+        let (dest, report_cut, inner) = (dest.to_path_buf(), cut.clone(), Arc::clone(&self.inner));
         let handle = thread::spawn(move || {
-            let durations: Vec<Duration> = traversals.into_iter().map(|h| h.join().unwrap_or_default()).collect();
+            let mut durations = Vec::with_capacity(n);
+            let mut panicked = None;
+            for (i, h) in traversals.into_iter().enumerate() {
+                match h.join() {
+                    Ok(d) => durations.push(d),
+                    Err(payload) => {
+                        // It died with its shard's capture open: close it, so writers stop
+                        // capturing buckets for a save that has failed.
+                        lock(&inner.shards[i]).saving = None;
+                        durations.push(Duration::ZERO);
+                        let why = panic_message(payload.as_ref());
+                        panicked
+                            .get_or_insert(SaveError::Aborted(format!("the traversal of shard {i} panicked: {why}")));
+                    }
+                }
+            }
             let mut outcome: Result<Vec<(u64, u64)>, SaveError> = Ok(Vec::new());
             for s in sinks {
                 let r = s.join().unwrap_or_else(|_| Err(SaveError::Aborted("a sink thread panicked".into())));
@@ -622,6 +668,11 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                     }
                     (Err(e), _) | (_, Err(e)) => Err(e),
                 };
+            }
+            // The sink serving a dead traversal has refused to commit; the panic is the cause
+            // worth reporting.
+            if let Some(e) = panicked {
+                outcome = Err(e);
             }
             if per_shard && outcome.is_err() {
                 // Shard files that did commit belong to no summary: remove them.
@@ -663,5 +714,56 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
 
     fn last_save_status(&self) -> SaveStatus {
         self.inner.saves.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Test-only fault: the traversal of the shard whose lock is at this address panics
+    /// after its first batch of buckets (0: none). An address, not a flag, so tests running
+    /// in parallel with their own stores are not affected.
+    pub(crate) static PANIC_IN_TRAVERSAL_OF: AtomicUsize = AtomicUsize::new(0);
+
+    fn keyspace(n: usize) -> Keyspace {
+        let mut ks = Keyspace::new();
+        for i in 0..n {
+            ks.insert(0, format!("key:{i}").into_bytes(), Entry::new(snaplab_core::Value::String(b"v".to_vec())));
+        }
+        ks
+    }
+
+    /// A traversal thread that panics fails the save: the sink does not commit, the previous
+    /// dump (or summary) stays, the status says err, and the next save is whole.
+    #[test]
+    fn a_panicking_traversal_fails_the_save_and_keeps_the_previous_dump() {
+        for per_shard in [false, true] {
+            let store = ShardedStore::<2>::from_keyspace(keyspace(5_000));
+            store.set_per_shard_files(per_shard);
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("dump.rdb");
+            store.save(&dest, &SaveOptions::default()).unwrap();
+            let previous = std::fs::read(&dest).unwrap();
+            let files_before = std::fs::read_dir(dir.path()).unwrap().count();
+            let set = Command::Set { db: 0, key: b"key:1".to_vec(), value: b"changed".to_vec(), expire_at_ms: None };
+            store.apply(&set).unwrap();
+
+            PANIC_IN_TRAVERSAL_OF.store(&store.inner.shards[1] as *const Mutex<Shard> as usize, Ordering::Relaxed);
+            let result = store.save(&dest, &SaveOptions::default());
+            PANIC_IN_TRAVERSAL_OF.store(0, Ordering::Relaxed);
+
+            let err = result.expect_err("a save missing a shard reported success");
+            assert!(err.to_string().contains("shard 1"), "{err}");
+            assert!(matches!(store.last_save_status(), SaveStatus::Err(_)));
+            assert_eq!(std::fs::read(&dest).unwrap(), previous, "per_shard={per_shard}: the previous dump changed");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), files_before, "files left behind");
+
+            store.save(&dest, &SaveOptions::default()).unwrap();
+            let saved =
+                if per_shard { summary::load(&dest).unwrap() } else { snaplab_core::rdb::load_file(&dest).unwrap().0 };
+            assert_eq!(saved, store.to_keyspace());
+        }
     }
 }
