@@ -641,6 +641,7 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
         }
 
         let (dest, report_cut, inner) = (dest.to_path_buf(), cut.clone(), Arc::clone(&self.inner));
+        let io = Arc::clone(&opts.io);
         let handle = thread::spawn(move || {
             let mut durations = Vec::with_capacity(n);
             let mut panicked = None;
@@ -676,11 +677,11 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
             }
             if per_shard && outcome.is_err() {
                 // Shard files that did commit belong to no summary: remove them.
-                targets.iter().for_each(|t| drop(std::fs::remove_file(t)));
+                targets.iter().for_each(|t| drop(io.remove(t)));
             }
             let result = outcome.and_then(|per_file| {
                 if per_shard {
-                    summary::commit(&dest, &snapshot_id, &targets)?;
+                    summary::commit(&dest, &snapshot_id, &targets, &io)?;
                 }
                 let bytes = per_file.iter().map(|(b, _)| b).sum();
                 let keys = per_file.iter().map(|(_, k)| k).sum();
