@@ -6,9 +6,9 @@ pub mod table;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -62,8 +62,8 @@ enum Blob {
 /// A bucket as it was at the cut: its database and a shared reference to its entries.
 type Captured = (usize, table::Entries);
 
-/// What a shard keeps during a save, under its lock: the snapshot version and the buckets
-/// captured but not yet encoded.
+/// What a shard keeps during a save, under its lock: the snapshot version, the buckets
+/// captured but not yet encoded, and the save's counters.
 ///
 /// Capturing a bucket takes a reference to its entries (an `Arc` clone, nanoseconds); the
 /// expensive part (encoding, LZF) happens outside the lock on the traversal thread. A write
@@ -76,6 +76,9 @@ type Captured = (usize, table::Entries);
 struct Capture {
     version: u64,
     pending: Vec<Captured>,
+    /// The save's counters, handed to each shard at the cut: a writer reaches them under the
+    /// shard lock it already holds, so the write path takes no store-wide lock.
+    stats: Arc<Stats>,
 }
 
 impl Capture {
@@ -202,7 +205,6 @@ struct Inner {
     functions: Vec<Bytes>,
     saves: Arc<SaveState>,
     per_shard_files: AtomicBool,
-    stats: StdMutex<Arc<Stats>>,
 }
 
 /// A Dragonfly-style store: `N` shards (0: one per available core), each a set of
@@ -243,7 +245,6 @@ impl<const N: usize> ShardedStore<N> {
     /// Apply a single-key command inside its shard.
     fn apply_in_shard(&self, cmd: &Command, db: usize, key: &[u8]) -> Result<Applied, CommandError> {
         let (s, hash) = self.shard_of(key);
-        let stats = Arc::clone(&lock_stats(&self.inner));
         let mut guard = lock(&self.inner.shards[s]);
         let shard = &mut *guard;
         let b = shard.dbs[db].address(hash);
@@ -251,9 +252,11 @@ impl<const N: usize> ShardedStore<N> {
         // this write changes it (even if the write turns out to be refused; that is safe).
         if shard.saving.is_some() {
             let t0 = Instant::now();
-            if shard.capture_if_unvisited(db, b) {
-                stats.by_writers.fetch_add(1, Ordering::Relaxed);
-                stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            if shard.capture_if_unvisited(db, b)
+                && let Some(c) = &shard.saving
+            {
+                c.stats.by_writers.fetch_add(1, Ordering::Relaxed);
+                c.stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
         }
         let table = &mut shard.dbs[db];
@@ -270,8 +273,10 @@ impl<const N: usize> ShardedStore<N> {
                 // first, so its entries reach the dump once, as they were at the cut.
                 while shard.dbs[db].wants_split() {
                     let src = shard.dbs[db].next_to_split();
-                    if shard.capture_if_unvisited(db, src) {
-                        stats.by_writers.fetch_add(1, Ordering::Relaxed);
+                    if shard.capture_if_unvisited(db, src)
+                        && let Some(c) = &shard.saving
+                    {
+                        c.stats.by_writers.fetch_add(1, Ordering::Relaxed);
                     }
                     let version = shard.dbs[db].bucket(src).version;
                     shard.dbs[db].split(version);
@@ -311,10 +316,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
-}
-
-fn lock_stats(inner: &Inner) -> StdMutexGuard<'_, Arc<Stats>> {
-    inner.stats.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The shard count of `ShardedStore<0>`: `$SNAPLAB_SHARDS` if set (1 to 16), else one per
@@ -505,7 +506,6 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                 functions: keyspace.functions().to_vec(),
                 saves: SaveState::new(),
                 per_shard_files: AtomicBool::new(false),
-                stats: StdMutex::new(Arc::new(Stats::default())),
             }),
         };
         for db in 0..DB_COUNT {
@@ -573,7 +573,6 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
         let n = self.inner.shards.len();
         let per_shard = self.inner.per_shard_files.load(Ordering::Relaxed);
         let stats = Arc::new(Stats::default());
-        *lock_stats(&self.inner) = Arc::clone(&stats);
         let snapshot_id = summary::new_snapshot_id();
 
         // Open every output before taking the cut, so a failure changes nothing.
@@ -598,7 +597,7 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
         let mut per_shard_writes = Vec::with_capacity(n);
         for g in guards.iter_mut() {
             g.version += 1;
-            g.saving = Some(Capture { version: g.version, pending: Vec::new() });
+            g.saving = Some(Capture { version: g.version, pending: Vec::new(), stats: Arc::clone(&stats) });
             per_shard_writes.push(g.writes);
         }
         drop(guards);
@@ -734,6 +733,26 @@ mod tests {
             ks.insert(0, format!("key:{i}").into_bytes(), Entry::new(snaplab_core::Value::String(b"v".to_vec())));
         }
         ks
+    }
+
+    /// Each bucket at the cut is counted once in the save's report, by the traversal or by
+    /// the writer that captured it first: the counters travel with each shard's capture.
+    #[test]
+    fn every_bucket_at_the_cut_is_counted_once() {
+        let store = ShardedStore::<2>::from_keyspace(keyspace(20_000));
+        let buckets: u64 =
+            store.inner.shards.iter().map(|s| lock(s).dbs.iter().map(|t| t.buckets() as u64).sum::<u64>()).sum();
+        let dir = tempfile::tempdir().unwrap();
+        let bg = store.bgsave(&dir.path().join("dump.rdb"), &SaveOptions::default()).unwrap();
+        for i in (0..20_000).rev().step_by(7) {
+            let set =
+                Command::Set { db: 0, key: format!("key:{i}").into_bytes(), value: b"w".to_vec(), expire_at_ms: None };
+            store.apply(&set).unwrap();
+        }
+        let report = bg.wait().unwrap();
+        let by_traversal = report.figure("buckets_by_traversal_count").unwrap();
+        let by_writers = report.figure("buckets_by_writers_count").unwrap();
+        assert_eq!(by_traversal + by_writers, buckets, "{by_traversal} + {by_writers}");
     }
 
     /// A traversal thread that panics fails the save: the sink does not commit, the previous
