@@ -53,7 +53,10 @@ struct Inner {
     saves: Arc<SaveState>,
     /// True while a snapshot shares the live version: writes then copy paths.
     saving: AtomicBool,
-    /// Writes applied while a snapshot was held (each one copied its path).
+    /// Writes applied while a snapshot was held. Each copied the nodes of its path that the
+    /// snapshot still shared: the whole path for the first write near a key, nothing more
+    /// for a repeat write to a path already copied. Counting the copies themselves would
+    /// need the map's internals, so the report names this figure for what it counts.
     writes_while_shared: AtomicU64,
 }
 
@@ -277,7 +280,7 @@ impl SnapshotStrategy for CowMap {
                     finished_at_ms: unix_ms_now(),
                     figures: vec![
                         ("time_to_cut_us", time_to_cut.as_micros() as u64),
-                        ("writes_that_copied_a_path_count", writes_while_held),
+                        ("writes_while_snapshot_held_count", writes_while_held),
                         ("peak_extra_memory_bytes", extra),
                     ],
                 });
