@@ -18,6 +18,7 @@
 //!    replayed in stamp order.
 
 pub mod redis;
+pub mod save_end;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
