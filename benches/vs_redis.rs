@@ -42,7 +42,7 @@ fn start(dump: &Path) -> RedisServer {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if RedisServer::find().is_none() {
-        eprintln!("redis-server not found on PATH: skipping the side-by-side benchmark");
+        snaplab_harness::skips::skipped("vs_redis (bench)", "redis-server not found on PATH");
         return;
     }
     let (spec, rounds) =

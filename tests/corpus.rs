@@ -1259,7 +1259,8 @@ fn corpus_or_skip(test: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("rdb corpus not found at {}: skipping {test}", dir.display());
+        let why = format!("the RDB corpus is not at {} (set SNAPLAB_CORPUS to its path)", dir.display());
+        snaplab_harness::skips::skipped(test, &why);
         None
     }
 }

@@ -131,7 +131,8 @@ fn child_that_fails_to_write() {
 }
 
 /// The parent's writes continue while the child saves, and the report carries the fork
-/// time and the child's copied-page figures.
+/// time and the child's copied pages: at least the hash-table slots the parent rewrote, at
+/// most the parent's whole memory plus the child's own working set.
 #[test]
 fn parent_keeps_writing_during_the_save() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,7 +140,9 @@ fn parent_keeps_writing_during_the_save() {
     let store = store_with(5000);
     let gate = GateIo::new();
     let held = SaveOptions { io: Arc::new(GatedIo(Arc::clone(&gate))), ..SaveOptions::default() };
+    let rss_before = snaplab_core::memory::resident_bytes(None).unwrap();
     let bg = store.bgsave(&dest, &held).unwrap();
+    let rss_at_fork = snaplab_core::memory::resident_bytes(None).unwrap().max(rss_before);
     assert!(gate.wait_for_a_held_write(Duration::from_secs(30)));
     // The child is certainly mid-save, and the parent is not blocked by it.
     for i in 0..5000 {
@@ -155,7 +158,16 @@ fn parent_keeps_writing_during_the_save() {
     gate.open();
     let report = bg.wait().unwrap();
     assert!(report.figure("fork_us").is_some());
-    assert!(report.figure("child_private_dirty_peak_bytes").is_some());
+    let copied = report.figure("child_private_dirty_peak_bytes").unwrap();
+    // Each rewrite changed its key's slot in the hash table (key, value and expiry: at least
+    // 64 bytes), so the pages holding 5000 slots were copied and the child kept the originals.
+    assert!(copied >= 5000 * 64, "child_private_dirty_peak_bytes is {copied}: the parent's writes are not reflected");
+    // The child's private pages are the parent's pages it kept (at most the parent's whole
+    // memory at the fork) plus what the child allocated to serialize 5000 small keys.
+    assert!(
+        copied <= rss_at_fork + (64 << 20),
+        "child_private_dirty_peak_bytes is {copied}, more than the parent's {rss_at_fork} resident bytes at the fork"
+    );
     let (loaded, _) = rdb::load_file(&dest).unwrap();
     assert_eq!(
         loaded.get(0, b"k7").unwrap().value,

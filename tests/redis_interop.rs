@@ -30,7 +30,7 @@ fn redis_or_skip(test: &str) -> bool {
     if RedisServer::find().is_some() {
         return true;
     }
-    eprintln!("redis-server not found on PATH: skipping {test}");
+    snaplab_harness::skips::skipped(test, "redis-server not found on PATH");
     false
 }
 
@@ -412,7 +412,8 @@ fn corpus_dumps_resaved_by_every_strategy_load_in_redis_unchanged() {
     }
     let corpus = corpus_dir();
     let Ok(manifest) = std::fs::read_to_string(corpus.join("MANIFEST.md")) else {
-        eprintln!("RDB corpus not found at {} (set SNAPLAB_CORPUS): skipping {TEST}", corpus.display());
+        let why = format!("the RDB corpus is not at {} (set SNAPLAB_CORPUS to its path)", corpus.display());
+        snaplab_harness::skips::skipped(TEST, &why);
         return;
     };
     let files = loaded_by_redis(&manifest);
@@ -449,7 +450,7 @@ fn corpus_dumps_resaved_by_every_strategy_load_in_redis_unchanged() {
 #[test]
 fn check_rdb_rejects_a_corrupted_dump() {
     if find_redis_check_rdb().is_none() {
-        eprintln!("redis-check-rdb not found on PATH: skipping check_rdb_rejects_a_corrupted_dump");
+        snaplab_harness::skips::skipped("check_rdb_rejects_a_corrupted_dump", "redis-check-rdb not found on PATH");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,7 +13,7 @@ use snaplab_harness::redis_server::{RedisServer, check_rdb};
 #[test]
 fn per_shard_files_load_in_redis() {
     if RedisServer::find().is_none() {
-        eprintln!("redis-server not found on PATH: skipping per_shard_files_load_in_redis");
+        snaplab_harness::skips::skipped("per_shard_files_load_in_redis", "redis-server not found on PATH");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -6,8 +6,8 @@
 //! 1. the dataset's dump is loaded twice: once as the reference for verification, once
 //!    into the strategy, as a restarted server would be (this also gives the store a
 //!    realistic heap layout; a fresh copy allocated in iteration order makes every save
-//!    look faster than it is in production). The resident memory the store added is
-//!    `dataset_bytes`;
+//!    look faster than it is in production). The resident memory the store added, less
+//!    the writers' key list the harness allocates meanwhile, is `dataset_bytes`;
 //! 2. writer threads run the open-loop load of [`crate::load`]: writes on a fixed schedule,
 //!    latency from each write's intended start, so a stall cannot hide;
 //! 3. after a baseline window without a save, BGSAVE is called and waited for, while a
@@ -18,6 +18,7 @@
 //!    replayed in stamp order.
 
 pub mod redis;
+pub mod save_end;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,7 +74,9 @@ pub struct CompareRow {
     /// harness's own write log excluded), plus memory it used in other processes (a forked
     /// child's copy-on-write pages), bytes.
     pub peak_extra_memory_bytes: Option<u64>,
-    /// Resident memory the loaded store occupies, bytes.
+    /// Resident memory the loaded store occupies, bytes (for a strategy, the harness's own
+    /// key list, allocated in the same process meanwhile, left out; Redis's process holds
+    /// nothing of the harness).
     pub dataset_bytes: Option<u64>,
     /// `peak_extra_memory_bytes / dataset_bytes`.
     pub peak_extra_memory_fraction: Option<f64>,
@@ -282,7 +285,7 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let total_keys = loaded.len() as u64;
     let store = (entry.build)(loaded);
     let load_time = load_started.elapsed();
-    let dataset_bytes = resident_bytes(None).zip(rss_before_load).map(|(a, b)| a.saturating_sub(b));
+    let dataset_bytes = store_resident_bytes(rss_before_load, resident_bytes(None), keys.heap_bytes());
 
     let dest = cfg.dir.join(format!("compare-{}.rdb", entry.name));
     let load = Load::start(&cfg.load, Arc::clone(&keys), |_| {
@@ -367,6 +370,14 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         ..row_figures(&stats, peak_extra, dataset_bytes)
     };
     Ok((row, trace))
+}
+
+/// The resident memory a loaded store occupies, bytes: the process's growth from `before`
+/// loading to `after` building the store, less `harness_bytes` that the harness allocated
+/// meanwhile for itself (the writers' key list), which is not the store's and which
+/// Redis's row does not include either. `None` when resident size is unreadable.
+fn store_resident_bytes(before: Option<u64>, after: Option<u64>, harness_bytes: u64) -> Option<u64> {
+    after.zip(before).map(|(a, b)| a.saturating_sub(b).saturating_sub(harness_bytes))
 }
 
 /// The figures every row computes the same way from the latency stats and memory.
@@ -622,6 +633,20 @@ mod tests {
         fn last_save_status(&self) -> snaplab_core::SaveStatus {
             self.saves.status()
         }
+    }
+
+    /// `dataset_bytes` leaves out the writers' key list: its heap bytes (at least the keys'
+    /// bytes plus 5 per key) come off the growth measured around the load.
+    #[test]
+    fn dataset_bytes_leave_out_the_key_list() {
+        let ks = crate::dataset::generate(&crate::dataset::DatasetSpec { keys: 10_000, value_size: 16, seed: 1 });
+        let keys = KeyList::new(&ks);
+        let key_bytes: u64 = ks.iter().map(|(_, k, _)| k.len() as u64).sum();
+        let list = keys.heap_bytes();
+        assert!(list >= key_bytes + 5 * keys.len() as u64, "{list} bytes for {} keys of {key_bytes} bytes", keys.len());
+        let store = 50 << 20;
+        assert_eq!(store_resident_bytes(Some(1 << 30), Some((1 << 30) + store + list), list), Some(store));
+        assert_eq!(store_resident_bytes(None, Some(store), list), None);
     }
 
     /// The open-loop recorder accounts for a deliberately injected stall: a writer blocked

@@ -122,4 +122,8 @@ impl SaveIo for FaultyIo {
     fn remove(&self, path: &Path) -> io::Result<()> {
         RealIo.remove(path)
     }
+
+    fn open(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        RealIo.open(path)
+    }
 }

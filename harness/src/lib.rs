@@ -14,6 +14,7 @@ pub mod progress;
 pub mod redis_server;
 pub mod registry;
 pub mod render;
+pub mod skips;
 
 /// The core crate, re-exported for the [`conformance_suite!`] macro.
 pub use snaplab_core;

@@ -204,6 +204,13 @@ impl KeyList {
         self.dbs.is_empty()
     }
 
+    /// The heap memory the list holds, bytes: the capacity of its vectors (one byte of db
+    /// and four of offset per key, plus the keys' bytes and the spare capacity of the byte
+    /// vector). The comparison leaves it out of the store's resident size.
+    pub fn heap_bytes(&self) -> u64 {
+        (self.dbs.capacity() + self.ends.capacity() * size_of::<u32>() + self.bytes.capacity()) as u64
+    }
+
     /// The `i`-th (db, key).
     pub fn get(&self, i: usize) -> (usize, &[u8]) {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };

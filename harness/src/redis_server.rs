@@ -659,7 +659,7 @@ mod tests {
     #[test]
     fn starts_saves_and_stops() {
         if RedisServer::find().is_none() {
-            eprintln!("redis-server not found on PATH: skipping starts_saves_and_stops");
+            crate::skips::skipped("starts_saves_and_stops", "redis-server not found on PATH");
             return;
         }
         let server = RedisServer::start_empty().unwrap();

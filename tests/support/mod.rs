@@ -21,7 +21,8 @@ pub fn corpus_dir(test: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("{test}: skipped, the RDB corpus is not at {} (set SNAPLAB_CORPUS to its path)", dir.display());
+        let why = format!("the RDB corpus is not at {} (set SNAPLAB_CORPUS to its path)", dir.display());
+        snaplab_harness::skips::skipped(test, &why);
         None
     }
 }
@@ -33,7 +34,7 @@ pub fn corpus_file(test: &str, rel: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("{test}: skipped {rel}, not in the corpus");
+        snaplab_harness::skips::skipped(&format!("{test} ({rel})"), &format!("{rel} is not in the corpus"));
         None
     }
 }

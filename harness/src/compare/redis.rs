@@ -7,8 +7,10 @@
 //! - dataset size: the server's resident memory after loading, less an empty server's;
 //! - time to cut: the `BGSAVE` round trip (Redis replies once `fork()` has returned, and
 //!   `fork()` is the cut); `latest_fork_usec` (INFO stats) is reported as `fork_us`;
-//! - save duration: from sending `BGSAVE` until `INFO persistence` shows
-//!   `rdb_bgsave_in_progress:0`, polled every 2 ms;
+//! - save duration: from sending `BGSAVE` until its dump is renamed into place, seen with
+//!   inotify on the dump's directory ([`save_end`](super::save_end)); `INFO persistence`
+//!   shows `rdb_bgsave_in_progress:0` only once `serverCron` has reaped the child, up to
+//!   100 ms later at `hz 10`, and that moment is reported as `info_save_end_ms`;
 //! - memory: the server's resident growth plus the child's `Private_Dirty` (its
 //!   copy-on-write pages), sampled; `rdb_last_cow_size` (INFO persistence, Redis's own
 //!   figure) is reported as `rdb_last_cow_size_bytes`;
@@ -33,6 +35,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use snaplab_core::memory::resident_bytes;
 use snaplab_core::{Command, Keyspace, WriteStamp, rdb, unix_ms_now};
 
+use super::save_end::{RenameWatch, wait_for_bgsave_end};
 use super::{
     AFTER_SAVE, ChildMemory, CompareConfig, CompareRow, MemorySampler, Trace, make_trace, ms, peak_until, row_figures,
 };
@@ -44,9 +47,6 @@ use crate::redis_server::{RedisServer, ServerOptions};
 pub fn available() -> bool {
     RedisServer::find().is_some()
 }
-
-/// How often the save's end is polled.
-const POLL: Duration = Duration::from_millis(2);
 
 /// Send one of the load's commands over RESP, switching database first when needed.
 fn send(con: &mut redis::Connection, current_db: &mut usize, cmd: &Command) -> Result<()> {
@@ -131,29 +131,25 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let sampler = MemorySampler::start(called, move || {
         Some(resident_bytes(Some(pid as i32))?.saturating_sub(rss_at_call?) + child.read())
     });
+    let dump = server.dump_path();
+    // In place before BGSAVE is sent, so the rename that ends the save cannot be missed.
+    let watch = RenameWatch::start(&dump).with_context(|| format!("watching {} for the save's end", dump.display()))?;
     load.set_phase(load::PHASE_SAVE);
     let bar = crate::progress::spinner(&format!("{label} BGSAVE"), cfg.progress);
     redis::cmd("BGSAVE").exec(&mut con).map_err(|e| anyhow!("BGSAVE: {e}"))?;
     let returned = Instant::now();
-    let deadline = returned + Duration::from_secs(3600);
-    let persistence = loop {
-        let info = server.info("persistence")?;
-        if info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0") {
-            break info;
-        }
-        if Instant::now() > deadline {
-            bail!("{label}: BGSAVE still running after an hour");
-        }
-        // A bounded poll on another process: Redis has no "save finished" notification.
-        thread::sleep(POLL);
-    };
-    let ended = Instant::now();
+    let end = wait_for_bgsave_end(&watch, || Ok(server.info("persistence")?), returned + Duration::from_secs(3600))
+        .with_context(|| format!("{label}: waiting for BGSAVE"))?;
     load.set_phase(load::PHASE_AFTER);
     drop(bar);
     let (cpu_after, children_after) = cpu_seconds(&server)?;
+    let persistence = end.persistence;
     if persistence.get("rdb_last_bgsave_status").map(String::as_str) != Some("ok") {
         bail!("{label}: BGSAVE failed:\n{}", server.log_tail(20));
     }
+    let Some(ended) = end.renamed else {
+        bail!("{label}: BGSAVE succeeded but no rename onto {} was seen", dump.display());
+    };
     thread::sleep(AFTER_SAVE);
     let samples = sampler.stop();
     let (called_ns, returned_ns, ended_ns) = (load.ns(called), load.ns(returned), load.ns(ended));
@@ -170,7 +166,8 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     if let Some(c) = persistence.get("rdb_last_cow_size").and_then(|v| v.parse::<f64>().ok()) {
         figures.insert("rdb_last_cow_size_bytes".to_string(), c);
     }
-    let dump = server.dump_path();
+    // The end by INFO, which the save time used to be: later by up to serverCron's period.
+    figures.insert("info_save_end_ms".to_string(), ms(end.reported - called));
     let file_bytes = std::fs::metadata(&dump).with_context(|| format!("reading {}", dump.display()))?.len();
     let verdict =
         verify_redis(&dump, &dataset, &keys, cfg.load.value_size, &log, called_ns, returned_ns).map_err(|e| {

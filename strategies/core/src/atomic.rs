@@ -13,8 +13,8 @@
 //! `temp-*.rdb` file beside it, never a partial destination.
 //!
 //! Every file-system call goes through a [`SaveIo`], so tests can replace the disk: make a
-//! write fail at byte k, return ENOSPC, fail the fsync or the rename, or hold a save still
-//! at its first write. [`RealIo`] is the real file system.
+//! write fail at byte k, return ENOSPC, fail the fsync, the rename, a removal or a read,
+//! or hold a save still at its first write. [`RealIo`] is the real file system.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -57,11 +57,23 @@ pub trait SaveIo: Send + Sync + fmt::Debug {
     /// # Errors
     /// The I/O error.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Remove `path` (cleaning up a temporary file).
+    /// Remove `path` (cleaning up a temporary file, or the files of a snapshot a new one
+    /// replaced).
     ///
     /// # Errors
     /// The I/O error.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Open `path` for reading (a save reading what it replaces, as the sharded strategy's
+    /// summary does).
+    ///
+    /// The default reads the real file system, so a `SaveIo` written before this method
+    /// existed still builds; one that injects faults should override it.
+    ///
+    /// # Errors
+    /// The I/O error.
+    fn open(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(File::open(path)?))
+    }
 }
 
 /// The real file system.
@@ -83,6 +95,10 @@ impl SaveIo for RealIo {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(File::open(path)?))
     }
 }
 

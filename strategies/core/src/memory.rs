@@ -31,7 +31,9 @@ mod tests {
     #[test]
     fn resident_size_follows_allocation() {
         let before = resident_bytes(None).unwrap();
-        let block = vec![1u8; 256 << 20];
+        // black_box: in a release build the optimiser would otherwise drop the block, whose
+        // contents are never used, and resident memory would not move.
+        let block = std::hint::black_box(vec![1u8; 256 << 20]);
         let after = resident_bytes(None).unwrap();
         assert!(after >= before + (192 << 20), "{before} -> {after}");
         assert_eq!(block[12345], 1);

@@ -53,7 +53,13 @@ impl ForkSave {
 fn child_main(store: &Counted, dest: &Path, opts: &SaveOptions, mut report: UnixStream) -> ! {
     let outcome = catch_unwind(AssertUnwindSafe(|| child_save(store, dest, opts)));
     let (line, code) = match outcome {
-        Ok(Ok(stats)) => (format!("ok {} {}\n", stats.bytes, stats.keys), 0),
+        Ok(Ok(stats)) => {
+            // The child's copied pages at the end of its save, read by the child itself (as
+            // Redis's child reports its copy-on-write size to the parent): the parent's
+            // samples are 100 ms apart and a short save may fall between two of them.
+            let dirty = memory::private_dirty_bytes(std::process::id() as i32).unwrap_or(0);
+            (format!("ok {} {} {dirty}\n", stats.bytes, stats.keys), 0)
+        }
         Ok(Err(SaveError::Io { stage, path, source })) => {
             let os = source.raw_os_error().unwrap_or(0);
             (format!("io {stage}\t{}\t{os}\t{source}\n", path.display()), 1)
@@ -99,12 +105,17 @@ impl Samples {
     }
 }
 
-/// Turn the child's report line into the outcome of the save.
-fn parse_report(line: &str, dest: &Path) -> Result<(u64, u64), SaveError> {
+/// What the child reports when it saved: bytes and keys written, and its own private dirty
+/// memory at the end, bytes.
+type ChildReport = (u64, u64, u64);
+
+/// Turn the child's report line (`ok <bytes> <keys> <private dirty bytes>`) into the
+/// outcome of the save.
+fn parse_report(line: &str, dest: &Path) -> Result<ChildReport, SaveError> {
     if let Some(rest) = line.strip_prefix("ok ") {
         let mut it = rest.split_whitespace().map(str::parse::<u64>);
-        if let (Some(Ok(bytes)), Some(Ok(keys))) = (it.next(), it.next()) {
-            return Ok((bytes, keys));
+        if let (Some(Ok(bytes)), Some(Ok(keys)), Some(Ok(dirty))) = (it.next(), it.next(), it.next()) {
+            return Ok((bytes, keys, dirty));
         }
     }
     if let Some(rest) = line.strip_prefix("io ") {
@@ -227,21 +238,24 @@ impl SnapshotStrategy for ForkSave {
                         Ok(other) => Err(SaveError::Aborted(format!("unexpected child status {other:?}"))),
                         Err(e) => Err(SaveError::Aborted(format!("waitpid failed: {e}"))),
                     };
-                    let result = result.map(|(bytes, keys)| SaveReport {
-                        strategy: Self::NAME,
-                        path: dest.clone(),
-                        cut: report_cut,
-                        time_to_cut,
-                        duration: started.elapsed(),
-                        bytes,
-                        keys,
-                        finished_at_ms: unix_ms_now(),
-                        figures: vec![
-                            ("fork_us", fork_time.as_micros() as u64),
-                            ("child_private_dirty_peak_bytes", samples.child_private_dirty),
-                            ("parent_plus_child_rss_peak_bytes", samples.parent_plus_child_rss),
-                            (EXTRA_MEMORY_ELSEWHERE, samples.child_private_dirty),
-                        ],
+                    let result = result.map(|(bytes, keys, dirty_at_end)| {
+                        samples.child_private_dirty = samples.child_private_dirty.max(dirty_at_end);
+                        SaveReport {
+                            strategy: Self::NAME,
+                            path: dest.clone(),
+                            cut: report_cut,
+                            time_to_cut,
+                            duration: started.elapsed(),
+                            bytes,
+                            keys,
+                            finished_at_ms: unix_ms_now(),
+                            figures: vec![
+                                ("fork_us", fork_time.as_micros() as u64),
+                                ("child_private_dirty_peak_bytes", samples.child_private_dirty),
+                                ("parent_plus_child_rss_peak_bytes", samples.parent_plus_child_rss),
+                                (EXTRA_MEMORY_ELSEWHERE, samples.child_private_dirty),
+                            ],
+                        }
                     });
                     ticket.finish(result)
                 });

@@ -6,9 +6,9 @@ pub mod table;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -53,13 +53,17 @@ enum Blob {
     Bytes { bytes: Vec<u8>, keys: u64 },
     /// Canonical mode: the same records, one per key, to be sorted by the sink.
     Records(Vec<Record>),
+    /// The shard's traversal finished: everything it captured has been sent. A sink commits
+    /// only after one from each shard it serves, so a traversal that dies (its sender
+    /// dropped while unwinding) cannot pass for one that ended.
+    End,
 }
 
 /// A bucket as it was at the cut: its database and a shared reference to its entries.
 type Captured = (usize, table::Entries);
 
-/// What a shard keeps during a save, under its lock: the snapshot version and the buckets
-/// captured but not yet encoded.
+/// What a shard keeps during a save, under its lock: the snapshot version, the buckets
+/// captured but not yet encoded, and the save's counters.
 ///
 /// Capturing a bucket takes a reference to its entries (an `Arc` clone, nanoseconds); the
 /// expensive part (encoding, LZF) happens outside the lock on the traversal thread. A write
@@ -72,6 +76,9 @@ type Captured = (usize, table::Entries);
 struct Capture {
     version: u64,
     pending: Vec<Captured>,
+    /// The save's counters, handed to each shard at the cut: a writer reaches them under the
+    /// shard lock it already holds, so the write path takes no store-wide lock.
+    stats: Arc<Stats>,
 }
 
 impl Capture {
@@ -198,7 +205,6 @@ struct Inner {
     functions: Vec<Bytes>,
     saves: Arc<SaveState>,
     per_shard_files: AtomicBool,
-    stats: StdMutex<Arc<Stats>>,
 }
 
 /// A Dragonfly-style store: `N` shards (0: one per available core), each a set of
@@ -239,7 +245,6 @@ impl<const N: usize> ShardedStore<N> {
     /// Apply a single-key command inside its shard.
     fn apply_in_shard(&self, cmd: &Command, db: usize, key: &[u8]) -> Result<Applied, CommandError> {
         let (s, hash) = self.shard_of(key);
-        let stats = Arc::clone(&lock_stats(&self.inner));
         let mut guard = lock(&self.inner.shards[s]);
         let shard = &mut *guard;
         let b = shard.dbs[db].address(hash);
@@ -247,9 +252,11 @@ impl<const N: usize> ShardedStore<N> {
         // this write changes it (even if the write turns out to be refused; that is safe).
         if shard.saving.is_some() {
             let t0 = Instant::now();
-            if shard.capture_if_unvisited(db, b) {
-                stats.by_writers.fetch_add(1, Ordering::Relaxed);
-                stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            if shard.capture_if_unvisited(db, b)
+                && let Some(c) = &shard.saving
+            {
+                c.stats.by_writers.fetch_add(1, Ordering::Relaxed);
+                c.stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
         }
         let table = &mut shard.dbs[db];
@@ -266,8 +273,10 @@ impl<const N: usize> ShardedStore<N> {
                 // first, so its entries reach the dump once, as they were at the cut.
                 while shard.dbs[db].wants_split() {
                     let src = shard.dbs[db].next_to_split();
-                    if shard.capture_if_unvisited(db, src) {
-                        stats.by_writers.fetch_add(1, Ordering::Relaxed);
+                    if shard.capture_if_unvisited(db, src)
+                        && let Some(c) = &shard.saving
+                    {
+                        c.stats.by_writers.fetch_add(1, Ordering::Relaxed);
                     }
                     let version = shard.dbs[db].bucket(src).version;
                     shard.dbs[db].split(version);
@@ -307,8 +316,14 @@ impl<const N: usize> ShardedStore<N> {
     }
 }
 
-fn lock_stats(inner: &Inner) -> StdMutexGuard<'_, Arc<Stats>> {
-    inner.stats.lock().unwrap_or_else(|p| p.into_inner())
+/// The message a panic carried (`panic!` with a literal or a formatted string), for the
+/// save's error.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The shard count of `ShardedStore<0>`: `$SNAPLAB_SHARDS` if set (1 to 16), else one per
@@ -382,12 +397,17 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
             // same effect by running the traversal as a fiber that yields between buckets.
             MutexGuard::unlock_fair(guard);
             drain(&mut ser, captured, &mut sink_alive);
+            #[cfg(test)]
+            if tests::PANIC_IN_TRAVERSAL_OF.load(Ordering::Relaxed) == shard as *const Mutex<Shard> as usize {
+                panic!("injected fault: this shard's traversal panics mid-save");
+            }
         }
     }
     let captured = lock(shard).saving.take().map(|c| c.pending).unwrap_or_default();
     drain(&mut ser, captured, &mut sink_alive);
     ser.flush();
-    let blobs = std::mem::take(&mut ser.ready);
+    let mut blobs = std::mem::take(&mut ser.ready);
+    blobs.push(Blob::End);
     if sink_alive {
         send_all(&tx, blobs, stats);
     }
@@ -408,14 +428,16 @@ fn background_priority() {
     );
 }
 
-/// The sink: writes what the shards send into one RDB file. `expected` is the key count at
-/// the cut (for the progress counter's total only).
+/// The sink: writes what the shards send into one RDB file, fed by `traversals` shards.
+/// It commits the file only if every one of them sent [`Blob::End`]; otherwise the file is
+/// dropped (its temporary removed) and the previous dump stays.
 fn sink(
     rx: Receiver<Blob>,
     file: AtomicFile,
     opts: &SaveOptions,
     extra_aux: &[(String, String)],
     functions: &[Bytes],
+    traversals: usize,
 ) -> Result<(u64, u64), SaveError> {
     let path = file.temp_path().to_path_buf();
     let io = |e| SaveError::io("write", &path, e);
@@ -435,8 +457,10 @@ fn sink(
         w.function(code).map_err(io)?;
     }
     let mut records = Vec::new();
+    let mut ended = 0;
     for blob in rx {
         match blob {
+            Blob::End => ended += 1,
             Blob::Bytes { bytes, keys } => {
                 w.raw_records(&bytes, keys).map_err(io)?;
                 if let Some(p) = &opts.progress {
@@ -445,6 +469,13 @@ fn sink(
             }
             Blob::Records(r) => records.extend(r),
         }
+    }
+    if ended < traversals {
+        return Err(SaveError::Aborted(format!(
+            "{} of {traversals} shard traversals feeding {} stopped before the end",
+            traversals - ended,
+            path.display()
+        )));
     }
     if opts.canonical {
         // Canonical mode: the same bytes a single-threaded strategy writes (keys sorted per
@@ -483,7 +514,6 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                 functions: keyspace.functions().to_vec(),
                 saves: SaveState::new(),
                 per_shard_files: AtomicBool::new(false),
-                stats: StdMutex::new(Arc::new(Stats::default())),
             }),
         };
         for db in 0..DB_COUNT {
@@ -551,7 +581,6 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
         let n = self.inner.shards.len();
         let per_shard = self.inner.per_shard_files.load(Ordering::Relaxed);
         let stats = Arc::new(Stats::default());
-        *lock_stats(&self.inner) = Arc::clone(&stats);
         let snapshot_id = summary::new_snapshot_id();
 
         // Open every output before taking the cut, so a failure changes nothing.
@@ -576,7 +605,7 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
         let mut per_shard_writes = Vec::with_capacity(n);
         for g in guards.iter_mut() {
             g.version += 1;
-            g.saving = Some(Capture { version: g.version, pending: Vec::new() });
+            g.saving = Some(Capture { version: g.version, pending: Vec::new(), stats: Arc::clone(&stats) });
             per_shard_writes.push(g.writes);
         }
         drop(guards);
@@ -614,12 +643,29 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
             } else {
                 Vec::new()
             };
-            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions)));
+            let feeding = if per_shard { 1 } else { n };
+            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions, feeding)));
         }
 
-        let (dest, report_cut) = (dest.to_path_buf(), cut.clone());
+        let (dest, report_cut, inner) = (dest.to_path_buf(), cut.clone(), Arc::clone(&self.inner));
+        let io = Arc::clone(&opts.io);
         let handle = thread::spawn(move || {
-            let durations: Vec<Duration> = traversals.into_iter().map(|h| h.join().unwrap_or_default()).collect();
+            let mut durations = Vec::with_capacity(n);
+            let mut panicked = None;
+            for (i, h) in traversals.into_iter().enumerate() {
+                match h.join() {
+                    Ok(d) => durations.push(d),
+                    Err(payload) => {
+                        // It died with its shard's capture open: close it, so writers stop
+                        // capturing buckets for a save that has failed.
+                        lock(&inner.shards[i]).saving = None;
+                        durations.push(Duration::ZERO);
+                        let why = panic_message(payload.as_ref());
+                        panicked
+                            .get_or_insert(SaveError::Aborted(format!("the traversal of shard {i} panicked: {why}")));
+                    }
+                }
+            }
             let mut outcome: Result<Vec<(u64, u64)>, SaveError> = Ok(Vec::new());
             for s in sinks {
                 let r = s.join().unwrap_or_else(|_| Err(SaveError::Aborted("a sink thread panicked".into())));
@@ -631,13 +677,18 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                     (Err(e), _) | (_, Err(e)) => Err(e),
                 };
             }
+            // The sink serving a dead traversal has refused to commit; the panic is the cause
+            // worth reporting.
+            if let Some(e) = panicked {
+                outcome = Err(e);
+            }
             if per_shard && outcome.is_err() {
                 // Shard files that did commit belong to no summary: remove them.
-                targets.iter().for_each(|t| drop(std::fs::remove_file(t)));
+                targets.iter().for_each(|t| drop(io.remove(t)));
             }
             let result = outcome.and_then(|per_file| {
                 if per_shard {
-                    summary::commit(&dest, &snapshot_id, &targets)?;
+                    summary::commit(&dest, &snapshot_id, &targets, &io)?;
                 }
                 let bytes = per_file.iter().map(|(b, _)| b).sum();
                 let keys = per_file.iter().map(|(_, k)| k).sum();
@@ -671,5 +722,76 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
 
     fn last_save_status(&self) -> SaveStatus {
         self.inner.saves.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Test-only fault: the traversal of the shard whose lock is at this address panics
+    /// after its first batch of buckets (0: none). An address, not a flag, so tests running
+    /// in parallel with their own stores are not affected.
+    pub(crate) static PANIC_IN_TRAVERSAL_OF: AtomicUsize = AtomicUsize::new(0);
+
+    fn keyspace(n: usize) -> Keyspace {
+        let mut ks = Keyspace::new();
+        for i in 0..n {
+            ks.insert(0, format!("key:{i}").into_bytes(), Entry::new(snaplab_core::Value::String(b"v".to_vec())));
+        }
+        ks
+    }
+
+    /// Each bucket at the cut is counted once in the save's report, by the traversal or by
+    /// the writer that captured it first: the counters travel with each shard's capture.
+    #[test]
+    fn every_bucket_at_the_cut_is_counted_once() {
+        let store = ShardedStore::<2>::from_keyspace(keyspace(20_000));
+        let buckets: u64 =
+            store.inner.shards.iter().map(|s| lock(s).dbs.iter().map(|t| t.buckets() as u64).sum::<u64>()).sum();
+        let dir = tempfile::tempdir().unwrap();
+        let bg = store.bgsave(&dir.path().join("dump.rdb"), &SaveOptions::default()).unwrap();
+        for i in (0..20_000).rev().step_by(7) {
+            let set =
+                Command::Set { db: 0, key: format!("key:{i}").into_bytes(), value: b"w".to_vec(), expire_at_ms: None };
+            store.apply(&set).unwrap();
+        }
+        let report = bg.wait().unwrap();
+        let by_traversal = report.figure("buckets_by_traversal_count").unwrap();
+        let by_writers = report.figure("buckets_by_writers_count").unwrap();
+        assert_eq!(by_traversal + by_writers, buckets, "{by_traversal} + {by_writers}");
+    }
+
+    /// A traversal thread that panics fails the save: the sink does not commit, the previous
+    /// dump (or summary) stays, the status says err, and the next save is whole.
+    #[test]
+    fn a_panicking_traversal_fails_the_save_and_keeps_the_previous_dump() {
+        for per_shard in [false, true] {
+            let store = ShardedStore::<2>::from_keyspace(keyspace(5_000));
+            store.set_per_shard_files(per_shard);
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("dump.rdb");
+            store.save(&dest, &SaveOptions::default()).unwrap();
+            let previous = std::fs::read(&dest).unwrap();
+            let files_before = std::fs::read_dir(dir.path()).unwrap().count();
+            let set = Command::Set { db: 0, key: b"key:1".to_vec(), value: b"changed".to_vec(), expire_at_ms: None };
+            store.apply(&set).unwrap();
+
+            PANIC_IN_TRAVERSAL_OF.store(&store.inner.shards[1] as *const Mutex<Shard> as usize, Ordering::Relaxed);
+            let result = store.save(&dest, &SaveOptions::default());
+            PANIC_IN_TRAVERSAL_OF.store(0, Ordering::Relaxed);
+
+            let err = result.expect_err("a save missing a shard reported success");
+            assert!(err.to_string().contains("shard 1"), "{err}");
+            assert!(matches!(store.last_save_status(), SaveStatus::Err(_)));
+            assert_eq!(std::fs::read(&dest).unwrap(), previous, "per_shard={per_shard}: the previous dump changed");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), files_before, "files left behind");
+
+            store.save(&dest, &SaveOptions::default()).unwrap();
+            let saved =
+                if per_shard { summary::load(&dest).unwrap() } else { snaplab_core::rdb::load_file(&dest).unwrap().0 };
+            assert_eq!(saved, store.to_keyspace());
+        }
     }
 }
