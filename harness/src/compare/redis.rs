@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn redis_dump_verifies_with_two_writers_on_one_key() {
         if !available() {
-            eprintln!("SKIPPED redis_dump_verifies_with_two_writers_on_one_key: no redis-server on PATH");
+            crate::skips::skipped("redis_dump_verifies_with_two_writers_on_one_key", "no redis-server on PATH");
             return;
         }
         let dir = tempfile::tempdir().unwrap();
