@@ -198,59 +198,79 @@ pub enum Violation {
 /// The rule every snapshot must satisfy across threads, as the messages name it.
 pub const ONE_INSTANT_RULE: &str = "the snapshot is the state at one instant: every write in it was invoked before every write missing from it completed";
 
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// The rules of a point-in-time snapshot, as [`Violation::rule`] names them (every
+/// violation but [`Violation::BadHistory`], which is not the strategy's fault).
+pub const POINT_IN_TIME_RULES: [&str; 7] = [
+    "every write completed before BGSAVE was called is in the snapshot",
+    "no write that started after BGSAVE returned is in the snapshot",
+    "each thread's writes in the snapshot are a prefix of its writes",
+    ONE_INSTANT_RULE,
+    "a multi-key write is all in the snapshot or not at all",
+    "every key in the snapshot holds a state it really had",
+    "keys no write touched are in the snapshot as they were",
+];
+
+impl Violation {
+    /// The rule broken, in one line (the same words the harness README uses).
+    pub fn rule(&self) -> &'static str {
+        let [missing, leaked, prefix, one_instant, split, state, untouched] = POINT_IN_TIME_RULES;
         match self {
-            Violation::MissingCompletedWrite { thread, write, before_call_us } => write!(
-                f,
-                "rule 'every write completed before BGSAVE was called is in the snapshot' is violated: \
-                 thread {thread}'s {write} completed {before_call_us} µs before BGSAVE was called, \
-                 but the snapshot does not contain it"
+            Violation::MissingCompletedWrite { .. } => missing,
+            Violation::LeakedLaterWrite { .. } => leaked,
+            Violation::NotAPrefix { .. } => prefix,
+            Violation::NotOneInstant(_) | Violation::NoCommonInstant { .. } => one_instant,
+            Violation::SplitMultiKeyWrite { .. } => split,
+            Violation::NoSuchState { .. } => state,
+            Violation::UntouchedKeyChanged { .. } => untouched,
+            Violation::BadHistory(_) => "the history the writers recorded is one the checker can judge",
+        }
+    }
+
+    /// What happened, naming the writes, keys and times involved.
+    pub fn detail(&self) -> String {
+        match self {
+            Violation::MissingCompletedWrite { thread, write, before_call_us } => format!(
+                "thread {thread}'s {write} completed {before_call_us} µs before BGSAVE was called, but the snapshot \
+                 does not contain it"
             ),
-            Violation::LeakedLaterWrite { thread, write, after_return_us } => write!(
-                f,
-                "rule 'no write that started after BGSAVE returned is in the snapshot' is violated: \
-                 thread {thread}'s {write} started {after_return_us} µs after BGSAVE returned, \
-                 but the snapshot contains it"
+            Violation::LeakedLaterWrite { thread, write, after_return_us } => format!(
+                "thread {thread}'s {write} started {after_return_us} µs after BGSAVE returned, but the snapshot \
+                 contains it"
             ),
-            Violation::NotAPrefix { thread, present, present_key, missing, missing_key } => write!(
-                f,
-                "rule 'each thread's writes in the snapshot are a prefix of its writes' is violated: \
-                 the snapshot contains thread {thread}'s {present} (key {present_key} shows it) but not its \
-                 earlier {missing} (key {missing_key} shows it)"
+            Violation::NotAPrefix { thread, present, present_key, missing, missing_key } => format!(
+                "the snapshot contains thread {thread}'s {present} (key {present_key} shows it) but not its earlier \
+                 {missing} (key {missing_key} shows it)"
             ),
-            Violation::NotOneInstant(c) => write!(
-                f,
-                "rule '{ONE_INSTANT_RULE}' is violated: the snapshot contains {present} (key {present_key} \
-                 shows it), invoked at {} µs, but not {missing} (key {missing_key} shows it), which had \
-                 completed at {} µs, {} µs earlier: no single instant had the one without the other",
+            Violation::NotOneInstant(c) => format!(
+                "the snapshot contains {} (key {} shows it), invoked at {} µs, but not {} (key {} shows it), which \
+                 had completed at {} µs, {} µs earlier: no single instant had the one without the other",
+                c.present,
+                c.present_key,
                 c.present.invoked_us,
+                c.missing,
+                c.missing_key,
                 c.missing.completed_us,
                 c.present.invoked_us.saturating_sub(c.missing.completed_us),
-                present = c.present,
-                present_key = c.present_key,
-                missing = c.missing,
-                missing_key = c.missing_key,
             ),
-            Violation::SplitMultiKeyWrite { write, applied_key, unapplied_key } => write!(
-                f,
-                "rule 'a multi-key write is all in the snapshot or not at all' is violated: key {applied_key} \
-                 shows that {write} is in the snapshot, but key {unapplied_key} shows that it is not"
+            Violation::SplitMultiKeyWrite { write, applied_key, unapplied_key } => format!(
+                "key {applied_key} shows that {write} is in the snapshot, but key {unapplied_key} shows that it is not"
             ),
-            Violation::NoSuchState { threads, db, key, found } => write!(
-                f,
-                "key {key} (db {db}) holds {found}, which is not its state after any of the writes to it \
-                 (by thread(s) {threads:?}) in any order real time allows: the snapshot shows a state that \
-                 never existed"
+            Violation::NoSuchState { threads, db, key, found } => format!(
+                "key {key} (db {db}) holds {found}, which is not its state after any of the writes to it (by \
+                 thread(s) {threads:?}) in any order real time allows: the snapshot shows a state that never existed"
             ),
             Violation::UntouchedKeyChanged { db, key, how } => {
-                write!(f, "key {key} (db {db}) was not written during the test, yet in the snapshot it {how}")
+                format!("key {key} (db {db}) was not written during the test, yet in the snapshot it {how}")
             }
-            Violation::NoCommonInstant { detail } => {
-                write!(f, "rule '{ONE_INSTANT_RULE}' is violated: {detail}")
-            }
-            Violation::BadHistory(why) => write!(f, "the recorded history is unusable: {why}"),
+            Violation::NoCommonInstant { detail } => detail.clone(),
+            Violation::BadHistory(why) => format!("it is not (this is not the strategy's fault): {why}"),
         }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule '{}' is violated: {}", self.rule(), self.detail())
     }
 }
 
@@ -634,7 +654,7 @@ fn place_multis(multis: &mut [Op<'_>], singles: &[Op<'_>], history: &History) ->
 fn describe_state(entry: Option<&Entry>) -> String {
     match entry {
         None => "nothing (the key is absent)".into(),
-        Some(e) => format!("a {} ({})", e.value.type_name(), crate::render::summary(&e.value)),
+        Some(e) => format!("a {} ({})", e.value.type_name(), crate::render::preview(&e.value)),
     }
 }
 
@@ -860,10 +880,13 @@ pub enum CutViolation {
 /// The rule [`check_reported_cut`] enforces, as its messages name it.
 pub const REPORTED_CUT_RULE: &str = "the dump is the keyspace at the cut the strategy reports";
 
-impl fmt::Display for CutViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rule '{REPORTED_CUT_RULE}' is violated: ")?;
-        match self {
+impl CutViolation {
+    /// What happened, naming the writes involved (the rule is [`REPORTED_CUT_RULE`]).
+    pub fn detail(&self) -> String {
+        let mut s = String::new();
+        let f = &mut s;
+        use std::fmt::Write as _;
+        let _ = match self {
             CutViolation::SplitsAWrite { write } => {
                 write!(f, "the cut includes {write} in some shards and not in others")
             }
@@ -880,7 +903,14 @@ impl fmt::Display for CutViolation {
             CutViolation::NoOrder => write!(f, "the stamps of multi-shard writes cross, so no order explains them"),
             CutViolation::NotOneInstant { detail } => write!(f, "{detail}"),
             CutViolation::DumpDiffers { detail } => write!(f, "{detail}"),
-        }
+        };
+        s
+    }
+}
+
+impl fmt::Display for CutViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule '{REPORTED_CUT_RULE}' is violated: {}", self.detail())
     }
 }
 

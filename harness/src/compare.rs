@@ -424,6 +424,8 @@ fn us(ns: u64) -> f64 {
 }
 
 /// Decode `dest` and check it equals `dataset` plus exactly the writes the cut includes.
+/// A key that differs is named, with whether the dump is ahead of the cut (it holds a
+/// write the cut does not include) or behind it (it lacks one the cut includes).
 fn verify(
     dest: &Path,
     dataset: &Keyspace,
@@ -433,43 +435,91 @@ fn verify(
     log: &[WriteRec],
 ) -> Result<()> {
     let (decoded, _) = rdb::load_file(dest).with_context(|| format!("decoding {}", dest.display()))?;
-    let mut included: Vec<&WriteRec> = log.iter().filter(|r| cut.includes(r.stamp)).collect();
-    included.sort_by_key(|r| r.stamp);
+    let mut in_order: Vec<&WriteRec> = log.iter().collect();
+    in_order.sort_by_key(|r| r.stamp);
     let mut expected = dataset.clone();
     let now = unix_ms_now();
-    for r in included {
+    for r in in_order.iter().filter(|r| cut.includes(r.stamp)) {
         expected.apply(&r.command(keys, value_size), now)?;
     }
     if decoded == expected {
         return Ok(());
     }
-    first_difference(&expected, &decoded, |_, _| false)?;
-    bail!("the dump differs from the keyspace at the cut (function libraries)")
+    let Some((db, key)) = first_difference(&expected, &decoded) else {
+        bail!("the dump differs from the keyspace at the cut in its function libraries");
+    };
+    let found = decoded.get(db, &key);
+    let what = match found {
+        None => "is missing from the dump".to_string(),
+        Some(_) if expected.get(db, &key).is_none() => "is in the dump but not in the keyspace at the cut".into(),
+        Some(_) => "differs from its value at the cut".into(),
+    };
+    let how = ahead_or_behind(dataset, keys, value_size, &in_order, cut, db, &key, found);
+    bail!("key {} (db {db}) {what}: {how}", escape(&key))
 }
 
-/// Name the first key on which `decoded` (a dump) and `expected` differ, skipping the keys
-/// `skip(db, key)` is true for, so a failure says where to look.
-///
-/// # Errors
-/// The first key missing, different or extra.
-pub(crate) fn first_difference(
-    expected: &Keyspace,
-    decoded: &Keyspace,
-    skip: impl Fn(usize, &[u8]) -> bool,
-) -> Result<()> {
-    for (db, key, want) in expected.iter().filter(|(db, key, _)| !skip(*db, key)) {
-        match decoded.get(db, key) {
-            None => bail!("key {} (db {db}) is missing from the dump", escape(key)),
-            Some(got) if got != want => bail!("key {} (db {db}) differs from its value at the cut", escape(key)),
-            _ => {}
+/// The first key on which `decoded` (a dump) and `expected` differ: missing, different or
+/// extra. `None` when every key agrees.
+pub(crate) fn first_difference(expected: &Keyspace, decoded: &Keyspace) -> Option<(usize, Vec<u8>)> {
+    for (db, key, want) in expected.iter() {
+        if decoded.get(db, key) != Some(want) {
+            return Some((db, key.clone()));
         }
     }
-    for (db, key, _) in decoded.iter().filter(|(db, key, _)| !skip(*db, key)) {
-        if expected.get(db, key).is_none() {
-            bail!("key {} (db {db}) is in the dump but not in the keyspace at the cut", escape(key));
+    decoded.iter().find(|(db, key, _)| expected.get(*db, key).is_none()).map(|(db, key, _)| (db, key.clone()))
+}
+
+/// Where the dump's state of one key sits among the states the writes gave it, relative
+/// to the cut: ahead (a write after the cut is in), behind (a write before it is missing),
+/// or nowhere (no write produced it).
+#[allow(clippy::too_many_arguments)]
+fn ahead_or_behind(
+    dataset: &Keyspace,
+    keys: &KeyList,
+    value_size: usize,
+    in_order: &[&WriteRec],
+    cut: &Cut,
+    db: usize,
+    key: &[u8],
+    found: Option<&snaplab_core::Entry>,
+) -> String {
+    let now = unix_ms_now();
+    let mut scratch = Keyspace::new();
+    if let Some(e) = dataset.get(db, key) {
+        scratch.insert(db, key.to_vec(), e.clone());
+    }
+    // The key's states in write order: (the write that produced it, whether the cut has it).
+    let mut states: Vec<(Option<&WriteRec>, bool, Option<snaplab_core::Entry>)> =
+        vec![(None, true, scratch.get(db, key).cloned())];
+    for r in in_order {
+        let cmd = r.command(keys, value_size);
+        if cmd.db() == Some(db) && cmd.key() == Some(key) {
+            let _ = scratch.apply(&cmd, now);
+            states.push((Some(r), cut.includes(r.stamp), scratch.get(db, key).cloned()));
         }
     }
-    Ok(())
+    let at_cut = states.iter().rposition(|(_, included, _)| *included).unwrap_or(0);
+    let name = |r: Option<&WriteRec>| {
+        r.map_or("the dataset".to_string(), |r| format!("writer {}'s write #{}", r.writer, r.n + 1))
+    };
+    match states.iter().rposition(|(_, _, s)| s.as_ref() == found) {
+        Some(j) if j > at_cut => format!(
+            "the dump is ahead of the cut: it holds the state after {}, which the cut does not include ({} write(s) to \
+             this key after the cut)",
+            name(states[j].0),
+            j - at_cut
+        ),
+        Some(j) if j < at_cut => format!(
+            "the dump is behind the cut: it holds the state before {}, which the cut includes ({} write(s) to this key \
+             missing)",
+            name(states[j + 1].0),
+            at_cut - j
+        ),
+        _ => format!(
+            "no write to this key produced the state the dump holds ({} writes to it were logged)",
+            states.len() - 1
+        ),
+    }
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -570,6 +620,49 @@ pub fn table(rows: &[CompareRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dump that differs from the keyspace at the cut is named with its direction: ahead
+    /// (it holds a write after the cut), behind (it lacks one before), or neither.
+    #[test]
+    fn a_wrong_dump_says_whether_it_is_ahead_or_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = crate::dataset::generate(&crate::dataset::DatasetSpec { keys: 20, value_size: 8, seed: 1 });
+        let keys = KeyList::new(&dataset);
+        // Three overwrites of key 5, stamped 1, 2, 3; the cut includes two.
+        let log: Vec<WriteRec> = (0..3)
+            .map(|n| WriteRec {
+                stamp: snaplab_core::WriteStamp { shard: 0, seq: n + 1 },
+                writer: 0,
+                op: load::Op::Overwrite,
+                n,
+                key: 5,
+                intended_ns: n * 10,
+                issued_ns: n * 10,
+                done_ns: n * 10 + 1,
+            })
+            .collect();
+        let cut = Cut::single(2);
+        let dump = |upto: usize, tamper: bool| {
+            let mut ks = dataset.clone();
+            for r in &log[..upto] {
+                ks.apply(&r.command(&keys, 8), unix_ms_now()).unwrap();
+            }
+            if tamper {
+                let (db, key) = keys.get(5);
+                ks.insert(db, key.to_vec(), snaplab_core::Entry::new(snaplab_core::Value::String(b"zz".to_vec())));
+            }
+            let path = dir.path().join(format!("dump-{upto}-{tamper}.rdb"));
+            snaplab_core::write_snapshot(&ks, &path, &SaveOptions::default(), "test").unwrap();
+            path
+        };
+        verify(&dump(2, false), &dataset, &keys, 8, &cut, &log).unwrap();
+        let ahead = verify(&dump(3, false), &dataset, &keys, 8, &cut, &log).unwrap_err().to_string();
+        assert!(ahead.contains("ahead of the cut") && ahead.contains("write #3"), "{ahead}");
+        let behind = verify(&dump(1, false), &dataset, &keys, 8, &cut, &log).unwrap_err().to_string();
+        assert!(behind.contains("behind the cut") && behind.contains("write #2"), "{behind}");
+        let neither = verify(&dump(2, true), &dataset, &keys, 8, &cut, &log).unwrap_err().to_string();
+        assert!(neither.contains("no write to this key produced"), "{neither}");
+    }
 
     /// A strategy whose BGSAVE holds the write lock for 200 ms after taking its cut: an
     /// injected stall, nothing else unusual.

@@ -94,6 +94,10 @@ fn fail(rule: &'static str, detail: impl Into<String>) -> Failure {
 
 const POINT_IN_TIME: &str = "a BGSAVE snapshot is the keyspace at one instant between the call and its return";
 const REPORTED_CUT: &str = checker::REPORTED_CUT_RULE;
+
+/// Every rule the suite's own checks name (the checker's rules come with its violations).
+const RULES: [&str; 8] =
+    [POINT_IN_TIME, SAVE_RULE, MODEL_RULE, ONE_AT_A_TIME, LASTSAVE_RULE, ATOMIC_RULE, CRASH_RULE, REPORTED_CUT];
 const SAVE_RULE: &str = "a SAVE snapshot holds every write that completed before SAVE was called";
 const MODEL_RULE: &str = "the store applies every write exactly as the reference model does";
 const ONE_AT_A_TIME: &str = "a second BGSAVE while one runs is refused and changes nothing";
@@ -126,7 +130,7 @@ pub fn diff(expected: &Keyspace, got: &Keyspace) -> Option<String> {
 
 fn describe(e: &Entry) -> String {
     let exp = e.expire_at_ms.map(|t| format!(" expiring at {t}")).unwrap_or_default();
-    format!("a {} ({}){exp}", e.value.type_name(), crate::render::summary(&e.value))
+    format!("a {} ({}){exp}", e.value.type_name(), crate::render::preview(&e.value))
 }
 
 fn load(path: &Path, rule: &'static str) -> Result<Keyspace, Failure> {
@@ -346,7 +350,7 @@ fn stress_round<S: SnapshotStrategy>(
     let history = History { threads, bgsave_called_ns: called, bgsave_returned_ns: returned };
     let context = format!("with {writers} writer threads over {} keys", initial.len());
     checker::find_cut(initial, &history, &snapshot)
-        .map_err(|v| Failure { rule: POINT_IN_TIME, detail: format!("{context}: {v}") })?;
+        .map_err(|v| Failure { rule: v.rule(), detail: format!("{context}: {}", v.detail()) })?;
     if reported_at_return.as_ref() != Some(&report.cut) {
         return Err(fail(
             REPORTED_CUT,
@@ -354,8 +358,8 @@ fn stress_round<S: SnapshotStrategy>(
         ));
     }
     checker::check_reported_cut(initial, &history, &report.cut, &snapshot)
-        .map_err(|v| fail(REPORTED_CUT, format!("{context}: {v}")))?;
-    let order = checker::stamp_order(&history).map_err(|v| fail(REPORTED_CUT, format!("{context}: {v}")))?;
+        .map_err(|v| fail(REPORTED_CUT, format!("{context}: {}", v.detail())))?;
+    let order = checker::stamp_order(&history).map_err(|v| fail(REPORTED_CUT, format!("{context}: {}", v.detail())))?;
     let expected = checker::replay(initial, order.iter().map(|(_, w)| &w.cmd));
     diff(&expected, &store.to_keyspace()).map_or(Ok(()), |d| {
         Err(fail(MODEL_RULE, format!("{context}: after the round, against every write in stamp order: {d}")))
@@ -433,6 +437,25 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// A model-based case as numbered lines a student can replay by hand: `3. [db0] SET k1
+/// "x y"`, `4. BGSAVE`, `5. wait for the running BGSAVE`.
+pub fn steps_text(ops: &[Op]) -> String {
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let what = match op {
+                Op::Write(cmd) => crate::render::command_line(cmd),
+                Op::Save => "SAVE".into(),
+                Op::BgSave => "BGSAVE".into(),
+                Op::Wait => "wait for the running BGSAVE".into(),
+                Op::Grow(n) => format!("SET {n} new keys grow:<i> in db0"),
+            };
+            format!("  {}. {what}", i + 1)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Random sequences of writes, saves and background saves.
 pub fn ops() -> impl Strategy<Value = Vec<Op>> {
     let op = prop_oneof![
@@ -458,6 +481,14 @@ struct Running {
 /// The stamps of one write the store applied (every stamp of [`snaplab_core::Applied`]).
 type Stamps = Vec<WriteStamp>;
 
+/// Stamps as `shard:seq`, comma-separated (`none` for a refused write).
+fn stamps_text(stamps: &[WriteStamp]) -> String {
+    if stamps.is_empty() {
+        return "none".into();
+    }
+    stamps.iter().map(|s| format!("{}:{}", s.shard, s.seq)).collect::<Vec<_>>().join(", ")
+}
+
 /// Check that `cut` includes every write of `before` and none of `after` (the writes
 /// applied before and after the save was called): the snapshot is then exactly the
 /// initial keyspace plus the writes whose stamps the cut includes.
@@ -470,10 +501,12 @@ pub fn cut_separates(cut: &Cut, before: &[Stamps], after: &[Stamps], what: &str)
             return Err(fail(
                 REPORTED_CUT,
                 format!(
-                    "{what}: the reported cut {:?} leaves out write {} of {} applied before the save was called (stamps {stamps:?})",
+                    "{what}: the reported cut {:?} leaves out write {} of {} applied before the save was called \
+                     (stamps {})",
                     cut.per_shard,
                     i + 1,
-                    before.len()
+                    before.len(),
+                    stamps_text(stamps)
                 ),
             ));
         }
@@ -483,10 +516,12 @@ pub fn cut_separates(cut: &Cut, before: &[Stamps], after: &[Stamps], what: &str)
             return Err(fail(
                 REPORTED_CUT,
                 format!(
-                    "{what}: the reported cut {:?} includes write {} of {} applied after the save was called (stamps {stamps:?})",
+                    "{what}: the reported cut {:?} includes write {} of {} applied after the save was called \
+                     (stamps {})",
                     cut.per_shard,
                     i + 1,
-                    after.len()
+                    after.len(),
+                    stamps_text(stamps)
                 ),
             ));
         }
@@ -659,10 +694,22 @@ pub fn matches_the_reference_model<S: SnapshotStrategy>(cfg: &SuiteConfig) -> Re
     };
     let mut runner = TestRunner::new(config);
     runner.run(&ops(), |ops| run_ops::<S>(&ops)).map_err(|e| match e {
-        TestError::Fail(reason, ops) => Failure {
-            rule: MODEL_RULE,
-            detail: format!("{reason}\nminimal failing sequence ({} steps): {ops:#?}", ops.len()),
-        },
+        TestError::Fail(reason, ops) => {
+            // The case failed with a rule's own message: report that rule, once.
+            let reason = reason.message().to_string();
+            let (rule, detail) = RULES
+                .iter()
+                .find_map(|r| reason.strip_prefix(&format!("rule '{r}' is violated: ")).map(|d| (*r, d.to_string())))
+                .unwrap_or((MODEL_RULE, reason.clone()));
+            Failure {
+                rule,
+                detail: format!(
+                    "{detail}\nthe shortest failing sequence found ({} steps):\n{}",
+                    ops.len(),
+                    steps_text(&ops)
+                ),
+            }
+        }
         TestError::Abort(reason) => fail(MODEL_RULE, format!("proptest aborted: {reason}")),
     })
 }
