@@ -15,7 +15,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use snaplab_core::Keyspace;
-use snaplab_core::formats::{self, Codec, Compression};
+use snaplab_formats::{self as formats, Codec, Compression};
 use snaplab_harness::dataset::{self, DatasetSpec};
 
 const SIZES: [usize; 2] = [10_000, 100_000];

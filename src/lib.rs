@@ -11,6 +11,7 @@
 //! | [`cow`] | persistent map: O(1) snapshot, path copying on write |
 //! | [`fork`] | fork: the child serializes what copy-on-write pages keep frozen |
 //! | [`sharded`] | Dragonfly-style: versioned buckets, serialize-before-mutate, parallel serializers |
+//! | [`formats`] | the same snapshot in JSON lines, bincode's wire format and a length-delimited stream, beside RDB |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
 
 pub use snaplab_blocking as blocking;
@@ -18,6 +19,7 @@ pub use snaplab_clone as clone;
 pub use snaplab_core as core;
 pub use snaplab_cow as cow;
 pub use snaplab_fork as fork;
+pub use snaplab_formats as formats;
 pub use snaplab_harness as harness;
 pub use snaplab_sharded as sharded;
 

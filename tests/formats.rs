@@ -1,4 +1,4 @@
-//! The formats side by side (`snaplab_core::formats`): every keyspace round-trips through
+//! The formats side by side (`snaplab_formats`): every keyspace round-trips through
 //! every format and compression to the same keyspace (format equivalence), the parallel
 //! encoder writes exactly the sequential encoder's bytes, JSON is binary-safe, and a
 //! truncated or corrupted file in any format is a typed error, never a panic. The last
@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-use snaplab_core::formats::{self, Codec, Compression, Format, FormatError, same_keyspace};
 use snaplab_core::rdb::{self, EncodeOptions};
 use snaplab_core::{Entry, Keyspace, Opaque, Value};
+use snaplab_formats::{self as formats, Codec, Compression, Format, FormatError, same_keyspace};
 use snaplab_harness::dataset::{self, DatasetSpec};
 use support::arb::{config, keyspace};
 use support::{corpus_file, large_keyspace, sample_keyspace};
@@ -180,7 +180,7 @@ fn redis_dump_round_trips_through_every_codec() {
 /// share a process with a test that measures the process's resident size.)
 #[test]
 fn large_values_need_the_configured_limit() {
-    use snaplab_core::formats::bincode::{Record, decode_record, encode_record};
+    use snaplab_formats::bincode::{Record, decode_record, encode_record};
     let big = vec![7u8; 5 << 20];
     let mut ks = Keyspace::new();
     ks.insert(0, b"big".to_vec(), Entry::new(Value::String(big.clone())));

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use snaplab_core::formats::{self, Codec, Compression, FormatError};
 use snaplab_core::rdb::{self, Checksum, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
+use snaplab_formats::{self as formats, Codec, Compression, FormatError};
 
 use crate::compare::{self, CompareConfig, CompareRow, Trace};
 use crate::dataset::{self, DatasetSpec};

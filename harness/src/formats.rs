@@ -1,6 +1,6 @@
 //! `snaplab formats`: every snapshot format and compression on one keyspace, side by side.
 //!
-//! For each [`Codec`] (see `snaplab_core::formats`) it encodes the keyspace into memory,
+//! For each [`Codec`] (see `snaplab_formats`) it encodes the keyspace into memory,
 //! decodes it back, checks the result is exactly the keyspace it started from, and encodes
 //! it again with the parallel encoder to check the bytes are identical. Everything happens
 //! in memory, so the times measure the codec, not the disk. An operation is repeated until
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use snaplab_core::Keyspace;
-use snaplab_core::formats::{self, Codec, FormatError, same_keyspace};
+use snaplab_formats::{self as formats, Codec, FormatError, same_keyspace};
 
 use crate::progress;
 

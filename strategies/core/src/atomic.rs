@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::strategy::SaveError;
+use crate::error::SaveError;
 
 /// A file being written through a [`SaveIo`].
 pub trait IoFile: Write + Send {

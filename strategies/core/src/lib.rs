@@ -2,7 +2,7 @@
 
 pub mod atomic;
 pub mod command;
-pub mod formats;
+pub mod error;
 pub mod keyspace;
 pub mod locked;
 pub mod memory;

@@ -10,7 +10,6 @@
 //! write that spans shards, such as FLUSHALL in a sharded store, gets one in each shard),
 //! so a test harness can replay exactly the writes a snapshot should contain.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +18,7 @@ use std::time::Duration;
 
 use crate::atomic::{AtomicFile, SaveIo, real_io};
 use crate::command::{Command, CommandError, Reply};
+pub use crate::error::SaveError;
 use crate::keyspace::{Entry, Keyspace, KeyspaceView};
 use crate::rdb::{self, EncodeOptions, EncodeStats, RdbError};
 
@@ -154,35 +154,6 @@ impl SaveReport {
     /// The figure called `name`, if the strategy reported it.
     pub fn figure(&self, name: &str) -> Option<u64> {
         self.figures.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-    }
-}
-
-/// Why a save did not complete. The previous snapshot at the destination is untouched.
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    /// Another save is running (Redis: "Background save already in progress").
-    #[error("Background save already in progress")]
-    InProgress,
-    /// An I/O step failed.
-    #[error("{stage} failed for {}: {source}", path.display())]
-    Io {
-        /// Which step: "create temp file", "write", "fsync", "rename", "fsync directory".
-        stage: &'static str,
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// The thread (or process) doing the save died.
-    #[error("the save did not finish: {0}")]
-    Aborted(String),
-}
-
-impl SaveError {
-    /// An I/O error at `stage` on `path`.
-    pub fn io(stage: &'static str, path: &Path, source: io::Error) -> Self {
-        SaveError::Io { stage, path: path.to_path_buf(), source }
     }
 }
 

@@ -1,22 +1,4 @@
-//! Snapshot formats side by side: the Redis RDB format, JSON lines, bincode's wire format
-//! and a length-delimited record stream, each with the compressions that make sense for
-//! it, and a parallel encoder whose output is byte-identical to the sequential one.
-//!
-//! Every format here lays a snapshot out the same way: a header, the function libraries,
-//! then for each non-empty database its keys as one record each, then a trailer. The
-//! [`Format`] trait is exactly those pieces. Records are a pure function of the key, so
-//! they can be encoded on any thread in any order, and one writer appending them in key
-//! order produces the same bytes as encoding them one after another:
-//! [`Codec::encode_parallel`] is that writer. A [`Codec`] is a format plus a
-//! [`Compression`]; [`codecs`] lists every combination worth comparing.
-//!
-//! Every encoder writes canonical order: keys sorted per database, set members and hash
-//! fields sorted, sorted-set members by (score, member). The same keyspace therefore always
-//! gives the same bytes, whichever encoder (sequential or parallel) wrote them.
-//!
-//! Decoders are streaming: they read one record at a time through a small buffer, never
-//! the whole file, and every problem is a typed [`FormatError`] with the byte offset (in
-//! the decompressed stream when the file is gzipped) where it was found.
+#![doc = include_str!("../README.md")]
 
 pub mod bincode;
 pub mod json;
@@ -30,14 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::command::escape;
-use crate::keyspace::{Bytes, DB_COUNT, Entry, EntryRef, Keyspace, KeyspaceView, Opaque, Value, ValueRef};
-use crate::rdb::RdbError;
-use crate::rdb::consts::{
+use snaplab_core::command::escape;
+use snaplab_core::keyspace::{Bytes, DB_COUNT, Entry, EntryRef, Keyspace, KeyspaceView, Opaque, Value, ValueRef};
+use snaplab_core::rdb::RdbError;
+use snaplab_core::rdb::consts::{
     TYPE_HASH_LISTPACK_EX, TYPE_HASH_LISTPACK_EX_PRE_GA, TYPE_HASH_METADATA, TYPE_HASH_METADATA_PRE_GA,
     TYPE_STREAM_LISTPACKS, TYPE_STREAM_LISTPACKS_2, TYPE_STREAM_LISTPACKS_3,
 };
-use crate::rdb::crc::Crc64;
+use snaplab_core::rdb::crc::Crc64;
 
 pub use self::bincode::Bincode;
 pub use self::json::Json;

@@ -35,7 +35,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as JsonValue;
 
 use super::{Format, FormatError, Loader, Plain, Totals, buffered, io_error};
-use crate::keyspace::{EntryRef, Keyspace};
+use snaplab_core::keyspace::{EntryRef, Keyspace};
 
 /// The `format` field of the header line.
 pub const FORMAT_TAG: &str = "snaplab-json";
@@ -466,8 +466,8 @@ fn plain_from_json(ty: &str, value: JsonValue) -> Result<Plain<Vec<u8>>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{Codec, Compression};
-    use crate::keyspace::{Entry, Value};
+    use crate::{Codec, Compression};
+    use snaplab_core::keyspace::{Entry, Value};
 
     /// A key line is exactly the documented shape, and non-UTF-8 bytes become base64.
     #[test]

@@ -21,8 +21,8 @@ use std::io::Read;
 
 use super::bincode::{Record, decode_record, encode_record};
 use super::{Format, FormatError, Loader, Totals, Tracked, buffered, io_error};
-use crate::command::escape;
-use crate::keyspace::{EntryRef, Keyspace};
+use snaplab_core::command::escape;
+use snaplab_core::keyspace::{EntryRef, Keyspace};
 
 /// The first 8 bytes of a stream.
 pub const MAGIC: &[u8; 8] = b"SNAPSTRM";
@@ -160,7 +160,7 @@ impl Format for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyspace::{Entry, Value};
+    use snaplab_core::keyspace::{Entry, Value};
 
     /// The layout is as documented: magic, version, one frame per key with its u32 LE
     /// length, a zero end marker, the record count and the CRC-64 of everything before it.
@@ -188,7 +188,7 @@ mod tests {
         let rest = &out[16 + body.len()..];
         assert_eq!(&rest[..4], &[0, 0, 0, 0]);
         assert_eq!(&rest[4..12], &1u64.to_le_bytes());
-        let crc = crate::rdb::crc::crc64(&out[..out.len() - 8]);
+        let crc = snaplab_core::rdb::crc::crc64(&out[..out.len() - 8]);
         assert_eq!(&rest[12..], &crc.to_le_bytes());
         assert_eq!(Stream.decode(&mut out.as_slice()).unwrap(), ks);
     }

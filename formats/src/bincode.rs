@@ -30,8 +30,8 @@ use wincode::io::std_read::ReadAdapter;
 use wincode::{SchemaRead, SchemaWrite};
 
 use super::{Format, FormatError, Loader, Plain, Totals, Tracked, buffered, io_error};
-use crate::command::escape;
-use crate::keyspace::{EntryRef, Keyspace};
+use snaplab_core::command::escape;
+use snaplab_core::keyspace::{EntryRef, Keyspace};
 
 /// The first 8 bytes of a bincode snapshot.
 pub const MAGIC: &[u8; 8] = b"SNAPBINC";

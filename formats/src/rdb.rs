@@ -1,17 +1,19 @@
 //! The Redis RDB format as a [`Format`]: the reference the other formats are measured
 //! against, and the only one `redis-server` loads.
 //!
-//! The bytes are exactly what [`crate::rdb::write_view`] writes in canonical mode (a test
+//! The bytes are exactly what [`snaplab_core::rdb::write_view`] writes in canonical mode (a test
 //! pins this): `REDIS0010`, the AUX fields with `ctime` 0, the function libraries, then per
 //! database SELECTDB, RESIZEDB and the keys, then EOF and the CRC-64. Reading goes through
-//! the streaming [`crate::rdb`] reader.
+//! the streaming [`snaplab_core::rdb`] reader.
 
 use std::io::Read;
 
 use super::{Format, FormatError, Totals, Tracked};
-use crate::keyspace::{EntryRef, Keyspace};
-use crate::rdb::consts::{OPCODE_AUX, OPCODE_EOF, OPCODE_FUNCTION2, OPCODE_RESIZEDB, OPCODE_SELECTDB, WRITE_VERSION};
-use crate::rdb::encode::{encode_entry_ref, put_len, put_string};
+use snaplab_core::keyspace::{EntryRef, Keyspace};
+use snaplab_core::rdb::consts::{
+    OPCODE_AUX, OPCODE_EOF, OPCODE_FUNCTION2, OPCODE_RESIZEDB, OPCODE_SELECTDB, WRITE_VERSION,
+};
+use snaplab_core::rdb::encode::{encode_entry_ref, put_len, put_string};
 
 /// The Redis RDB format (version 10). See the [module documentation](self).
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,7 +81,7 @@ impl Format for Rdb {
 
     fn decode(&self, input: &mut dyn Read) -> Result<Keyspace, FormatError> {
         let mut input = Tracked::new(input, false);
-        let (ks, summary) = crate::rdb::load(&mut input)?;
+        let (ks, summary) = snaplab_core::rdb::load(&mut input)?;
         // The reader reads ahead in 64 KiB blocks and stops at the CRC-64, so anything it
         // read past `summary.bytes`, or anything still unread, follows the trailer.
         if input.offset > summary.bytes {
