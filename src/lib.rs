@@ -23,17 +23,39 @@ pub use snaplab_formats as formats;
 pub use snaplab_harness as harness;
 pub use snaplab_sharded as sharded;
 
-use snaplab_harness::registry::{Registry, entry};
+use snaplab_harness::registry::Registry;
 
-/// Every strategy, by its canonical name. A new strategy is one line here.
+/// The strategies, one line each: `module_name: path::to::Type => "what it does"`. This is
+/// the one place a strategy is registered: it hands the list to the macro `$then`, and
+/// everything that lists strategies is built from it: [`registry`] (the `snaplab` CLI,
+/// `compare`, the benches, and the interop, kill and round-trip tests that loop over the
+/// registry) and the conformance suite in `tests/conformance.rs`.
+///
+/// A new strategy is a crate under `strategies/`, one dependency line in this package's
+/// `Cargo.toml`, and one line here.
+#[macro_export]
+macro_rules! with_strategies {
+    ($then:ident) => {
+        $then! {
+            blocking: $crate::blocking::BlockingSave => "SAVE: writers wait while the whole keyspace is serialized",
+            clone: $crate::clone::CloneThenSerialize => "lock, deep-clone the keyspace, unlock, serialize the clone on a thread",
+            cow: $crate::cow::CowMap => "persistent map: O(1) snapshot of the root, writers copy the paths they touch",
+            fork: $crate::fork::ForkSave => "Redis BGSAVE: fork, the child serializes the memory image copy-on-write keeps frozen",
+            sharded: $crate::sharded::ShardedStore => "Dragonfly-style: shards with versioned buckets, serialize-before-mutate, one sink",
+        }
+    };
+}
+
+/// Build a [`Registry`] from the [`with_strategies!`] list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! registry_of {
+    ($($name:ident: $ty:ty => $summary:literal,)*) => {
+        $crate::harness::registry::Registry::new(vec![$($crate::harness::registry::entry::<$ty>($summary)),*])
+    };
+}
+
+/// Every strategy, by its canonical name (from [`with_strategies!`]).
 pub fn registry() -> Registry {
-    Registry::new(vec![
-        entry::<blocking::BlockingSave>("SAVE: writers wait while the whole keyspace is serialized"),
-        entry::<clone::CloneThenSerialize>("lock, deep-clone the keyspace, unlock, serialize the clone on a thread"),
-        entry::<cow::CowMap>("persistent map: O(1) snapshot of the root, writers copy the paths they touch"),
-        entry::<fork::ForkSave>("Redis BGSAVE: fork, the child serializes the memory image copy-on-write keeps frozen"),
-        entry::<sharded::ShardedStore>(
-            "Dragonfly-style: shards with versioned buckets, serialize-before-mutate, one sink",
-        ),
-    ])
+    with_strategies!(registry_of)
 }

@@ -1,12 +1,28 @@
-//! The conformance suite, one line per strategy: every strategy must pass every check
-//! (point-in-time BGSAVE under concurrent writers, the reference model, refused overlapping
-//! saves, writes after the cut, expiry during a save, LASTSAVE and status).
+//! The conformance suite for every strategy: point-in-time BGSAVE under concurrent
+//! writers, the reference model, the cut each save reports, refused overlapping saves,
+//! writes after the cut, expiry during a save, LASTSAVE and status, disk faults.
 //!
-//! `PROPTEST_CASES` and `SNAPLAB_STRESS_ROUNDS` scale the effort.
+//! The strategies come from the one list in `src/lib.rs` (`snaplab::with_strategies!`),
+//! so a strategy registered there is tested here with no further line. `PROPTEST_CASES`
+//! and `SNAPLAB_STRESS_ROUNDS` scale the effort.
 
-snaplab_harness::conformance_suite!(blocking, snaplab::blocking::BlockingSave);
-snaplab_harness::conformance_suite!(clone, snaplab::clone::CloneThenSerialize);
-snaplab_harness::conformance_suite!(cow, snaplab::cow::CowMap);
+/// One `conformance_suite!` per listed strategy, except `fork`: a test binary runs its
+/// tests on many threads at once, and `fork()` from a multi-threaded process is only safe
+/// with care, so fork's suite runs in its own binary (`tests/fork.rs`), where nothing else
+/// shares the process.
+macro_rules! suites {
+    (fork: $ty:ty => $summary:literal, $($rest:tt)*) => { suites!($($rest)*); };
+    ($name:ident: $ty:ty => $summary:literal, $($rest:tt)*) => {
+        snaplab_harness::conformance_suite!($name, $ty);
+        suites!($($rest)*);
+    };
+    () => {};
+}
+
+snaplab::with_strategies!(suites);
+
+// The sharded store again at fixed shard counts, so one shard, two and four are all
+// covered whatever the machine's core count (the listed one uses one shard per core).
 snaplab_harness::conformance_suite!(sharded_1, snaplab::sharded::ShardedStore<1>);
 snaplab_harness::conformance_suite!(sharded_2, snaplab::sharded::ShardedStore<2>);
 snaplab_harness::conformance_suite!(sharded_4, snaplab::sharded::ShardedStore<4>);
