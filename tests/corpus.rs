@@ -19,10 +19,12 @@
 //! - no file makes the reader panic: each file runs under `catch_unwind`, and one message lists
 //!   every file that missed its row, with the reason.
 //!
-//! Every loaded file also goes through two consistency checks that need no manifest: the
-//! streaming reader ([`RdbReader`]) and [`rdb::load_file`] agree key by key, and the
-//! [`LoadSummary`] counts (keys and expiries per db, opaque values, functions, empty keys skipped,
-//! bytes read) match what was actually loaded.
+//! Every file also goes through consistency checks that need no manifest: the streaming reader
+//! ([`RdbReader`]) and [`rdb::load_file`] agree key by key; the [`LoadSummary`] counts (keys and
+//! expiries per db, opaque values, functions, empty keys skipped, bytes read) match what was
+//! actually loaded; and checking without building values ([`rdb::check`], what `snaplab verify`
+//! runs) reaches the same verdict: the same summary for a file that loads, the same error for a
+//! file that is refused.
 //!
 //! The corpus lives outside the repository (a clone elsewhere has no `../shared`; from a git
 //! worktree outside the main checkout, point `SNAPLAB_CORPUS` at it); when it is absent each test
@@ -1332,7 +1334,18 @@ fn run_row(root: &Path, file: &str, expect: &Expect) -> Vec<String> {
         match (expect, open(&path, bytes.clone())) {
             (Expect::Loads(want), Ok(got)) => check_loaded(want, &got),
             (Expect::Loads(_), Err(e)) => vec![format!("expected it to load, but it was refused: {e}")],
-            (Expect::Refused(want), Err(e)) => check_refusal(want, &e, bytes.len() as u64),
+            (Expect::Refused(want), Err(e)) => {
+                let mut failures = check_refusal(want, &e, bytes.len() as u64);
+                // Checking must refuse the file the same way, at the same byte.
+                match rdb::check(bytes.as_slice()) {
+                    Ok(_) => failures.push(format!("load_file refused it ({e}), but rdb::check accepted it")),
+                    Err(c) if c.error.to_string() != e.to_string() => {
+                        failures.push(format!("load_file refused it with \"{e}\", rdb::check with \"{}\"", c.error))
+                    }
+                    Err(_) => {}
+                }
+                failures
+            }
             (Expect::Refused(want), Ok(got)) => {
                 vec![format!("expected it to be refused with {want:?}, but it loaded {} keys", got.ks.len())]
             }
@@ -1387,6 +1400,8 @@ struct Loaded {
     functions: Vec<Vec<u8>>,
     /// Every SLOT_INFO opcode the streaming reader yielded: (slot, keys, keys with an expiry).
     slot_info: Vec<(u64, u64, u64)>,
+    /// What checking without building values ([`rdb::check`]) made of the same bytes.
+    checked: Result<LoadSummary, rdb::CheckError>,
 }
 
 /// Read `path` with [`rdb::load_file`], then its `bytes` again with the streaming [`RdbReader`].
@@ -1406,7 +1421,8 @@ fn open(path: &Path, bytes: Vec<u8>) -> Result<Loaded, RdbError> {
             _ => {}
         }
     }
-    Ok(Loaded { bytes, ks, summary, records, skipped, functions, slot_info })
+    let checked = rdb::check(bytes.as_slice());
+    Ok(Loaded { bytes, ks, summary, records, skipped, functions, slot_info, checked })
 }
 
 /// Check a refusal against its row: the variant, the details the manifest gives, and an offset
@@ -1776,6 +1792,36 @@ impl<'a> Check<'a> {
                 s.empty_keys_skipped,
                 got.skipped.len()
             ));
+        }
+        let elements: u64 = ks
+            .iter()
+            .filter(|(_, _, e)| !matches!(e.value, Value::Opaque(_)))
+            .map(|(_, _, e)| e.value.len() as u64)
+            .sum();
+        if s.elements != elements {
+            self.fail(format!("the summary counts {} elements, the keyspace holds {elements}", s.elements));
+        }
+        match &got.checked {
+            Err(e) => self.fail(format!("load_file loaded it, but rdb::check refused it: {e}")),
+            Ok(c) => {
+                let view = |s: &LoadSummary| {
+                    (
+                        s.version,
+                        s.keys_per_db,
+                        s.expires_per_db,
+                        s.opaque_values,
+                        s.elements,
+                        s.functions,
+                        s.empty_keys_skipped,
+                        s.checksum,
+                        s.bytes,
+                        s.aux.clone(),
+                    )
+                };
+                if view(c) != view(s) {
+                    self.fail(format!("rdb::check summarises it as {c:?}, load_file as {s:?}"));
+                }
+            }
         }
     }
 

@@ -14,7 +14,8 @@ pub mod packed;
 
 pub use consts::type_name;
 pub use decode::{
-    CheckError, Checksum, Item, KeyRecord, LoadSummary, RdbError, RdbReader, StringEncoding, check, load, load_file,
-    load_file_with_progress, load_with_progress, scan,
+    CheckError, CheckEvent, Checksum, Element, Item, KeyInfo, KeyRecord, LoadSummary, MEMBER_CHECK_LIMIT, RdbError,
+    RdbReader, StringEncoding, check, check_each, load, load_cost, load_file, load_file_with_progress,
+    load_with_progress, scan,
 };
 pub use encode::{EncodeOptions, EncodeStats, RdbWriter, write_view};
