@@ -56,7 +56,8 @@ enum Cmd {
         json: bool,
     },
     /// Check a dump like redis-check-rdb: exit 0 and a summary, or exit 1 with the error and its byte offset.
-    /// Streams: memory stays under about 64 MiB plus the largest compressed blob in the dump.
+    /// Streams: memory stays under about 64 MiB plus the largest compressed blob in the dump,
+    /// plus a 128-bit fingerprint per key (to refuse a key stored twice, as Redis does).
     Verify {
         /// The RDB file.
         file: PathBuf,

@@ -14,13 +14,24 @@
 //!   as it is decoded, then dropped. Its memory does not grow with a collection's element
 //!   count: it holds the 64 KiB buffer, the key being read, the largest single string or
 //!   packed blob (a compressed blob and its expansion, which LZF caps at 88 times the
-//!   compressed size), and up to [`MEMBER_CHECK_LIMIT`] member fingerprints of the
-//!   collection being read.
+//!   compressed size), up to [`MEMBER_CHECK_LIMIT`] member fingerprints of the collection
+//!   being read, and one 128-bit fingerprint per key per database (see below).
 //!
 //! Both ways run the same decoding code, so they accept and refuse the same dumps, with one
 //! bounded exception: checking compares a set, hash or sorted-set member with the first
 //! [`MEMBER_CHECK_LIMIT`] members of its collection only, and says so in
 //! [`LoadSummary::partly_checked`] when a collection is larger.
+//!
+//! # Duplicate keys
+//!
+//! A key that appears twice in one database is refused with [`RdbError::DuplicateKey`] (the
+//! key, the db and the offset of the second record), as Redis refuses it ("RDB has
+//! duplicated key 'k' in DB 0", src/rdb.c). Loading notices it in the keyspace itself;
+//! [`scan`] and checking remember a 128-bit fingerprint of every key per database: 16 bytes
+//! a key in a table of 17-byte buckets at most 7/8 full, so 19 to 39 bytes a key (58 while
+//! the table doubles), growing with the number of keys, never with the size of values. Two
+//! distinct keys share a fingerprint with probability about n² / 2^129 for n keys, under
+//! random keys chosen per run.
 //!
 //! # Hostile input
 //!
@@ -31,6 +42,7 @@
 
 mod value;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
@@ -135,10 +147,11 @@ pub enum RdbError {
         /// The database number in the file.
         db: u64,
     },
-    /// The same key appears twice in one database (Redis panics on this).
+    /// The same key appears twice in one database (Redis refuses the file: "RDB has
+    /// duplicated key").
     #[error("key {key} appears twice in db {db}, the second time at byte {offset}")]
     DuplicateKey {
-        /// Offset of the second occurrence.
+        /// Offset of the second occurrence's record.
         offset: u64,
         /// The database.
         db: usize,
@@ -567,7 +580,8 @@ impl<R: Read> RdbReader<R> {
     }
 
     /// The next item, each key's value built in memory, or `None` after the EOF opcode and a
-    /// good checksum.
+    /// good checksum. Keys come as they are in the file: refusing a key seen twice is up to
+    /// the caller ([`load`] and [`scan`] do).
     ///
     /// # Errors
     /// Any [`RdbError`]; after an error the reader should not be used again.
@@ -1080,6 +1094,28 @@ impl Fingerprinter {
     }
 }
 
+/// Refuses a key seen twice in one database while holding only a fingerprint per key (see
+/// the module documentation, "Duplicate keys").
+struct KeyGuard {
+    seen: Vec<HashSet<u128>>,
+    fingerprints: Fingerprinter,
+}
+
+impl KeyGuard {
+    fn new() -> Self {
+        KeyGuard { seen: vec![HashSet::new(); DB_COUNT], fingerprints: Fingerprinter::new() }
+    }
+
+    /// Note `key` in `db`, refusing it if it was seen there before.
+    fn check(&mut self, db: usize, key: &[u8], offset: u64) -> Result<(), RdbError> {
+        if self.seen[db].insert(self.fingerprints.of(key)) {
+            Ok(())
+        } else {
+            Err(RdbError::DuplicateKey { offset, db, key: escape(key) })
+        }
+    }
+}
+
 /// Read a whole dump into a [`Keyspace`], keeping keys whose expiry has passed.
 ///
 /// Memory: the keyspace, at the cost per element in [`load_cost`].
@@ -1148,13 +1184,15 @@ fn load_inner<R: Read>(
 /// [`check_each`] streams values instead.
 ///
 /// # Errors
-/// Any [`RdbError`].
+/// Any [`RdbError`], including [`RdbError::DuplicateKey`] for a key seen twice in one db.
 pub fn scan<R: Read>(input: R, mut on_key: impl FnMut(&KeyRecord)) -> Result<LoadSummary, RdbError> {
     let mut reader = RdbReader::new(input)?;
     let mut summary = LoadSummary::start(&reader);
+    let mut guard = KeyGuard::new();
     let now = now_ms();
     while let Some(item) = reader.next_item()? {
         if let Item::Key(r) = &item {
+            guard.check(r.db, &r.key, r.offset)?;
             on_key(r);
         }
         summary.note(&item, now);
@@ -1179,17 +1217,18 @@ pub struct CheckError {
 pub enum CheckEvent<'a> {
     /// One element of the value being read, with the key's record so far.
     Element(&'a KeyInfo, Element<'a>),
-    /// A key whose value has been read and checked.
+    /// A key whose value has been read and checked, and which is not a duplicate.
     Key(&'a KeyInfo),
 }
 
 /// Check a dump the way `snaplab verify` and `redis-check-rdb` do: every opcode, key and
 /// element decoded and checked, the CRC-64 trailer compared, nothing kept.
 ///
-/// Memory does not grow with a collection's element count (see the module documentation).
+/// Memory does not grow with a collection's element count (see the module documentation);
+/// it grows with the number of keys by one 128-bit fingerprint each, to refuse duplicates.
 ///
 /// # Errors
-/// [`CheckError`], holding any [`RdbError`].
+/// [`CheckError`], holding any [`RdbError`] (including [`RdbError::DuplicateKey`]).
 pub fn check<R: Read>(input: R) -> Result<LoadSummary, CheckError> {
     check_each(input, |_| {})
 }
@@ -1203,11 +1242,13 @@ pub fn check<R: Read>(input: R) -> Result<LoadSummary, CheckError> {
 pub fn check_each<R: Read>(input: R, mut on: impl FnMut(CheckEvent<'_>)) -> Result<LoadSummary, CheckError> {
     let mut reader = RdbReader::new(input).map_err(|error| CheckError { error, key: None })?;
     let mut summary = LoadSummary::start(&reader);
+    let mut guard = KeyGuard::new();
     let now = now_ms();
     loop {
         match reader.next_checked(&mut |info, element| on(CheckEvent::Element(info, element))) {
             Ok(Some(item)) => {
                 if let Item::Key(info) = &item {
+                    guard.check(info.db, &info.key, info.offset).map_err(|error| CheckError { error, key: None })?;
                     on(CheckEvent::Key(info));
                 }
                 summary.note(&item, now);

@@ -1,0 +1,188 @@
+//! The reader agrees with Redis 7.0.15 and reads what current writers write (issue 13,
+//! section 5), on dumps assembled byte by byte here:
+//!
+//! - a key stored twice in one database is refused, naming the key, the db and the byte, by
+//!   every way of reading a dump (Redis 7.0.15: "RDB has duplicated key 'k' in DB 0").
+//!
+//! Layouts: Redis src/rdb.h and src/rdb.c. Every dump is read two ways that must agree:
+//! loading ([`rdb::load`]) and checking without building values ([`rdb::check`]).
+
+use std::process::Command;
+
+use snaplab::harness::redis_server::{RedisServer, RedisServerError};
+use snaplab_core::Keyspace;
+use snaplab_core::rdb::encode::{put_len, put_string};
+use snaplab_core::rdb::{self, CheckEvent, RdbError};
+
+// ---- assembling dumps -------------------------------------------------------------------------
+
+/// A dump being assembled: a header, then opcodes and records appended in order.
+struct Dump(Vec<u8>);
+
+impl Dump {
+    /// Start with a 9-byte header such as `REDIS0010`.
+    fn new(magic: &[u8; 9]) -> Self {
+        Dump(magic.to_vec())
+    }
+
+    /// Append raw bytes.
+    fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    /// Append a length in RDB's length encoding (Redis src/rdb.c, `rdbSaveLen`).
+    fn len(mut self, n: u64) -> Self {
+        put_len(&mut self.0, n);
+        self
+    }
+
+    /// Append a string as Redis writes it uncompressed (`rdbSaveRawString`).
+    fn string(mut self, s: &[u8]) -> Self {
+        put_string(&mut self.0, &mut Vec::new(), s, false);
+        self
+    }
+
+    /// SELECTDB `db` (opcode 254).
+    fn select(self, db: u64) -> Self {
+        self.raw(&[0xFE]).len(db)
+    }
+
+    /// A string key: type 0, the key, the value.
+    fn set(self, key: &[u8], value: &[u8]) -> Self {
+        self.raw(&[0]).string(key).string(value)
+    }
+
+    /// The offset the next byte will have.
+    fn at(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    /// EOF (opcode 255) and the CRC-64 of everything before the trailer (Redis's "Jones"
+    /// polynomial, computed by the `crc` crate).
+    fn seal(mut self) -> Vec<u8> {
+        self.0.push(0xFF);
+        let crc = crc::Crc::<u64>::new(&crc::CRC_64_REDIS).checksum(&self.0);
+        self.0.extend_from_slice(&crc.to_le_bytes());
+        self.0
+    }
+}
+
+/// Load `dump`, check it without building values, and demand the same verdict: on success
+/// the keyspace and the summaries' counts, on failure the same error.
+fn read_both(dump: &[u8]) -> Result<(Keyspace, rdb::LoadSummary), RdbError> {
+    let loaded = rdb::load(dump);
+    let checked = rdb::check(dump);
+    match (&loaded, &checked) {
+        (Ok((_, l)), Ok(c)) => {
+            assert_eq!(
+                (l.keys_per_db, l.opaque_values, l.elements, l.functions, l.bytes),
+                (c.keys_per_db, c.opaque_values, c.elements, c.functions, c.bytes),
+                "load and check summarise the dump differently"
+            );
+        }
+        (Err(l), Err(c)) => assert_eq!(l.to_string(), c.error.to_string(), "load and check refuse differently"),
+        (l, c) => panic!("load says {:?}, check says {:?}", l.as_ref().err(), c.as_ref().err()),
+    }
+    loaded
+}
+
+// ---- duplicate keys ---------------------------------------------------------------------------
+
+/// A dump with key `k` stored twice in db 0, and the offset of the second record.
+fn duplicate_key_dump() -> (Vec<u8>, u64) {
+    let d = Dump::new(b"REDIS0010").select(0).set(b"k", b"first").set(b"other", b"x");
+    let second = d.at();
+    (d.set(b"k", b"second").seal(), second)
+}
+
+/// A key stored twice in one database is refused with `DuplicateKey` naming the key, db 0 and
+/// the byte of the second record, by load, load_file, scan, check and check_each alike.
+#[test]
+fn duplicate_key_is_refused_by_every_reader() {
+    let (dump, second) = duplicate_key_dump();
+    let is_dup =
+        |e: &RdbError| matches!(e, RdbError::DuplicateKey { offset, db: 0, key } if *offset == second && key == "k");
+    let err = read_both(&dump).unwrap_err();
+    assert!(is_dup(&err), "load: {err:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.rdb");
+    std::fs::write(&path, &dump).unwrap();
+    let err = rdb::load_file(&path).unwrap_err();
+    assert!(is_dup(&err), "load_file: {err:?}");
+    let err = rdb::scan(dump.as_slice(), |_| {}).unwrap_err();
+    assert!(is_dup(&err), "scan: {err:?}");
+    let mut keys = Vec::new();
+    let err = rdb::check_each(dump.as_slice(), |e| {
+        if let CheckEvent::Key(info) = e {
+            keys.push(info.key.clone());
+        }
+    })
+    .unwrap_err();
+    assert!(is_dup(&err.error), "check_each: {err:?}");
+    assert_eq!(keys, [b"k".to_vec(), b"other".to_vec()], "the duplicate is refused, not handed on");
+    assert!(err.to_string().contains(&format!("appears twice in db 0, the second time at byte {second}")), "{err}");
+}
+
+/// The same key in two databases is no duplicate, nor is a key whose other record is an empty
+/// collection (Redis skips empty keys before adding them).
+#[test]
+fn same_key_elsewhere_is_not_a_duplicate() {
+    let dump = Dump::new(b"REDIS0010").select(0).set(b"k", b"a").select(1).set(b"k", b"b").seal();
+    let (ks, _) = read_both(&dump).unwrap();
+    assert_eq!(ks.len(), 2);
+    // db 0: an empty list (type 1, length 0) named k, then the string k.
+    let dump = Dump::new(b"REDIS0010").select(0).raw(&[1]).string(b"k").len(0).set(b"k", b"v").seal();
+    let (ks, summary) = read_both(&dump).unwrap();
+    assert_eq!((ks.len(), summary.empty_keys_skipped), (1, 1));
+}
+
+/// `snaplab verify`, `inspect` and `inspect --json` exit 1 on a duplicate key, naming the key,
+/// the db and the byte of the second record on stderr.
+#[test]
+fn verify_and_inspect_refuse_a_duplicate_key() {
+    let (dump, second) = duplicate_key_dump();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.rdb");
+    std::fs::write(&path, &dump).unwrap();
+    for args in [vec!["verify"], vec!["inspect"], vec!["inspect", "--json"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_snaplab")).args(&args).arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "snaplab {args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("key k appears twice in db 0, the second time at byte {second}")),
+            "snaplab {args:?}: {stderr}"
+        );
+    }
+}
+
+// ---- redis-server 7.0.15 as the oracle ------------------------------------------------------------
+
+/// Write `dump` to a file in a fresh directory, or `None` (saying so on stderr) without
+/// `redis-server` on PATH.
+fn dump_for_redis(test: &str, dump: &[u8]) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    if RedisServer::find().is_none() {
+        eprintln!("redis-server not found on PATH: skipping {test}");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crafted.rdb");
+    std::fs::write(&path, dump).unwrap();
+    Some((dir, path))
+}
+
+/// redis-server (7.0.15 here) refuses the dump holding key `k` twice in db 0, as we do: it
+/// exits during startup (its log says "RDB has duplicated key 'k' in DB 0", then a crash
+/// report longer than the log tail the harness keeps).
+#[test]
+fn redis_refuses_the_duplicate_key_as_we_do() {
+    let (dump, _) = duplicate_key_dump();
+    let Some((_dir, path)) = dump_for_redis("redis_refuses_the_duplicate_key_as_we_do", &dump) else { return };
+    match RedisServer::start_with_dump(&path) {
+        Err(RedisServerError::ExitedEarly { status, .. }) => {
+            assert!(!status.success(), "redis-server exited with {status}");
+        }
+        Err(e) => panic!("expected redis-server to exit, got {e}"),
+        Ok(_) => panic!("redis-server loaded a dump with a duplicate key"),
+    }
+}
