@@ -2,17 +2,20 @@
 //! section 5), on dumps assembled byte by byte here:
 //!
 //! - a key stored twice in one database is refused, naming the key, the db and the byte, by
-//!   every way of reading a dump (Redis 7.0.15: "RDB has duplicated key 'k' in DB 0").
+//!   every way of reading a dump (Redis 7.0.15: "RDB has duplicated key 'k' in DB 0");
+//! - a function library in the Redis 7.0 release-candidate format (opcode 246) loads as Redis
+//!   7.0.15 converts it, and is written back in the GA format (opcode 245).
 //!
-//! Layouts: Redis src/rdb.h and src/rdb.c. Every dump is read two ways that must agree:
-//! loading ([`rdb::load`]) and checking without building values ([`rdb::check`]).
+//! Layouts: Redis src/rdb.h and src/rdb.c (7.0.15 for opcode 246). Every dump is checked
+//! three ways that must agree: loading ([`rdb::load`]), checking without building values
+//! ([`rdb::check`]), and loading what we write back.
 
 use std::process::Command;
 
 use snaplab::harness::redis_server::{RedisServer, RedisServerError};
 use snaplab_core::Keyspace;
 use snaplab_core::rdb::encode::{put_len, put_string};
-use snaplab_core::rdb::{self, CheckEvent, RdbError};
+use snaplab_core::rdb::{self, CheckEvent, EncodeOptions, Item, RdbError, RdbReader};
 
 // ---- assembling dumps -------------------------------------------------------------------------
 
@@ -156,6 +159,57 @@ fn verify_and_inspect_refuse_a_duplicate_key() {
     }
 }
 
+// ---- function libraries in the Redis 7.0 release-candidate format ----------------------------
+
+/// Opcode 246 (Redis 7.0.15 src/rdb.c, `rdbFunctionLoad`): library name, engine name, a length
+/// that is non-zero when a description follows, the description, then the code.
+fn pre_ga_library(d: Dump, name: &[u8], engine: &[u8], description: Option<&[u8]>, code: &[u8]) -> Dump {
+    let d = d.raw(&[246]).string(name).string(engine);
+    let d = match description {
+        Some(text) => d.len(1).string(text),
+        None => d.len(0),
+    };
+    d.string(code)
+}
+
+const CODE: &[u8] = b"redis.register_function('rc_echo', function(keys, args) return args[1] end)";
+
+/// A v10 dump with two release-candidate libraries, one with a description, and a key.
+fn pre_ga_dump() -> Vec<u8> {
+    let d = Dump::new(b"REDIS0010");
+    let d = pre_ga_library(d, b"mylib", b"LUA", Some(b"a library from 7.0-rc2"), CODE);
+    let d = pre_ga_library(d, b"other", b"LUA", None, b"redis.register_function('rc_two', function() return 2 end)");
+    d.select(0).set(b"k", b"v").seal()
+}
+
+/// A release-candidate function library (opcode 246) loads as Redis 7.0.15 converts it,
+/// `#!<engine> name=<name>\n<code>`, with its description dropped; checking agrees; and the
+/// library is written back with the GA opcode 245.
+#[test]
+fn pre_release_function_libraries_load_as_redis_7_0_does() {
+    let dump = pre_ga_dump();
+    let (ks, summary) = read_both(&dump).expect("Redis 7.0.15 loads opcode 246, so do we");
+    let want = [
+        [b"#!LUA name=mylib\n".as_slice(), CODE].concat(),
+        b"#!LUA name=other\nredis.register_function('rc_two', function() return 2 end)".to_vec(),
+    ];
+    assert_eq!(ks.functions(), want);
+    assert_eq!((summary.functions, ks.len()), (2, 1));
+    let (bytes, _) = rdb::write_view(&ks, Vec::new(), &EncodeOptions::default(), None).unwrap();
+    let mut reader = RdbReader::new(bytes.as_slice()).unwrap();
+    let mut libraries = Vec::new();
+    while let Some(item) = reader.next_item().unwrap() {
+        if let Item::Function { code } = item {
+            libraries.push(code);
+        }
+    }
+    assert_eq!(libraries, want, "written back as GA libraries");
+    assert!(!bytes.contains(&246), "no release-candidate opcode is written");
+    // Cut inside the description: a typed error where the input ends.
+    let cut = &dump[..30];
+    assert!(matches!(rdb::load(cut), Err(RdbError::Truncated { offset: 30, .. })));
+}
+
 // ---- redis-server 7.0.15 as the oracle ------------------------------------------------------------
 
 /// Write `dump` to a file in a fresh directory, or `None` (saying so on stderr) without
@@ -169,6 +223,28 @@ fn dump_for_redis(test: &str, dump: &[u8]) -> Option<(tempfile::TempDir, std::pa
     let path = dir.path().join("crafted.rdb");
     std::fs::write(&path, dump).unwrap();
     Some((dir, path))
+}
+
+/// redis-server (7.0.15 here) loads the release-candidate libraries of our crafted dump and
+/// lists exactly the code our reader converted them to: the layout and the conversion are
+/// Redis's own.
+#[test]
+fn redis_loads_the_pre_release_libraries_as_we_do() {
+    let dump = pre_ga_dump();
+    let Some((_dir, path)) = dump_for_redis("redis_loads_the_pre_release_libraries_as_we_do", &dump) else { return };
+    let server = RedisServer::start_with_dump(&path).expect("redis-server loads opcode 246");
+    let theirs = server.function_libraries().expect("FUNCTION LIST");
+    let (ks, _) = rdb::load(dump.as_slice()).unwrap();
+    let ours: std::collections::BTreeMap<String, String> = ks
+        .functions()
+        .iter()
+        .map(|code| {
+            let code = String::from_utf8(code.clone()).unwrap();
+            let name = code.split("name=").nth(1).and_then(|rest| rest.split('\n').next()).unwrap().to_string();
+            (name, code)
+        })
+        .collect();
+    assert_eq!(theirs, ours);
 }
 
 /// redis-server (7.0.15 here) refuses the dump holding key `k` twice in db 0, as we do: it

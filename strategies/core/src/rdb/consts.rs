@@ -10,7 +10,10 @@ pub const MAX_READ_VERSION: u32 = 12;
 pub const OPCODE_SLOT_INFO: u8 = 244;
 /// Opcode: a function library (its source as one string), Redis 7.0 GA and later.
 pub const OPCODE_FUNCTION2: u8 = 245;
-/// Opcode: the function format of the Redis 7.0 release candidates, refused by Redis too.
+/// Opcode: a function library in the format of the Redis 7.0 release candidates, which Redis
+/// 7.0.x still loads (7.2 dropped it): the library name, the engine name, a length that is
+/// non-zero when a description string follows, then the code (Redis 7.0.15 src/rdb.c,
+/// `rdbFunctionLoad`).
 pub const OPCODE_FUNCTION_PRE_GA: u8 = 246;
 /// Opcode: module auxiliary data.
 pub const OPCODE_MODULE_AUX: u8 = 247;

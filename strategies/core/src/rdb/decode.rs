@@ -158,12 +158,6 @@ pub enum RdbError {
         /// The key, escaped.
         key: String,
     },
-    /// The function format of the Redis 7.0 release candidates, which Redis refuses too.
-    #[error("function library at byte {offset} uses the pre-release 7.0 format, which Redis refuses too")]
-    PreGaFunction {
-        /// Where.
-        offset: u64,
-    },
 }
 
 impl RdbError {
@@ -180,8 +174,7 @@ impl RdbError {
             | RdbError::ModuleValue { offset, .. }
             | RdbError::ModuleAux { offset, .. }
             | RdbError::DbOutOfRange { offset, .. }
-            | RdbError::DuplicateKey { offset, .. }
-            | RdbError::PreGaFunction { offset } => *offset,
+            | RdbError::DuplicateKey { offset, .. } => *offset,
         }
     }
 }
@@ -459,7 +452,9 @@ pub enum Item<K = KeyRecord> {
         /// Keys with an expiry in the slot.
         expires: u64,
     },
-    /// A function library's source.
+    /// A function library's source. Libraries in the Redis 7.0 release-candidate format
+    /// (opcode 246) arrive converted, as Redis 7.0.x converts them: `#!<engine> name=<name>\n`
+    /// followed by the code.
     Function {
         /// The source code, e.g. `#!lua name=mylib ...`.
         code: Bytes,
@@ -656,7 +651,7 @@ impl<R: Read> RdbReader<R> {
                     let id = self.len("a module id")?;
                     return Err(RdbError::ModuleAux { offset, module: module_name(id) });
                 }
-                OPCODE_FUNCTION_PRE_GA => return Err(RdbError::PreGaFunction { offset }),
+                OPCODE_FUNCTION_PRE_GA => return Ok(Some(Item::Function { code: self.pre_ga_function()? })),
                 OPCODE_FUNCTION2 => {
                     let code = self.string("a function library")?;
                     return Ok(Some(Item::Function { code }));
@@ -669,6 +664,27 @@ impl<R: Read> RdbReader<R> {
                 }
             }
         }
+    }
+
+    /// A function library in the Redis 7.0 release-candidate format (opcode 246), converted
+    /// as Redis 7.0.15 converts it (src/rdb.c, `rdbFunctionLoad`): name, engine, a length that
+    /// is non-zero when a description follows (Redis drops it), then the code; the result is
+    /// `#!<engine> name=<name>\n<code>`, the GA format we write back with opcode 245.
+    fn pre_ga_function(&mut self) -> Result<Bytes, RdbError> {
+        let name = self.string("a pre-release function library name")?;
+        let engine = self.string("a pre-release function engine name")?;
+        if self.len("a pre-release function description flag")? != 0 {
+            self.string("a pre-release function description")?;
+        }
+        let code = self.string("a pre-release function library")?;
+        let mut out = Vec::with_capacity(code.len() + name.len() + engine.len() + 9);
+        out.extend_from_slice(b"#!");
+        out.extend_from_slice(&engine);
+        out.extend_from_slice(b" name=");
+        out.extend_from_slice(&name);
+        out.push(b'\n');
+        out.extend_from_slice(&code);
+        Ok(out)
     }
 
     /// Take the expiry, LRU and LFU opcodes that preceded the key just read.
