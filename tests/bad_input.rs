@@ -371,11 +371,11 @@ fn selectdb_out_of_range() {
     assert_eq!(ks.get(15, b"k"), Some(&Entry::new(Value::String(b"v".to_vec()))));
 }
 
-/// A byte that is neither an opcode nor a value type (8, 26, 100, 243) is `UnknownType` at
+/// A byte that is neither an opcode nor a value type (8, 27, 100, 242) is `UnknownType` at
 /// that byte.
 #[test]
 fn unknown_type_byte() {
-    for t in [8u8, 26, 100, 243] {
+    for t in [8u8, 27, 100, 242] {
         let f = sealed(rdb(&[&key_of_type(t), &short_str(b"v")]));
         let err = expect_err(&format!("type {t}"), &f);
         assert!(matches!(err, RdbError::UnknownType { offset: 11, byte } if byte == t), "type {t}: {err:?}");

@@ -4,18 +4,22 @@
 //! - a key stored twice in one database is refused, naming the key, the db and the byte, by
 //!   every way of reading a dump (Redis 7.0.15: "RDB has duplicated key 'k' in DB 0");
 //! - a function library in the Redis 7.0 release-candidate format (opcode 246) loads as Redis
-//!   7.0.15 converts it, and is written back in the GA format (opcode 245).
+//!   7.0.15 converts it, and is written back in the GA format (opcode 245);
+//! - Redis 8.6 dumps (RDB 13): the type-26 stream with idempotent-producer state is carried
+//!   verbatim, and key metadata (opcode 243) is skipped when its class allows it and refused
+//!   naming the class otherwise.
 //!
-//! Layouts: Redis src/rdb.h and src/rdb.c (7.0.15 for opcode 246). Every dump is checked
-//! three ways that must agree: loading ([`rdb::load`]), checking without building values
-//! ([`rdb::check`]), and loading what we write back.
+//! Layouts: Redis src/rdb.h and src/rdb.c (7.0.15 for opcode 246, 8.6.3 for RDB 13), Redis
+//! 8.6.3 src/keymeta.c (key metadata). Every dump is checked three ways that must agree: loading
+//! ([`rdb::load`]), checking without building values ([`rdb::check`]), and loading what we
+//! write back.
 
 use std::process::Command;
 
 use snaplab::harness::redis_server::{RedisServer, RedisServerError};
-use snaplab_core::Keyspace;
 use snaplab_core::rdb::encode::{put_len, put_string};
 use snaplab_core::rdb::{self, CheckEvent, EncodeOptions, Item, RdbError, RdbReader};
+use snaplab_core::{Keyspace, Value};
 
 // ---- assembling dumps -------------------------------------------------------------------------
 
@@ -79,8 +83,8 @@ fn read_both(dump: &[u8]) -> Result<(Keyspace, rdb::LoadSummary), RdbError> {
     match (&loaded, &checked) {
         (Ok((_, l)), Ok(c)) => {
             assert_eq!(
-                (l.keys_per_db, l.opaque_values, l.elements, l.functions, l.bytes),
-                (c.keys_per_db, c.opaque_values, c.elements, c.functions, c.bytes),
+                (l.keys_per_db, l.opaque_values, l.elements, l.functions, l.key_metadata_skipped, l.bytes),
+                (c.keys_per_db, c.opaque_values, c.elements, c.functions, c.key_metadata_skipped, c.bytes),
                 "load and check summarise the dump differently"
             );
         }
@@ -88,6 +92,12 @@ fn read_both(dump: &[u8]) -> Result<(Keyspace, rdb::LoadSummary), RdbError> {
         (l, c) => panic!("load says {:?}, check says {:?}", l.as_ref().err(), c.as_ref().err()),
     }
     loaded
+}
+
+/// Write `ks` the way every strategy does and read it back.
+fn rewrite(ks: &Keyspace) -> Keyspace {
+    let (bytes, _) = rdb::write_view(ks, Vec::new(), &EncodeOptions::default(), None).expect("writing to a Vec");
+    rdb::load(bytes.as_slice()).expect("our own dump loads").0
 }
 
 // ---- duplicate keys ---------------------------------------------------------------------------
@@ -208,6 +218,134 @@ fn pre_release_function_libraries_load_as_redis_7_0_does() {
     // Cut inside the description: a typed error where the input ends.
     let cut = &dump[..30];
     assert!(matches!(rdb::load(cut), Err(RdbError::Truncated { offset: 30, .. })));
+}
+
+// ---- Redis 8.6: RDB 13 -------------------------------------------------------------------------
+
+/// A listpack of small strings (Redis src/listpack.c): total bytes u32 LE, count u16 LE, each
+/// entry `0x80|len`, its bytes and a one-byte back-length, then 0xFF.
+fn listpack(items: &[&[u8]]) -> Vec<u8> {
+    let mut lp = vec![0; 6];
+    for item in items {
+        assert!(item.len() < 63);
+        lp.push(0x80 | item.len() as u8);
+        lp.extend_from_slice(item);
+        lp.push(1 + item.len() as u8);
+    }
+    lp.push(0xFF);
+    let total = lp.len() as u32;
+    lp[0..4].copy_from_slice(&total.to_le_bytes());
+    lp[4..6].copy_from_slice(&(items.len() as u16).to_le_bytes());
+    lp
+}
+
+/// The value of a type-26 stream (Redis 8.6.3 src/rdb.c, `rdbSaveObject` / `rdbLoadObject`):
+/// one node (a 128-bit master ID and a listpack), length, last ID, first ID, max deleted ID,
+/// entries added, one consumer group (name, last ID, offset, a one-entry PEL, one consumer
+/// with seen and active times owning it), then the IDMP state: `duration` s, `max_entries`,
+/// one producer `p1` with one IID, and the all-time IID counters.
+fn stream_v4(duration: u64, max_entries: u64) -> Vec<u8> {
+    let id = |ms: u64, seq: u64| [ms.to_be_bytes(), seq.to_be_bytes()].concat();
+    let d = Dump(Vec::new()).len(1).string(&id(1_700_000_000_000, 0)).string(&listpack(&[b"f", b"v"]));
+    let d = d.len(1).len(1_700_000_000_000).len(0); // length, last ID
+    let d = d.len(1_700_000_000_000).len(0).len(0).len(0).len(1); // first ID, max deleted ID, entries added
+    let d = d.len(1).string(b"group").len(1_700_000_000_000).len(0).len(1); // a group, its last ID and offset
+    let d = d.len(1).raw(&id(1_700_000_000_000, 0)).raw(&1_700_000_000_500i64.to_le_bytes()).len(1); // PEL
+    let d = d.len(1).string(b"alice").raw(&1_700_000_000_600i64.to_le_bytes()).raw(&1_700_000_000_700i64.to_le_bytes());
+    let d = d.len(1).raw(&id(1_700_000_000_000, 0)); // the consumer's PEL
+    let d = d.len(duration).len(max_entries).len(1).string(b"p1").len(1).string(b"iid-1").len(1_700_000_000_000).len(0);
+    d.len(1).len(0).0 // IIDs added, duplicates
+}
+
+/// A Redis 8.6 dump (RDB 13) holding a type-26 stream with idempotent-producer state loads
+/// with the stream carried verbatim (every byte after the key), checking agrees, and the stream
+/// survives being written back.
+#[test]
+fn redis_8_6_stream_with_idmp_is_carried_verbatim() {
+    let value = stream_v4(100, 100);
+    let dump = Dump::new(b"REDIS0013").select(0).raw(&[26]).string(b"events").raw(&value).seal();
+    let (ks, summary) = read_both(&dump).expect("a valid RDB 13 stream loads");
+    assert_eq!(summary.version, 13);
+    match &ks.get(0, b"events").expect("the stream").value {
+        Value::Opaque(o) => assert_eq!((o.rdb_type, &o.payload), (26, &value)),
+        other => panic!("expected an opaque stream, found {other:?}"),
+    }
+    assert_eq!(ks.get(0, b"events").unwrap().value.type_name(), "stream");
+    assert_eq!(rewrite(&ks), ks, "written back and read again");
+}
+
+/// The IDMP duration (1 to 86400 s) and maximum (1 to 10000) out of range are `Corrupt`, as
+/// Redis 8.6 refuses them (src/server.h, `CONFIG_STREAM_IDMP_*`).
+#[test]
+fn stream_idmp_limits_are_enforced() {
+    for (duration, max) in [(0, 100), (86_401, 100), (100, 0), (100, 10_001)] {
+        let dump = Dump::new(b"REDIS0013").select(0).raw(&[26]).string(b"s").raw(&stream_v4(duration, max)).seal();
+        let err = read_both(&dump).unwrap_err();
+        assert!(
+            matches!(&err, RdbError::Corrupt { what, reason, .. } if what.contains("stream s") && reason.contains("IDMP")),
+            "duration {duration}, max {max}: {err:?}"
+        );
+    }
+}
+
+/// A 32-bit key metadata class spec (Redis 8.6.3 src/keymeta.c, `keyMetaClassEncode`): four
+/// 6-bit characters of the class name, 5 version bits, 3 flag bits (bit 0: ALLOW_IGNORE).
+fn class_spec(name: &[u8; 4], version: u32, flags: u32) -> [u8; 4] {
+    const CSET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+    let chars = name.iter().fold(0u32, |v, c| (v << 6) | CSET.iter().position(|x| x == c).unwrap() as u32);
+    ((((chars << 5) | version) << 3) | flags).to_le_bytes()
+}
+
+/// Key metadata (opcode 243, RDB 13) before key `k`: `classes` class specs with `flags`, each
+/// followed by a module value (an unsigned integer, a string, a double, then the module EOF).
+fn key_meta_dump(classes: u64, flags: u32) -> (Vec<u8>, u64) {
+    let d = Dump::new(b"REDIS0013").select(0).raw(&[0xFC]).raw(&4_102_444_800_000i64.to_le_bytes());
+    let mut d = d.raw(&[243]).len(classes);
+    let first_spec = d.at();
+    for _ in 0..classes {
+        d = d
+            .raw(&class_spec(b"Km_1", 1, flags))
+            .len(2)
+            .len(42)
+            .len(5)
+            .string(b"meta")
+            .len(4)
+            .raw(&1.5f64.to_le_bytes())
+            .len(0);
+    }
+    (d.set(b"k", b"v").set(b"plain", b"p").seal(), first_spec)
+}
+
+/// Key metadata whose class may be ignored is skipped, as Redis without the class's module
+/// skips it: the key loads with its expiry, and the summary counts what was skipped.
+#[test]
+fn ignorable_key_metadata_is_skipped() {
+    let (dump, _) = key_meta_dump(2, 0b001);
+    let (ks, summary) = read_both(&dump).expect("ignorable metadata is skipped");
+    let k = ks.get(0, b"k").expect("the key after its metadata");
+    assert_eq!((&k.value, k.expire_at_ms), (&Value::String(b"v".to_vec()), Some(4_102_444_800_000)));
+    assert_eq!((ks.len(), summary.key_metadata_skipped), (2, 2));
+}
+
+/// Key metadata whose class must be loaded by its module is refused, naming the class
+/// (`META-Km_1`) and the byte of its spec; more than 7 classes is `Corrupt`.
+#[test]
+fn required_key_metadata_is_refused_naming_the_class() {
+    let (dump, spec_at) = key_meta_dump(1, 0b000);
+    let err = read_both(&dump).unwrap_err();
+    assert!(
+        matches!(&err, RdbError::KeyMetadata { offset, class } if *offset == spec_at && class == "META-Km_1"),
+        "{err:?}"
+    );
+    let (dump, _) = key_meta_dump(8, 0b001);
+    assert!(matches!(read_both(&dump), Err(RdbError::Corrupt { .. })));
+}
+
+/// RDB 14 and later are not read (Redis 8.6, the newest release, writes 13).
+#[test]
+fn rdb_14_is_not_read() {
+    let dump = Dump::new(b"REDIS0014").select(0).set(b"k", b"v").seal();
+    assert!(matches!(read_both(&dump), Err(RdbError::UnsupportedVersion { version: 14 })));
 }
 
 // ---- redis-server 7.0.15 as the oracle ------------------------------------------------------------

@@ -370,6 +370,12 @@ fn verify(file: &Path) -> Result<ExitCode> {
     if summary.empty_keys_skipped > 0 {
         println!("skipped:   {} empty collections (Redis skips them too)", summary.empty_keys_skipped);
     }
+    if summary.key_metadata_skipped > 0 {
+        println!(
+            "skipped:   {} key metadata values of classes that allow it (Redis without their modules skips them too)",
+            summary.key_metadata_skipped
+        );
+    }
     if summary.partly_checked > 0 {
         println!(
             "note:      {} collections have more than {} members; later members were compared with the first {} \

@@ -3,9 +3,15 @@
 /// The version this crate writes in the header (`REDIS0010`): what Redis 7.0 writes and
 /// what every Redis from 7.0 on loads. The plain types we write load in Redis 5 and 6 too.
 pub const WRITE_VERSION: u32 = 10;
-/// The newest version the reader understands (Redis 7.4 writes 12).
-pub const MAX_READ_VERSION: u32 = 12;
+/// The newest Redis version the reader understands: Redis 7.4 to 8.4 write 12, Redis 8.6
+/// writes 13 (Redis 8.6.3 src/rdb.h, `RDB_VERSION`).
+pub const MAX_READ_VERSION: u32 = 13;
 
+/// Opcode (Redis 8.6, RDB 13): module metadata of the next key, then its type byte (Redis
+/// 8.6.3 src/rdb.c, `rdbResolveKeyType`; src/keymeta.c, `rdbLoadKeyMetadata`): a length (the
+/// number of classes, at most 7), then per class a 32-bit little-endian class spec and a
+/// module value ending with the module EOF opcode.
+pub const OPCODE_KEY_META: u8 = 243;
 /// Opcode: cluster slot info (slot id, slot size, expires slot size), RDB 12.
 pub const OPCODE_SLOT_INFO: u8 = 244;
 /// Opcode: a function library (its source as one string), Redis 7.0 GA and later.
@@ -84,6 +90,11 @@ pub const TYPE_HASH_LISTPACK_EX_PRE_GA: u8 = 23;
 pub const TYPE_HASH_METADATA: u8 = 24;
 /// Value type: listpack hash with field expiry (Redis 7.4).
 pub const TYPE_HASH_LISTPACK_EX: u8 = 25;
+/// Value type: stream with idempotent-producer (IDMP) state (Redis 8.6, RDB 13): a type-21
+/// stream followed by the IDMP duration, the IDMP maximum entries, the producers (each an
+/// id, a count and that many IID strings with a stream ID as two lengths), and two all-time
+/// counters (Redis 8.6.3 src/rdb.c, `rdbLoadObject` and `rdbLoadStreamIdmpEntries`).
+pub const TYPE_STREAM_LISTPACKS_4: u8 = 26;
 
 /// Length encoding, top two bits of the first byte: 6-bit length (Redis `RDB_6BITLEN`).
 pub const LEN_6BIT: u8 = 0;
@@ -113,8 +124,16 @@ pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 
 /// Module value opcodes (Redis src/rdb.h `RDB_MODULE_OPCODE_*`), used when skipping.
 pub const MODULE_OPCODE_EOF: u64 = 0;
+/// Module opcode: signed integer (a length).
+pub const MODULE_OPCODE_SINT: u64 = 1;
 /// Module opcode: unsigned integer (a length).
 pub const MODULE_OPCODE_UINT: u64 = 2;
+/// Module opcode: a 4-byte binary float.
+pub const MODULE_OPCODE_FLOAT: u64 = 3;
+/// Module opcode: an 8-byte binary double.
+pub const MODULE_OPCODE_DOUBLE: u64 = 4;
+/// Module opcode: a string.
+pub const MODULE_OPCODE_STRING: u64 = 5;
 
 /// The name Redis tools use for an RDB value type (as in `redis-check-rdb` and the corpus
 /// manifest), or `None` for a byte that is not a value type.
@@ -145,6 +164,7 @@ pub fn type_name(t: u8) -> Option<&'static str> {
         TYPE_HASH_LISTPACK_EX_PRE_GA => "hash_listpack_ex_pre_ga",
         TYPE_HASH_METADATA => "hash_metadata",
         TYPE_HASH_LISTPACK_EX => "hash_listpack_ex",
+        TYPE_STREAM_LISTPACKS_4 => "stream_listpacks_4",
         _ => return None,
     })
 }

@@ -1,8 +1,8 @@
-//! The streaming RDB reader: everything Redis 2.x to 7.4 writes (RDB versions 1 to 12).
+//! The streaming RDB reader: everything Redis 2.x to 8.6 writes (RDB versions 1 to 13).
 //!
 //! [`RdbReader`] pulls one [`Item`] at a time from any [`Read`] through a 64 KiB buffer. The
 //! rules come from Redis src/rdb.c, `rdbLoadRioWithLoadingCtx` (the opcode loop) and
-//! `rdbLoadObject` (the value types).
+//! `rdbLoadObject` (the value types), at 7.0.15 (our anchor) and 8.6.3 (the newest format).
 //!
 //! # Two ways to read a value
 //!
@@ -87,7 +87,7 @@ pub enum RdbError {
         /// The first bytes, escaped.
         found: String,
     },
-    /// The version is outside 1..=12.
+    /// The version is outside 1..=13.
     #[error("RDB version {version} is not supported (this reader handles 1 to {MAX_READ_VERSION})")]
     UnsupportedVersion {
         /// The version in the header.
@@ -139,6 +139,15 @@ pub enum RdbError {
         /// The module type name.
         module: String,
     },
+    /// Key metadata (RDB 13) of a class whose module must load it: Redis without that module
+    /// refuses the file unless the class allows its metadata to be ignored, and so do we.
+    #[error("key metadata of class '{class}' at byte {offset}, which snaplab cannot load (it is not marked ignorable)")]
+    KeyMetadata {
+        /// Offset of the class spec.
+        offset: u64,
+        /// The class name, `META-` and four characters (Redis src/keymeta.c).
+        class: String,
+    },
     /// `SELECTDB` names a database beyond the 16 we model.
     #[error("SELECTDB {db} at byte {offset} is out of range (there are {DB_COUNT} databases)")]
     DbOutOfRange {
@@ -173,6 +182,7 @@ impl RdbError {
             | RdbError::Corrupt { offset, .. }
             | RdbError::ModuleValue { offset, .. }
             | RdbError::ModuleAux { offset, .. }
+            | RdbError::KeyMetadata { offset, .. }
             | RdbError::DbOutOfRange { offset, .. }
             | RdbError::DuplicateKey { offset, .. } => *offset,
         }
@@ -503,12 +513,14 @@ pub struct RdbReader<R> {
     reading: Option<(usize, Bytes)>,
     /// Elements handed to the sink for the value being decoded.
     emitted: u64,
+    /// Key metadata classes skipped because they may be ignored.
+    key_metadata_skipped: u64,
     /// Fingerprints for checking members (see [`MEMBER_CHECK_LIMIT`]).
     fingerprints: Fingerprinter,
 }
 
 impl<R: Read> RdbReader<R> {
-    /// Read the header: `REDIS` and a 4-digit version, 1 to 12 (Redis src/rdb.c,
+    /// Read the header: `REDIS` and a 4-digit version, 1 to 13 (Redis src/rdb.c,
     /// `rdbLoadRioWithLoadingCtx`).
     ///
     /// # Errors
@@ -525,6 +537,7 @@ impl<R: Read> RdbReader<R> {
             last_string_encoding: StringEncoding::Raw,
             reading: None,
             emitted: 0,
+            key_metadata_skipped: 0,
             fingerprints: Fingerprinter::new(),
         };
         let mut magic = [0u8; 9];
@@ -656,6 +669,17 @@ impl<R: Read> RdbReader<R> {
                     let code = self.string("a function library")?;
                     return Ok(Some(Item::Function { code }));
                 }
+                OPCODE_KEY_META => {
+                    self.key_metadata(offset)?;
+                    // Redis reads the key's type byte right after its metadata
+                    // (src/rdb.c, `rdbResolveKeyType`).
+                    let type_at = self.src.offset();
+                    let t = self.u8("the type of a key with metadata")?;
+                    if value_type(t).is_none() {
+                        return Err(RdbError::UnknownType { offset: type_at, byte: t });
+                    }
+                    return key(self, KeyHead { t, offset: type_at }).map(Some);
+                }
                 _ => {
                     if value_type(t).is_none() {
                         return Err(RdbError::UnknownType { offset, byte: t });
@@ -685,6 +709,59 @@ impl<R: Read> RdbReader<R> {
         out.push(b'\n');
         out.extend_from_slice(&code);
         Ok(out)
+    }
+
+    /// Key metadata (opcode 243 in Redis 8.6, RDB 13; Redis src/keymeta.c,
+    /// `rdbLoadKeyMetadata`): a class count (at most 7), then per class a 32-bit
+    /// little-endian class spec and a module value. Redis without the module that registered
+    /// the class skips the value only when the spec's ALLOW_IGNORE flag (bit 0) is set, and
+    /// refuses the file otherwise; we do the same, since no module is ever loaded here.
+    fn key_metadata(&mut self, offset: u64) -> Result<(), RdbError> {
+        /// Redis src/keymeta.h, `KEY_META_MAX_NUM_MODULES`.
+        const MAX_CLASSES: u64 = 7;
+        let classes = self.len("a key metadata class count")?;
+        if classes > MAX_CLASSES {
+            return Err(self.corrupt(
+                offset,
+                "key metadata",
+                format!("{classes} classes; Redis allows at most {MAX_CLASSES}"),
+            ));
+        }
+        for _ in 0..classes {
+            let at = self.src.offset();
+            let mut spec = [0u8; 4];
+            self.exact(&mut spec, "a key metadata class spec")?;
+            let spec = u32::from_le_bytes(spec);
+            if spec & 1 == 0 {
+                return Err(RdbError::KeyMetadata { offset: at, class: meta_class_name(spec) });
+            }
+            self.skip_module_value()?;
+            self.key_metadata_skipped += 1;
+        }
+        Ok(())
+    }
+
+    /// Walk a module value to its EOF opcode without loading it (Redis src/rdb.c,
+    /// `rdbLoadCheckModuleValue`): each opcode is a length, followed by a length (signed and
+    /// unsigned integers), a string, or 4 or 8 bytes (float and double). Like Redis, an
+    /// opcode it does not know carries nothing.
+    fn skip_module_value(&mut self) -> Result<(), RdbError> {
+        let mut scratch = Vec::new();
+        loop {
+            // Redis reads these with `rdbLoadLen`, which takes a special-encoding byte as a
+            // plain number, so we ignore the flag too.
+            let (op, _) = self.len_or_enc("a module value opcode")?;
+            match op {
+                MODULE_OPCODE_EOF => return Ok(()),
+                MODULE_OPCODE_SINT | MODULE_OPCODE_UINT => {
+                    self.len_or_enc("a module integer")?;
+                }
+                MODULE_OPCODE_FLOAT => self.exact(&mut [0; 4], "a module float")?,
+                MODULE_OPCODE_DOUBLE => self.exact(&mut [0; 8], "a module double")?,
+                MODULE_OPCODE_STRING => self.string_into("a module string", &mut scratch)?,
+                _ => {}
+            }
+        }
     }
 
     /// Take the expiry, LRU and LFU opcodes that preceded the key just read.
@@ -915,6 +992,20 @@ impl<R: Read> RdbReader<R> {
     }
 }
 
+/// The name of a key metadata class from its 32-bit spec (Redis src/keymeta.c,
+/// `keyMetaClassDecode`): 3 flag bits, 5 version bits, then four 6-bit characters, shown with
+/// the `META-` prefix Redis gives the class.
+fn meta_class_name(spec: u32) -> String {
+    const CSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+    let mut chars = spec >> 8;
+    let mut name = [0u8; 4];
+    for slot in name.iter_mut().rev() {
+        *slot = CSET[(chars & 63) as usize];
+        chars >>= 6;
+    }
+    format!("META-{}", String::from_utf8_lossy(&name))
+}
+
 /// Parse a score stored as text (`strtod` in Redis): decimal, exponent, `inf`, `-inf`.
 fn parse_score(s: &[u8]) -> Option<f64> {
     std::str::from_utf8(s).ok()?.trim().parse().ok()
@@ -993,6 +1084,8 @@ pub struct LoadSummary {
     /// Collections with more members than checking remembers ([`MEMBER_CHECK_LIMIT`]); 0
     /// when loading.
     pub partly_checked: u64,
+    /// Key metadata classes skipped because their class allows it (RDB 13).
+    pub key_metadata_skipped: u64,
     /// The trailer's verdict.
     pub checksum: Option<Checksum>,
     /// Bytes read, header to trailer.
@@ -1087,6 +1180,7 @@ impl LoadSummary {
     fn end<R: Read>(&mut self, reader: &mut RdbReader<R>) {
         self.checksum = reader.checksum();
         self.bytes = reader.offset();
+        self.key_metadata_skipped = reader.key_metadata_skipped;
     }
 }
 
@@ -1328,11 +1422,23 @@ mod tests {
         assert_eq!(module_name((id << 10) | 3), "ReJSON-RL");
     }
 
-    /// A header that is not REDIS + digits is a typed error, and so is version 13.
+    /// Key metadata class names decode as Redis src/keymeta.c encodes them: four 6-bit
+    /// characters above 5 version bits and 3 flag bits.
+    #[test]
+    fn meta_class_names() {
+        const CSET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+        let chars = b"Km_1".iter().fold(0u32, |v, c| (v << 6) | CSET.iter().position(|x| x == c).unwrap() as u32);
+        let spec = (((chars << 5) | 3) << 3) | 0b001;
+        assert_eq!(meta_class_name(spec), "META-Km_1");
+    }
+
+    /// A header that is not REDIS + digits is a typed error; versions 1 to 13 are read, 14
+    /// is not.
     #[test]
     fn header_errors() {
+        assert_eq!(RdbReader::new(&b"REDIS0013"[..]).unwrap().version(), 13);
         assert!(matches!(RdbReader::new(&b"VALKEY080"[..]), Err(RdbError::BadSignature { .. })));
-        assert!(matches!(RdbReader::new(&b"REDIS0013"[..]), Err(RdbError::UnsupportedVersion { version: 13 })));
+        assert!(matches!(RdbReader::new(&b"REDIS0014"[..]), Err(RdbError::UnsupportedVersion { version: 14 })));
         assert!(matches!(RdbReader::new(&b"RED"[..]), Err(RdbError::BadSignature { .. })));
     }
 

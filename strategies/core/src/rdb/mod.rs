@@ -1,4 +1,4 @@
-//! The Redis RDB format: a streaming reader for everything Redis 2.x to 7.4 writes and a
+//! The Redis RDB format: a streaming reader for everything Redis 2.x to 8.6 writes and a
 //! writer for the plain encodings every Redis from 5 to 7 loads.
 //!
 //! Sources for every rule: Redis src/rdb.h (opcodes, types) and src/rdb.c (`rdbSaveRio`,

@@ -2,8 +2,8 @@
 //! keyspace's [`Value`] (loading), or a [`Streamer`] that hands each element on and drops it
 //! (checking). One decoder serves both, so they accept and refuse the same dumps.
 //!
-//! Source of every layout: Redis src/rdb.c, `rdbLoadObject`; the packed blobs are walked by
-//! [`crate::rdb::packed`].
+//! Source of every layout: Redis src/rdb.c, `rdbLoadObject` (7.0.15 and 8.6.3); the packed
+//! blobs are walked by [`crate::rdb::packed`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
@@ -40,7 +40,7 @@ pub(super) fn value_type(t: u8) -> Option<&'static str> {
         TYPE_LIST | TYPE_LIST_ZIPLIST | TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => "list",
         TYPE_SET | TYPE_SET_INTSET | TYPE_SET_LISTPACK => "set",
         TYPE_ZSET | TYPE_ZSET_2 | TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => "zset",
-        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => "stream",
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 | TYPE_STREAM_LISTPACKS_4 => "stream",
         TYPE_MODULE_PRE_GA | TYPE_MODULE_2 => "module",
         _ => "hash",
     })
@@ -379,7 +379,7 @@ impl<R: Read> RdbReader<R> {
                     self.emit(sink, field, at, || format!("hash of key {}", k()))?;
                 }
             }
-            TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => {
+            TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 | TYPE_STREAM_LISTPACKS_4 => {
                 let record = sink.records_opaque();
                 if record {
                     self.src.start_recording();
@@ -426,7 +426,7 @@ impl<R: Read> RdbReader<R> {
     }
 
     /// Walk a stream value to its end (Redis src/rdb.c, the STREAM_LISTPACKS branch of
-    /// `rdbLoadObject`, 7.0.15 for types 15 and 19, 7.2 for 21), checking what
+    /// `rdbLoadObject`, 7.0.15 for types 15 and 19, 7.2 for 21, 8.6.3 for 26), checking what
     /// Redis checks without deep sanitization. One listpack node is in memory at a time.
     fn skip_stream(&mut self, t: u8, key: &[u8]) -> Result<(), RdbError> {
         let what = || format!("stream {}", escape(key));
@@ -481,6 +481,42 @@ impl<R: Read> RdbReader<R> {
                 }
             }
         }
+        if t >= TYPE_STREAM_LISTPACKS_4 {
+            self.skip_stream_idmp(&what)?;
+        }
+        Ok(())
+    }
+
+    /// The idempotent-producer state of a type-26 stream (Redis 8.6.3 src/rdb.c,
+    /// `rdbLoadObject` and `rdbLoadStreamIdmpEntries`): the duration in seconds (1 to 86400)
+    /// and the maximum entries (1 to 10000), which Redis refuses out of range (src/server.h,
+    /// `CONFIG_STREAM_IDMP_*`); the producers, each an id string, a count and that many IID
+    /// strings each with a stream ID as two lengths; then the all-time counts of IIDs added
+    /// and of duplicates.
+    fn skip_stream_idmp(&mut self, what: &dyn Fn() -> String) -> Result<(), RdbError> {
+        let at = self.src.offset();
+        let duration = self.len("a stream IDMP duration")?;
+        if !(1..=86_400).contains(&duration) {
+            return Err(self.corrupt(at, what(), format!("IDMP duration {duration} s is outside 1 to 86400")));
+        }
+        let at = self.src.offset();
+        let max_entries = self.len("a stream IDMP maximum")?;
+        if !(1..=10_000).contains(&max_entries) {
+            return Err(self.corrupt(at, what(), format!("IDMP maximum {max_entries} is outside 1 to 10000")));
+        }
+        let producers = self.len("a stream IDMP producer count")?;
+        let mut scratch = Vec::new();
+        for _ in 0..producers {
+            self.string_into("a stream IDMP producer id", &mut scratch)?;
+            let entries = self.len("a stream IDMP entry count")?;
+            for _ in 0..entries {
+                self.string_into("a stream IDMP IID", &mut scratch)?;
+                self.len("a stream IDMP entry ID")?;
+                self.len("a stream IDMP entry ID")?;
+            }
+        }
+        self.len("a stream IDMP IIDs-added count")?;
+        self.len("a stream IDMP duplicates count")?;
         Ok(())
     }
 
