@@ -7,10 +7,13 @@
 //!   7.0.15 converts it, and is written back in the GA format (opcode 245);
 //! - Redis 8.6 dumps (RDB 13): the type-26 stream with idempotent-producer state is carried
 //!   verbatim, and key metadata (opcode 243) is skipped when its class allows it and refused
-//!   naming the class otherwise.
+//!   naming the class otherwise;
+//! - Valkey 9.0 dumps (magic `VALKEY080`): the slot-import opcode (243 there) is read, and the
+//!   type-22 hash with field expiries becomes a plain hash or Redis's type 22.
 //!
 //! Layouts: Redis src/rdb.h and src/rdb.c (7.0.15 for opcode 246, 8.6.3 for RDB 13), Redis
-//! 8.6.3 src/keymeta.c (key metadata). Every dump is checked three ways that must agree: loading
+//! 8.6.3 src/keymeta.c (key metadata), Valkey src/rdb.h, src/rdb.c and
+//! src/cluster_migrateslots.c (9.0). Every dump is checked three ways that must agree: loading
 //! ([`rdb::load`]), checking without building values ([`rdb::check`]), and loading what we
 //! write back.
 
@@ -18,7 +21,7 @@ use std::process::Command;
 
 use snaplab::harness::redis_server::{RedisServer, RedisServerError};
 use snaplab_core::rdb::encode::{put_len, put_string};
-use snaplab_core::rdb::{self, CheckEvent, EncodeOptions, Item, RdbError, RdbReader};
+use snaplab_core::rdb::{self, CheckEvent, Dialect, EncodeOptions, Item, RdbError, RdbReader};
 use snaplab_core::{Keyspace, Value};
 
 // ---- assembling dumps -------------------------------------------------------------------------
@@ -27,7 +30,7 @@ use snaplab_core::{Keyspace, Value};
 struct Dump(Vec<u8>);
 
 impl Dump {
-    /// Start with a 9-byte header such as `REDIS0010`.
+    /// Start with a 9-byte header such as `REDIS0010` or `VALKEY080`.
     fn new(magic: &[u8; 9]) -> Self {
         Dump(magic.to_vec())
     }
@@ -346,6 +349,91 @@ fn required_key_metadata_is_refused_naming_the_class() {
 fn rdb_14_is_not_read() {
     let dump = Dump::new(b"REDIS0014").select(0).set(b"k", b"v").seal();
     assert!(matches!(read_both(&dump), Err(RdbError::UnsupportedVersion { version: 14 })));
+}
+
+// ---- Valkey 9.0 ---------------------------------------------------------------------------------
+
+/// A Valkey type-22 hash (Valkey src/rdb.c, `RDB_TYPE_HASH_2`): a length, then per field the
+/// field, the value and an 8-byte little-endian expiry in unix ms (-1 for none).
+fn valkey_hash_2(d: Dump, key: &[u8], fields: &[(&[u8], &[u8], i64)]) -> Dump {
+    let mut d = d.raw(&[22]).string(key).len(fields.len() as u64);
+    for (f, v, expiry) in fields {
+        d = d.string(f).string(v).raw(&expiry.to_le_bytes());
+    }
+    d
+}
+
+/// A Valkey 9.0 dump: `VALKEY080`, AUX fields, a slot import in progress (opcode 243: the job
+/// name, a range count, first and last slots), then a string, a type-22 hash without field
+/// expiries and one with.
+fn valkey_dump() -> Vec<u8> {
+    let d = Dump::new(b"VALKEY080").raw(&[250]).string(b"valkey-ver").string(b"9.0.1");
+    let d = d.raw(&[243]).string(&[b'a'; 40]).len(2).len(0).len(99).len(5000).len(5460);
+    let d = d.select(0).raw(&[251]).len(3).len(0).set(b"s", b"v");
+    let d = valkey_hash_2(d, b"plain", &[(b"f1", b"v1", -1), (b"f2", b"v2", -1)]);
+    let d = valkey_hash_2(d, b"hfe", &[(b"f1", b"v1", 4_102_444_800_000), (b"f2", b"v2", -1)]);
+    d.seal()
+}
+
+/// A Valkey 9.0 dump loads: the slot import is read (and counted, not carried), a type-22 hash
+/// with no field expiry is an ordinary hash, and one with field expiries is carried as Redis's
+/// type 22 with absolute TTLs (0 for none), which our reader reads back unchanged.
+#[test]
+fn valkey_9_dumps_load() {
+    let dump = valkey_dump();
+    let (ks, summary) = read_both(&dump).expect("a Valkey 9.0 dump loads");
+    assert_eq!((summary.version, summary.dialect, summary.slot_imports), (80, Dialect::Valkey, 1));
+    assert_eq!(summary.aux("valkey-ver"), Some(&b"9.0.1"[..]));
+    assert_eq!(ks.get(0, b"s").unwrap().value, Value::String(b"v".to_vec()));
+    let plain = [(b"f1".to_vec(), b"v1".to_vec()), (b"f2".to_vec(), b"v2".to_vec())].into_iter().collect();
+    assert_eq!(ks.get(0, b"plain").unwrap().value, Value::Hash(plain));
+    // Redis's type 22: a length, then per field its TTL (a length), the field and the value.
+    let redis_22 =
+        Dump(Vec::new()).len(2).len(4_102_444_800_000).string(b"f1").string(b"v1").len(0).string(b"f2").string(b"v2").0;
+    match &ks.get(0, b"hfe").unwrap().value {
+        Value::Opaque(o) => assert_eq!((o.rdb_type, &o.payload), (22, &redis_22)),
+        other => panic!("expected Redis's type 22, found {other:?}"),
+    }
+    assert_eq!(rewrite(&ks), ks, "written back as a Redis dump and read again");
+    // The records name the type as Valkey does.
+    let mut reader = RdbReader::new(dump.as_slice()).unwrap();
+    let mut encodings = Vec::new();
+    while let Some(item) = reader.next_item().unwrap() {
+        if let Item::Key(r) = item {
+            encodings.push(r.encoding());
+        }
+    }
+    assert_eq!(encodings, ["string (raw)", "hash_2", "hash_2"]);
+}
+
+/// Valkey hash expiries below -1 are refused, as Valkey refuses them; 0 and anything past 48
+/// bits, which Redis's format cannot carry, are refused too rather than changed.
+#[test]
+fn valkey_hash_2_expiries_out_of_range_are_refused() {
+    for expiry in [-2, 0, 1 << 48, i64::MAX] {
+        let d = Dump::new(b"VALKEY080").select(0);
+        let dump = valkey_hash_2(d, b"h", &[(b"f", b"v", expiry)]).seal();
+        let err = read_both(&dump).unwrap_err();
+        assert!(
+            matches!(&err, RdbError::Corrupt { what, .. } if what.contains("hash_2 of key h")),
+            "{expiry}: {err:?}"
+        );
+    }
+}
+
+/// Valkey numbering applies only behind the `VALKEY` magic: there, 23 and up are no value
+/// types, version 81 (Valkey 9.2) is not read, and `REDIS` dumps keep Redis's meaning of 22.
+#[test]
+fn valkey_numbering_follows_the_magic() {
+    let dump = Dump::new(b"VALKEY080").select(0).raw(&[23]).string(b"k").seal();
+    assert!(matches!(read_both(&dump), Err(RdbError::UnknownType { byte: 23, offset: 11 })));
+    let dump = Dump::new(b"VALKEY081").select(0).set(b"k", b"v").seal();
+    assert!(matches!(read_both(&dump), Err(RdbError::UnsupportedVersion { version: 81 })));
+    // The same type-22 bytes behind REDIS0012 are Redis's layout (TTL first): here the "TTL"
+    // is the string length 2 and the "field" starts with 'f', so the value runs past the end.
+    let d = Dump::new(b"REDIS0012").select(0);
+    let dump = valkey_hash_2(d, b"h", &[(b"f1", b"v1", -1)]).seal();
+    assert!(read_both(&dump).is_err(), "Redis's type 22 is not Valkey's");
 }
 
 // ---- redis-server 7.0.15 as the oracle ------------------------------------------------------------

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use snaplab_core::formats::{self, Codec, Compression, FormatError};
-use snaplab_core::rdb::{self, Checksum, LoadSummary};
+use snaplab_core::rdb::{self, Checksum, Dialect, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
 
 use crate::compare::{self, CompareConfig, CompareRow, Trace};
@@ -351,7 +351,14 @@ fn verify(file: &Path) -> Result<ExitCode> {
     let summary = rdb::check(open(file)?).with_context(|| format!("{} is not a valid dump", file.display()))?;
     let aux = |name| summary.aux(name).map(escape).unwrap_or_else(|| "-".into());
     println!("file:      {}", file.display());
-    println!("version:   RDB {} (redis-ver {}, ctime {})", summary.version, aux("redis-ver"), aux("ctime"));
+    match summary.dialect {
+        Dialect::Redis => {
+            println!("version:   RDB {} (redis-ver {}, ctime {})", summary.version, aux("redis-ver"), aux("ctime"))
+        }
+        Dialect::Valkey => {
+            println!("version:   VALKEY {} (valkey-ver {}, ctime {})", summary.version, aux("valkey-ver"), aux("ctime"))
+        }
+    }
     for db in 0..DB_COUNT {
         if summary.keys_per_db[db] > 0 {
             println!(
@@ -375,6 +382,9 @@ fn verify(file: &Path) -> Result<ExitCode> {
             "skipped:   {} key metadata values of classes that allow it (Redis without their modules skips them too)",
             summary.key_metadata_skipped
         );
+    }
+    if summary.slot_imports > 0 {
+        println!("skipped:   {} slot migrations in progress (cluster state, not carried)", summary.slot_imports);
     }
     if summary.partly_checked > 0 {
         println!(

@@ -1,8 +1,10 @@
-//! The streaming RDB reader: everything Redis 2.x to 8.6 writes (RDB versions 1 to 13).
+//! The streaming RDB reader: everything Redis 2.x to 8.6 writes (RDB versions 1 to 13) and
+//! what Valkey 9.0 writes (magic `VALKEY`, version 80).
 //!
 //! [`RdbReader`] pulls one [`Item`] at a time from any [`Read`] through a 64 KiB buffer. The
 //! rules come from Redis src/rdb.c, `rdbLoadRioWithLoadingCtx` (the opcode loop) and
-//! `rdbLoadObject` (the value types), at 7.0.15 (our anchor) and 8.6.3 (the newest format).
+//! `rdbLoadObject` (the value types), at 7.0.15 (our anchor) and 8.6.3 (the newest format),
+//! and from Valkey src/rdb.c where Valkey 9.0 differs.
 //!
 //! # Two ways to read a value
 //!
@@ -81,14 +83,18 @@ pub enum RdbError {
         /// What was being read.
         what: &'static str,
     },
-    /// The file does not start with `REDIS` and four digits.
-    #[error("not an RDB file: it starts with {found:?}, not \"REDIS\" and a 4-digit version")]
+    /// The file does not start with `REDIS` and four digits or `VALKEY` and three.
+    #[error(
+        "not an RDB file: it starts with {found:?}, not \"REDIS\" and a 4-digit version or \"VALKEY\" and a 3-digit one"
+    )]
     BadSignature {
         /// The first bytes, escaped.
         found: String,
     },
-    /// The version is outside 1..=13.
-    #[error("RDB version {version} is not supported (this reader handles 1 to {MAX_READ_VERSION})")]
+    /// The version is not one we read: `REDIS` 1 to 13, or `VALKEY` 80.
+    #[error(
+        "RDB version {version} is not supported (this reader handles REDIS versions 1 to {MAX_READ_VERSION} and VALKEY version {VALKEY_READ_VERSION})"
+    )]
     UnsupportedVersion {
         /// The version in the header.
         version: u32,
@@ -347,10 +353,10 @@ impl StringEncoding {
     }
 }
 
-/// The encoding name shown for a key: the RDB type's name, plus the string encoding for
-/// strings (`string (int16)`).
-fn encoding_name(rdb_type: u8, string_encoding: Option<StringEncoding>) -> String {
-    let t = type_name(rdb_type).unwrap_or("unknown");
+/// The encoding name shown for a key: the RDB type's name in the file's dialect, plus the
+/// string encoding for strings (`string (int16)`).
+fn encoding_name(dialect: Dialect, rdb_type: u8, string_encoding: Option<StringEncoding>) -> String {
+    let t = type_name_in(dialect, rdb_type).unwrap_or("unknown");
     match string_encoding {
         Some(e) => format!("{t} ({})", e.name()),
         None => t.to_string(),
@@ -366,8 +372,11 @@ pub struct KeyRecord {
     pub key: Bytes,
     /// The value and expiry.
     pub entry: Entry,
-    /// The RDB value type byte it was stored with (see [`type_name`]).
+    /// The RDB value type byte it was stored with (see [`type_name_in`]).
     pub rdb_type: u8,
+    /// Whose numbering `rdb_type` follows. A Valkey hash with field expiries (type 22 there)
+    /// is carried as Redis's type 22, so its entry holds an opaque value of that type.
+    pub dialect: Dialect,
     /// For strings, how the value string was encoded.
     pub string_encoding: Option<StringEncoding>,
     /// The LRU idle time in seconds (opcode IDLE), if present.
@@ -381,7 +390,7 @@ pub struct KeyRecord {
 impl KeyRecord {
     /// The encoding as found in the file, e.g. `list_quicklist_2` or `string (int16)`.
     pub fn encoding(&self) -> String {
-        encoding_name(self.rdb_type, self.string_encoding)
+        encoding_name(self.dialect, self.rdb_type, self.string_encoding)
     }
 }
 
@@ -399,8 +408,10 @@ pub struct KeyInfo {
     pub key: Bytes,
     /// Offset of the record's value type byte.
     pub offset: u64,
-    /// The RDB value type byte (see [`type_name`]).
+    /// The RDB value type byte (see [`type_name_in`]).
     pub rdb_type: u8,
+    /// Whose numbering `rdb_type` follows.
+    pub dialect: Dialect,
     /// The Redis type, as `TYPE key` prints it: `string`, `list`, `set`, `hash`, `zset` or
     /// `stream`.
     pub value_type: &'static str,
@@ -426,7 +437,7 @@ pub struct KeyInfo {
 impl KeyInfo {
     /// The encoding as found in the file, e.g. `list_quicklist_2` or `string (int16)`.
     pub fn encoding(&self) -> String {
-        encoding_name(self.rdb_type, self.string_encoding)
+        encoding_name(self.dialect, self.rdb_type, self.string_encoding)
     }
 }
 
@@ -461,6 +472,14 @@ pub enum Item<K = KeyRecord> {
         size: u64,
         /// Keys with an expiry in the slot.
         expires: u64,
+    },
+    /// An atomic slot migration the writer was importing (Valkey 9.0 opcode 243),
+    /// informational: the keyspace has no cluster state to put it in.
+    SlotImport {
+        /// The migration job's name.
+        job: Bytes,
+        /// How many slot ranges it covers.
+        ranges: u64,
     },
     /// A function library's source. Libraries in the Redis 7.0 release-candidate format
     /// (opcode 246) arrive converted, as Redis 7.0.x converts them: `#!<engine> name=<name>\n`
@@ -503,6 +522,7 @@ struct KeyHead {
 pub struct RdbReader<R> {
     src: Source<R>,
     version: u32,
+    dialect: Dialect,
     db: usize,
     expire: Option<i64>,
     lru: Option<u64>,
@@ -520,8 +540,8 @@ pub struct RdbReader<R> {
 }
 
 impl<R: Read> RdbReader<R> {
-    /// Read the header: `REDIS` and a 4-digit version, 1 to 13 (Redis src/rdb.c,
-    /// `rdbLoadRioWithLoadingCtx`).
+    /// Read the header: `REDIS` and a 4-digit version (1 to 13), or `VALKEY` and a 3-digit
+    /// one (80) (Redis src/rdb.c and Valkey src/rdb.c, `rdbLoadRioWithLoadingCtx`).
     ///
     /// # Errors
     /// [`RdbError::BadSignature`], [`RdbError::UnsupportedVersion`], truncation or I/O.
@@ -529,6 +549,7 @@ impl<R: Read> RdbReader<R> {
         let mut r = RdbReader {
             src: Source::new(inner),
             version: 0,
+            dialect: Dialect::Redis,
             db: 0,
             expire: None,
             lru: None,
@@ -549,15 +570,27 @@ impl<R: Read> RdbReader<R> {
                 Err(SrcError::Io(e)) => return Err(RdbError::Io { offset: got as u64, source: e }),
             }
         }
-        let digits = &magic[5..got.max(5)];
-        if got < 9 || &magic[..5] != b"REDIS" || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(RdbError::BadSignature { found: escape(&magic[..got]) });
+        let bad = || RdbError::BadSignature { found: escape(&magic[..got]) };
+        let (dialect, digits) = if got == 9 && &magic[..5] == b"REDIS" {
+            (Dialect::Redis, &magic[5..9])
+        } else if got == 9 && &magic[..6] == b"VALKEY" {
+            (Dialect::Valkey, &magic[6..9])
+        } else {
+            return Err(bad());
+        };
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
         }
         let version: u32 = std::str::from_utf8(digits).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if !(1..=MAX_READ_VERSION).contains(&version) {
+        let supported = match dialect {
+            Dialect::Redis => (1..=MAX_READ_VERSION).contains(&version),
+            Dialect::Valkey => version == VALKEY_READ_VERSION,
+        };
+        if !supported {
             return Err(RdbError::UnsupportedVersion { version });
         }
         r.version = version;
+        r.dialect = dialect;
         Ok(r)
     }
 
@@ -569,6 +602,11 @@ impl<R: Read> RdbReader<R> {
     /// The RDB version from the header.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Whose numbering the dump uses (from its magic).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Bytes consumed so far.
@@ -669,19 +707,29 @@ impl<R: Read> RdbReader<R> {
                     let code = self.string("a function library")?;
                     return Ok(Some(Item::Function { code }));
                 }
-                OPCODE_KEY_META => {
+                // The same byte means two things: Valkey 9.0 and Redis 8.6 each took 243.
+                OPCODE_SLOT_IMPORT if self.dialect == Dialect::Valkey => {
+                    let job = self.string("a slot import job name")?;
+                    let ranges = self.len("a slot range count")?;
+                    for _ in 0..ranges {
+                        self.len("a slot range start")?;
+                        self.len("a slot range end")?;
+                    }
+                    return Ok(Some(Item::SlotImport { job, ranges }));
+                }
+                OPCODE_KEY_META if self.dialect == Dialect::Redis => {
                     self.key_metadata(offset)?;
                     // Redis reads the key's type byte right after its metadata
                     // (src/rdb.c, `rdbResolveKeyType`).
                     let type_at = self.src.offset();
                     let t = self.u8("the type of a key with metadata")?;
-                    if value_type(t).is_none() {
+                    if value_type(self.dialect, t).is_none() {
                         return Err(RdbError::UnknownType { offset: type_at, byte: t });
                     }
                     return key(self, KeyHead { t, offset: type_at }).map(Some);
                 }
                 _ => {
-                    if value_type(t).is_none() {
+                    if value_type(self.dialect, t).is_none() {
                         return Err(RdbError::UnknownType { offset, byte: t });
                     }
                     return key(self, KeyHead { t, offset }).map(Some);
@@ -774,7 +822,7 @@ impl<R: Read> RdbReader<R> {
         let KeyHead { t, offset } = head;
         let key = self.string("a key")?;
         self.reading = Some((self.db, key.clone()));
-        let mut builder = Builder::new(value_type(t).unwrap_or("string"));
+        let mut builder = Builder::new(value_type(self.dialect, t).unwrap_or("string"));
         let decoded = self.value(t, &key, &mut builder)?;
         self.reading = None;
         let string_encoding = (t == TYPE_STRING).then_some(self.last_string_encoding);
@@ -785,6 +833,7 @@ impl<R: Read> RdbReader<R> {
                 key,
                 entry: Entry { value: builder.finish(t), expire_at_ms: expire },
                 rdb_type: t,
+                dialect: self.dialect,
                 string_encoding,
                 lru_idle_s,
                 lfu_freq,
@@ -808,7 +857,8 @@ impl<R: Read> RdbReader<R> {
             key,
             offset,
             rdb_type: t,
-            value_type: value_type(t).unwrap_or("string"),
+            dialect: self.dialect,
+            value_type: value_type(self.dialect, t).unwrap_or("string"),
             expire_at_ms: self.expire,
             lru_idle_s: self.lru,
             lfu_freq: self.lfu,
@@ -1063,6 +1113,8 @@ pub const MEMBER_CHECK_LIMIT: usize = 1 << 18;
 pub struct LoadSummary {
     /// RDB version from the header.
     pub version: u32,
+    /// Whose numbering the dump uses (from its magic).
+    pub dialect: Dialect,
     /// AUX fields in file order.
     pub aux: Vec<(Bytes, Bytes)>,
     /// Keys per database.
@@ -1086,6 +1138,8 @@ pub struct LoadSummary {
     pub partly_checked: u64,
     /// Key metadata classes skipped because their class allows it (RDB 13).
     pub key_metadata_skipped: u64,
+    /// Slot migrations in progress when the dump was written (Valkey 9.0), not carried.
+    pub slot_imports: u64,
     /// The trailer's verdict.
     pub checksum: Option<Checksum>,
     /// Bytes read, header to trailer.
@@ -1149,7 +1203,7 @@ impl LoadSummary {
     }
 
     fn start<R>(reader: &RdbReader<R>) -> Self {
-        LoadSummary { version: reader.version, ..Default::default() }
+        LoadSummary { version: reader.version, dialect: reader.dialect, ..Default::default() }
     }
 
     fn note<K: KeyFacts>(&mut self, item: &Item<K>, now_ms: i64) {
@@ -1157,6 +1211,7 @@ impl LoadSummary {
             Item::Aux { key, value } => self.aux.push((key.clone(), value.clone())),
             Item::Function { .. } => self.functions += 1,
             Item::EmptyKeySkipped { .. } => self.empty_keys_skipped += 1,
+            Item::SlotImport { .. } => self.slot_imports += 1,
             Item::Key(r) => {
                 self.keys_per_db[r.db()] += 1;
                 if let Some(at) = r.expire_at_ms() {
@@ -1432,13 +1487,17 @@ mod tests {
         assert_eq!(meta_class_name(spec), "META-Km_1");
     }
 
-    /// A header that is not REDIS + digits is a typed error; versions 1 to 13 are read, 14
-    /// is not.
+    /// Headers: REDIS 1 to 13 and VALKEY 80 are read; other versions and magics are typed
+    /// errors.
     #[test]
     fn header_errors() {
         assert_eq!(RdbReader::new(&b"REDIS0013"[..]).unwrap().version(), 13);
-        assert!(matches!(RdbReader::new(&b"VALKEY080"[..]), Err(RdbError::BadSignature { .. })));
+        assert_eq!(RdbReader::new(&b"VALKEY080"[..]).unwrap().dialect(), Dialect::Valkey);
         assert!(matches!(RdbReader::new(&b"REDIS0014"[..]), Err(RdbError::UnsupportedVersion { version: 14 })));
+        assert!(matches!(RdbReader::new(&b"VALKEY081"[..]), Err(RdbError::UnsupportedVersion { version: 81 })));
+        assert!(matches!(RdbReader::new(&b"VALKEY011"[..]), Err(RdbError::UnsupportedVersion { version: 11 })));
+        assert!(matches!(RdbReader::new(&b"VALKEY08x"[..]), Err(RdbError::BadSignature { .. })));
+        assert!(matches!(RdbReader::new(&b"KEYDB0010"[..]), Err(RdbError::BadSignature { .. })));
         assert!(matches!(RdbReader::new(&b"RED"[..]), Err(RdbError::BadSignature { .. })));
     }
 

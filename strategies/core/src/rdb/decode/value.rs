@@ -2,8 +2,8 @@
 //! keyspace's [`Value`] (loading), or a [`Streamer`] that hands each element on and drops it
 //! (checking). One decoder serves both, so they accept and refuse the same dumps.
 //!
-//! Source of every layout: Redis src/rdb.c, `rdbLoadObject` (7.0.15 and 8.6.3); the packed
-//! blobs are walked by [`crate::rdb::packed`].
+//! Source of every layout: Redis src/rdb.c, `rdbLoadObject` (7.0.15 and 8.6.3), and Valkey
+//! src/rdb.c for Valkey's type 22; the packed blobs are walked by [`crate::rdb::packed`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
@@ -12,6 +12,7 @@ use super::{Fingerprinter, KeyInfo, MEMBER_CHECK_LIMIT, RdbError, RdbReader, par
 use crate::command::escape;
 use crate::keyspace::{Bytes, Opaque, Value};
 use crate::rdb::consts::*;
+use crate::rdb::encode::{put_len, put_string};
 use crate::rdb::packed::{self, IntBuf, IntsetIter, ListpackIter, PackedEntry, ZiplistIter, ZipmapIter};
 
 /// One element of a value, borrowed while the reader decodes it. Integers stored as
@@ -31,17 +32,20 @@ pub enum Element<'a> {
     ZSetMember(&'a [u8], f64),
 }
 
-/// The Redis type of RDB value type `t` (`string`, `list`, `set`, `hash`, `zset`, `stream`,
-/// `module`), or `None` for a byte that is no value type.
-pub(super) fn value_type(t: u8) -> Option<&'static str> {
-    type_name(t)?;
-    Some(match t {
-        TYPE_STRING => "string",
-        TYPE_LIST | TYPE_LIST_ZIPLIST | TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => "list",
-        TYPE_SET | TYPE_SET_INTSET | TYPE_SET_LISTPACK => "set",
-        TYPE_ZSET | TYPE_ZSET_2 | TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => "zset",
-        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 | TYPE_STREAM_LISTPACKS_4 => "stream",
-        TYPE_MODULE_PRE_GA | TYPE_MODULE_2 => "module",
+/// The Redis type of RDB value type `t` in `dialect` (`string`, `list`, `set`, `hash`,
+/// `zset`, `stream`, `module`), or `None` for a byte that is no value type there.
+pub(super) fn value_type(dialect: Dialect, t: u8) -> Option<&'static str> {
+    type_name_in(dialect, t)?;
+    Some(match (dialect, t) {
+        (Dialect::Valkey, VALKEY_TYPE_HASH_2) => "hash",
+        (_, TYPE_STRING) => "string",
+        (_, TYPE_LIST | TYPE_LIST_ZIPLIST | TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2) => "list",
+        (_, TYPE_SET | TYPE_SET_INTSET | TYPE_SET_LISTPACK) => "set",
+        (_, TYPE_ZSET | TYPE_ZSET_2 | TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK) => "zset",
+        (_, TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 | TYPE_STREAM_LISTPACKS_4) => {
+            "stream"
+        }
+        (_, TYPE_MODULE_PRE_GA | TYPE_MODULE_2) => "module",
         _ => "hash",
     })
 }
@@ -214,7 +218,8 @@ impl Sink for Streamer<'_> {
     }
 
     fn opaque(&mut self, _rdb_type: u8, _payload: Bytes, bytes: u64) {
-        // Loading keeps no elements of an opaque value either.
+        // Loading keeps no elements of an opaque value either (a Valkey hash with field
+        // expiries streams its fields before it turns out to need carrying opaque).
         self.info.elements = 0;
         self.info.opaque_bytes = Some(bytes);
     }
@@ -224,12 +229,19 @@ impl Sink for Streamer<'_> {
     }
 }
 
+/// The largest absolute field expiry Redis's hash-field-expiry types can hold (Redis
+/// src/ebuckets.h, `EB_EXPIRE_TIME_MAX`: 48 bits of unix ms).
+const HFE_MAX_EXPIRE_MS: i64 = (1 << 48) - 1;
+
 impl<R: Read> RdbReader<R> {
     /// Decode a value of type `t` into `sink` (Redis src/rdb.c, `rdbLoadObject`).
     pub(super) fn value<S: Sink>(&mut self, t: u8, key: &[u8], sink: &mut S) -> Result<Decoded, RdbError> {
         let offset = self.src.offset();
         let k = || escape(key);
         self.emitted = 0;
+        if self.dialect == Dialect::Valkey && t == VALKEY_TYPE_HASH_2 {
+            return self.valkey_hash_2(key, sink);
+        }
         // Element buffers shared by a collection's elements: one allocation per value, not
         // per element.
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -547,6 +559,63 @@ impl<R: Read> RdbReader<R> {
             return Err(self.corrupt(at, what(), "not field/value/TTL triples"));
         }
         Ok(items > 0)
+    }
+
+    /// Valkey 9.0's hash whose fields may expire (Valkey src/rdb.c, `rdbLoadObject`,
+    /// `RDB_TYPE_HASH_2`): a length N, then N times a field, a value and an 8-byte
+    /// little-endian expiry in unix ms, -1 for none (Valkey refuses anything below -1).
+    ///
+    /// The fields are checked and emitted like a hash's. A hash none of whose fields expires
+    /// is an ordinary hash; one with expiries is carried as Redis's type 22 (absolute TTLs,
+    /// 0 for none: Redis src/rdb.c, `RDB_TYPE_HASH_METADATA_PRE_GA`), since every dump we
+    /// write is a Redis dump. Expiries Redis's format cannot hold (0, which it reads as "no
+    /// TTL", and beyond 48 bits) are refused rather than changed.
+    fn valkey_hash_2<S: Sink>(&mut self, key: &[u8], sink: &mut S) -> Result<Decoded, RdbError> {
+        let offset = self.src.offset();
+        let what = || format!("hash_2 of key {}", escape(key));
+        let n = self.len("a hash size")?;
+        sink.reserve(n);
+        let record = sink.records_opaque();
+        // The same hash in Redis's type-22 layout, built only when loading.
+        let mut redis_22 = Vec::new();
+        if record {
+            put_len(&mut redis_22, n);
+        }
+        let mut expires = false;
+        let (mut field, mut value, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            self.string_into("a hash field", &mut field)?;
+            self.string_into("a hash value", &mut value)?;
+            let at = self.src.offset();
+            let ttl = match self.ms_time("a hash field expiry")? {
+                -1 => 0,
+                e if (1..=HFE_MAX_EXPIRE_MS).contains(&e) => {
+                    expires = true;
+                    e as u64
+                }
+                e if e < -1 => return Err(self.corrupt(at, what(), format!("field expiry {e} is below -1"))),
+                e => {
+                    return Err(self.corrupt(
+                        at,
+                        what(),
+                        format!("field expiry {e} cannot be carried in Redis's hash-field-expiry format"),
+                    ));
+                }
+            };
+            self.emit(sink, Element::HashField(&field, &value), offset, what)?;
+            if record {
+                put_len(&mut redis_22, ttl);
+                put_string(&mut redis_22, &mut scratch, &field, false);
+                put_string(&mut redis_22, &mut scratch, &value, false);
+            }
+        }
+        if n == 0 {
+            return Ok(Decoded::Empty);
+        }
+        if expires {
+            sink.opaque(TYPE_HASH_METADATA_PRE_GA, redis_22, self.src.offset() - offset);
+        }
+        Ok(Decoded::Present)
     }
 }
 
