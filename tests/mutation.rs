@@ -1,7 +1,8 @@
 //! Hostile dumps: every corpus file (when the corpus is present) and a dump of our own,
 //! mutated at random (bit flips, truncations, inserted bytes, and length fields set to
 //! 2^32 and 2^64-1), either load as a valid keyspace or fail with a typed error carrying a
-//! byte offset inside the input; never a panic.
+//! byte offset inside the input; never a panic. Checking without building values
+//! (`rdb::check`, behind `snaplab verify`) reaches the same verdict on every one of them.
 //!
 //! `SNAPLAB_MUTATIONS` sets the mutations per file (default 60).
 
@@ -44,8 +45,8 @@ fn overwrite(out: &mut [u8], at: usize, bytes: &[u8]) {
     }
 }
 
-/// Mutated dumps give a keyspace or a typed error with an offset inside the input; no
-/// mutation makes the reader panic.
+/// Mutated dumps give a keyspace or a typed error with an offset inside the input, the same
+/// verdict from loading and from checking; no mutation makes the reader panic.
 #[test]
 fn mutated_dumps_never_panic() {
     let per_file: usize = std::env::var("SNAPLAB_MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
@@ -63,9 +64,31 @@ fn mutated_dumps_never_panic() {
     for (name, input) in &inputs {
         for i in 0..per_file {
             let m = mutate(&mut rng, input);
-            let outcome = catch_unwind(AssertUnwindSafe(|| rdb::load(m.as_slice()).map(|_| ())));
+            let outcome = catch_unwind(AssertUnwindSafe(|| rdb::load(m.as_slice()).map(|(ks, _)| ks.len())));
+            let checked = catch_unwind(AssertUnwindSafe(|| rdb::check(m.as_slice())));
+            match (&outcome, &checked) {
+                (Ok(Ok(keys)), Ok(Ok(summary))) => {
+                    assert_eq!(
+                        *keys as u64,
+                        summary.keys(),
+                        "{name}, mutation {i}: load and check count keys differently"
+                    )
+                }
+                (Ok(Err(l)), Ok(Err(c))) => assert_eq!(
+                    l.to_string(),
+                    c.error.to_string(),
+                    "{name}, mutation {i}: load and check refuse it differently"
+                ),
+                (Ok(l), Ok(c)) => {
+                    panic!("{name}, mutation {i}: load says {:?}, check says {:?}", l.as_ref().err(), c.as_ref().err())
+                }
+                _ => {}
+            }
+            if checked.is_err() {
+                panic!("{name}, mutation {i}: checking panicked");
+            }
             match outcome {
-                Ok(Ok(())) => loaded += 1,
+                Ok(Ok(_)) => loaded += 1,
                 Ok(Err(e)) => {
                     assert!(
                         e.offset() <= m.len() as u64,

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! Redis strings are binary, JSON strings are Unicode. The encoding is the one
-//! `snaplab inspect --json` uses, so a key line here is an `inspect` line without its
-//! `encoding` field: a string that is valid UTF-8 is a JSON string, anything else is an
+//! `snaplab inspect --json` uses (which adds an `encoding` field, prints collections in file
+//! order and values carried verbatim by size only): a string that is valid UTF-8 is a JSON string, anything else is an
 //! object `{"base64": "..."}` holding its bytes in standard base64 (RFC 4648, with padding).
 //! The two never collide, because valid UTF-8 is never written as an object. Scores are
 //! JSON numbers printed in the shortest form that reads back to the same double (`-0.0`

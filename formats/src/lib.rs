@@ -17,7 +17,7 @@ use snaplab_core::keyspace::{Bytes, DB_COUNT, Entry, EntryRef, Keyspace, Keyspac
 use snaplab_core::rdb::RdbError;
 use snaplab_core::rdb::consts::{
     TYPE_HASH_LISTPACK_EX, TYPE_HASH_LISTPACK_EX_PRE_GA, TYPE_HASH_METADATA, TYPE_HASH_METADATA_PRE_GA,
-    TYPE_STREAM_LISTPACKS, TYPE_STREAM_LISTPACKS_2, TYPE_STREAM_LISTPACKS_3,
+    TYPE_STREAM_LISTPACKS, TYPE_STREAM_LISTPACKS_2, TYPE_STREAM_LISTPACKS_3, TYPE_STREAM_LISTPACKS_4,
 };
 use snaplab_core::rdb::crc::Crc64;
 
@@ -749,7 +749,9 @@ impl<B> Plain<B> {
 /// The type name of an RDB type we carry opaque, or `None` if `t` is not one of them.
 fn opaque_type_name(t: u8) -> Option<&'static str> {
     match t {
-        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => Some("stream"),
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 | TYPE_STREAM_LISTPACKS_4 => {
+            Some("stream")
+        }
         TYPE_HASH_METADATA_PRE_GA | TYPE_HASH_LISTPACK_EX_PRE_GA | TYPE_HASH_METADATA | TYPE_HASH_LISTPACK_EX => {
             Some("hash")
         }

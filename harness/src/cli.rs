@@ -4,7 +4,7 @@
 //! not verify, with the reason on stderr; 2 for a usage error (clap's convention).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use snaplab_core::rdb::{self, Checksum, LoadSummary};
+use snaplab_core::rdb::{self, Checksum, Dialect, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
 use snaplab_formats::{self as formats, Codec, Compression, FormatError};
 
@@ -44,15 +44,20 @@ enum Cmd {
     /// List the snapshot strategies.
     Strategies,
     /// Print every key of a dump: db, key, type, encoding found in the file, expiry, value.
+    /// Values are printed as they are read, never held whole; a dump that turns out bad
+    /// leaves the line of the key being read unfinished and exits 1.
     Inspect {
         /// The RDB file.
         file: PathBuf,
         /// One JSON object per line with the full value (binary-safe: non-UTF-8 strings
-        /// become {"base64": ...}).
+        /// become {"base64": ...}; collections in file order; values carried verbatim as
+        /// {"rdb_type", "bytes"}).
         #[arg(long)]
         json: bool,
     },
     /// Check a dump like redis-check-rdb: exit 0 and a summary, or exit 1 with the error and its byte offset.
+    /// Streams: memory stays under about 64 MiB plus the largest compressed blob in the dump,
+    /// plus a 128-bit fingerprint per key (to refuse a key stored twice, as Redis does).
     Verify {
         /// The RDB file.
         file: PathBuf,
@@ -324,24 +329,20 @@ fn load_dump(file: &Path, show_progress: bool) -> Result<(Keyspace, LoadSummary)
 
 fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
     let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut write_err: Option<io::Error> = None;
-    let result = rdb::scan(open(file)?, |r| {
-        if write_err.is_some() {
-            return;
-        }
-        let line = if json { render::record_json(r).to_string() } else { render::record_line(r) };
-        if let Err(e) = writeln!(out, "{line}") {
-            write_err = Some(e);
-        }
-    });
-    match write_err {
+    // Why streaming: a value is printed element by element as it is checked, so a dump whose
+    // few compressed bytes describe millions of elements never has them all in memory.
+    let mut printer = render::InspectPrinter::new(BufWriter::new(stdout.lock()), json);
+    let result = rdb::check_each(open(file)?, |event| printer.event(event));
+    if result.is_err() {
+        printer.abandon();
+    }
+    match printer.error.take() {
         // `snaplab inspect dump.rdb | head` closes the pipe early: that is not an error.
         Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         Some(e) => return Err(e).context("writing to stdout"),
         None => {}
     }
-    let _ = out.flush();
+    let _ = printer.flush();
     result.with_context(|| format!("{} is not a valid dump", file.display()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -351,7 +352,14 @@ fn verify(file: &Path) -> Result<ExitCode> {
     let summary = rdb::check(open(file)?).with_context(|| format!("{} is not a valid dump", file.display()))?;
     let aux = |name| summary.aux(name).map(escape).unwrap_or_else(|| "-".into());
     println!("file:      {}", file.display());
-    println!("version:   RDB {} (redis-ver {}, ctime {})", summary.version, aux("redis-ver"), aux("ctime"));
+    match summary.dialect {
+        Dialect::Redis => {
+            println!("version:   RDB {} (redis-ver {}, ctime {})", summary.version, aux("redis-ver"), aux("ctime"))
+        }
+        Dialect::Valkey => {
+            println!("version:   VALKEY {} (valkey-ver {}, ctime {})", summary.version, aux("valkey-ver"), aux("ctime"))
+        }
+    }
     for db in 0..DB_COUNT {
         if summary.keys_per_db[db] > 0 {
             println!(
@@ -361,13 +369,32 @@ fn verify(file: &Path) -> Result<ExitCode> {
         }
     }
     println!(
-        "keys:      {} in all; {} already expired; {} carried verbatim (streams, hashes with field TTLs)",
+        "keys:      {} in all, {} elements; {} already expired; {} carried verbatim (streams, hashes with field TTLs)",
         summary.keys(),
+        summary.elements,
         summary.already_expired,
         summary.opaque_values
     );
     if summary.empty_keys_skipped > 0 {
         println!("skipped:   {} empty collections (Redis skips them too)", summary.empty_keys_skipped);
+    }
+    if summary.key_metadata_skipped > 0 {
+        println!(
+            "skipped:   {} key metadata values of classes that allow it (Redis without their modules skips them too)",
+            summary.key_metadata_skipped
+        );
+    }
+    if summary.slot_imports > 0 {
+        println!("skipped:   {} slot migrations in progress (cluster state, not carried)", summary.slot_imports);
+    }
+    if summary.partly_checked > 0 {
+        println!(
+            "note:      {} collections have more than {} members; later members were compared with the first {} \
+             only (loading checks them all)",
+            summary.partly_checked,
+            rdb::MEMBER_CHECK_LIMIT,
+            rdb::MEMBER_CHECK_LIMIT
+        );
     }
     if summary.functions > 0 {
         println!("functions: {} libraries", summary.functions);

@@ -1,14 +1,16 @@
 //! How `snaplab inspect` shows keys: one line of text per key, or one JSON object per line
-//! with the full value.
+//! with the full value, printed as the dump is read ([`InspectPrinter`]).
 //!
 //! JSON is binary-safe: a Redis string is a JSON string when it is valid UTF-8, and
 //! otherwise an object `{"base64": "..."}` holding its bytes in standard base64. The two
 //! cannot be confused, because a valid UTF-8 string is never written as an object.
 //! Scores that JSON numbers cannot hold are the strings `"inf"` and `"-inf"`.
 
+use std::io::{self, Write};
+
 use base64::Engine;
 use serde_json::{Value as Json, json};
-use snaplab_core::rdb::KeyRecord;
+use snaplab_core::rdb::{CheckEvent, Element, KeyInfo};
 use snaplab_core::{Bytes, Command, Value, escape};
 
 /// A Redis string as JSON (see the module documentation).
@@ -59,31 +61,157 @@ pub fn value_json(v: &Value) -> Json {
     }
 }
 
-/// One key as a JSON object: db, key, type, encoding, expire_at_ms (null if none), value.
-pub fn record_json(r: &KeyRecord) -> Json {
-    json!({
-        "db": r.db,
-        "key": bytes_json(&r.key),
-        "type": r.entry.value.type_name(),
-        "encoding": r.encoding(),
-        "expire_at_ms": r.entry.expire_at_ms,
-        "value": value_json(&r.entry.value),
-    })
-}
-
 /// A short, printable summary of a value: a string's first 40 bytes (escaped), or the
 /// element count.
 pub fn summary(v: &Value) -> String {
     match v {
-        Value::String(s) => {
-            let shown = escape(&s[..s.len().min(40)]);
-            if s.len() > 40 { format!("\"{shown}\"... ({} bytes)", s.len()) } else { format!("\"{shown}\"") }
-        }
+        Value::String(s) => string_preview(s, s.len()),
         Value::List(l) => format!("{} elements", l.len()),
         Value::Set(s) => format!("{} members", s.len()),
         Value::Hash(h) => format!("{} fields", h.len()),
         Value::ZSet(z) => format!("{} members", z.len()),
         Value::Opaque(o) => format!("carried verbatim ({} bytes)", o.payload.len()),
+    }
+}
+
+/// How many bytes of a string `inspect` shows.
+const PREVIEW: usize = 40;
+
+/// `"first 40 bytes"... (N bytes)` for a string of `len` bytes starting with `head`.
+fn string_preview(head: &[u8], len: usize) -> String {
+    let shown = escape(&head[..head.len().min(PREVIEW)]);
+    if len > PREVIEW { format!("\"{shown}\"... ({len} bytes)") } else { format!("\"{shown}\"") }
+}
+
+/// Prints `snaplab inspect` output while [`rdb::check_each`] streams a dump: one line per
+/// key, as text (`db key type encoding expiry summary`) or as a JSON object holding the whole
+/// value, written element by element so that no value is ever held in memory.
+///
+/// A JSON line has the fields `db`, `key`, `type`, `expire_at_ms` (null if none), `value` and
+/// `encoding`, in that order (the encoding of a string is only known once it is read). The
+/// value is a string, an array (list, set: in file order), an array of
+/// `{"field","value"}` (hash) or `{"member","score"}` (sorted set) in file order, or, for a
+/// value carried verbatim, `{"rdb_type": n, "bytes": size}` (its payload is not printed:
+/// `snaplab convert --to json` writes it). The first write error is kept and stops output.
+pub struct InspectPrinter<W: Write> {
+    out: W,
+    json: bool,
+    /// A JSON line has been started for the current key (its head is written).
+    open: bool,
+    /// The current JSON value is an array.
+    array: bool,
+    /// Text mode: the current string's first bytes and its length.
+    preview: Option<(Vec<u8>, usize)>,
+    /// The first write error, after which nothing more is written.
+    pub error: Option<io::Error>,
+}
+
+impl<W: Write> InspectPrinter<W> {
+    /// A printer writing text lines, or JSON lines when `json`, to `out`.
+    pub fn new(out: W, json: bool) -> Self {
+        InspectPrinter { out, json, open: false, array: false, preview: None, error: None }
+    }
+
+    /// Print what `event` adds.
+    pub fn event(&mut self, event: CheckEvent<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        let r = match event {
+            CheckEvent::Element(info, e) if self.json => self.json_element(info, e),
+            CheckEvent::Element(_, Element::String(s)) => {
+                self.preview = Some((s[..s.len().min(PREVIEW)].to_vec(), s.len()));
+                Ok(())
+            }
+            CheckEvent::Element(..) => Ok(()),
+            CheckEvent::Key(info) if self.json => self.json_end(info),
+            CheckEvent::Key(info) => self.text_line(info),
+        };
+        if let Err(e) = r {
+            self.error = Some(e);
+        }
+    }
+
+    /// End a line left unfinished by an error in the middle of a value, so the error that
+    /// follows starts on a line of its own.
+    pub fn abandon(&mut self) {
+        if self.open && self.error.is_none() {
+            let _ = writeln!(self.out);
+        }
+        self.open = false;
+    }
+
+    /// Flush the output.
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn text_line(&mut self, info: &KeyInfo) -> io::Result<()> {
+        let summary = match (info.opaque_bytes, self.preview.take()) {
+            (Some(bytes), _) => format!("carried verbatim ({bytes} bytes)"),
+            (None, Some((head, len))) => string_preview(&head, len),
+            (None, None) => {
+                let unit = match info.value_type {
+                    "list" => "elements",
+                    "hash" => "fields",
+                    _ => "members",
+                };
+                format!("{} {unit}", info.elements)
+            }
+        };
+        let expiry = info.expire_at_ms.map_or_else(|| "-".to_string(), |ms| format!("px@{ms}"));
+        writeln!(
+            self.out,
+            "db{:<2} {:<30} {:<6} {:<24} {:<18} {}",
+            info.db,
+            escape(&info.key),
+            info.value_type,
+            info.encoding(),
+            expiry,
+            summary
+        )
+    }
+
+    fn json_head(&mut self, info: &KeyInfo) -> io::Result<()> {
+        write!(self.out, "{{\"db\":{},\"key\":{},\"type\":", info.db, bytes_json(&info.key))?;
+        write!(self.out, "{},\"expire_at_ms\":{},\"value\":", json!(info.value_type), json!(info.expire_at_ms))?;
+        self.open = true;
+        Ok(())
+    }
+
+    fn json_element(&mut self, info: &KeyInfo, e: Element<'_>) -> io::Result<()> {
+        if !self.open {
+            self.json_head(info)?;
+            self.array = !matches!(e, Element::String(_));
+            if self.array {
+                write!(self.out, "[")?;
+            }
+        } else if self.array {
+            write!(self.out, ",")?;
+        }
+        let v = match e {
+            Element::String(b) | Element::ListItem(b) | Element::SetMember(b) => bytes_json(b),
+            Element::HashField(f, v) => json!({"field": bytes_json(f), "value": bytes_json(v)}),
+            Element::ZSetMember(m, s) => json!({"member": bytes_json(m), "score": score_json(s)}),
+        };
+        write!(self.out, "{v}")
+    }
+
+    fn json_end(&mut self, info: &KeyInfo) -> io::Result<()> {
+        if !self.open {
+            // Only a value carried verbatim has no elements.
+            self.json_head(info)?;
+            write!(self.out, "{}", json!({"rdb_type": info.rdb_type, "bytes": info.opaque_bytes.unwrap_or(0)}))?;
+        } else if self.array {
+            write!(self.out, "]")?;
+        }
+        writeln!(self.out, ",\"encoding\":{}}}", json!(info.encoding()))?;
+        self.open = false;
+        self.array = false;
+        Ok(())
     }
 }
 
@@ -120,20 +248,6 @@ pub fn preview(v: &Value) -> String {
             )
         }
     }
-}
-
-/// One key as a line of text: `db key type encoding expiry summary`.
-pub fn record_line(r: &KeyRecord) -> String {
-    let expiry = r.entry.expire_at_ms.map_or_else(|| "-".to_string(), |ms| format!("px@{ms}"));
-    format!(
-        "db{:<2} {:<30} {:<6} {:<24} {:<18} {}",
-        r.db,
-        escape(&r.key),
-        r.entry.value.type_name(),
-        r.encoding(),
-        expiry,
-        summary(&r.entry.value)
-    )
 }
 
 /// One argument as a Redis client would type it: bare when it is printable text without

@@ -69,7 +69,8 @@ pub enum Value {
 /// An RDB value carried verbatim: type byte plus payload.
 ///
 /// Redis src/rdb.h lists the types; the ones we carry this way are the streams
-/// (15, 19, 21) and the hashes with field expiry (22 to 25).
+/// (15, 19, 21 and Redis 8.6's 26) and the hashes with field expiry (22 to 25; a Valkey 9.0
+/// hash with field expiries arrives as type 22).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Opaque {
     /// The RDB value type byte (Redis src/rdb.h, `RDB_TYPE_*`).
@@ -89,7 +90,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::ZSet(_) => "zset",
             Value::Opaque(o) => match o.rdb_type {
-                15 | 19 | 21 => "stream",
+                15 | 19 | 21 | 26 => "stream",
                 22..=25 => "hash",
                 _ => "unknown",
             },

@@ -1,16 +1,49 @@
 //! RDB opcodes, value types and encodings, named as in Redis src/rdb.h.
+//!
+//! Two writers define the format today. Redis numbers its versions 1 to 13 (Redis 8.6 writes
+//! 13) after the magic `REDIS`; Valkey 9.0 writes the magic `VALKEY` and version 80, and from
+//! value type 22 and opcode 243 on gives the same numbers other meanings (Valkey src/rdb.h:
+//! "RDB 12-79 are reserved for Redis non-compatible RDB formats"). [`type_name_in`] names a
+//! type byte in either [`Dialect`].
 
 /// The version this crate writes in the header (`REDIS0010`): what Redis 7.0 writes and
 /// what every Redis from 7.0 on loads. The plain types we write load in Redis 5 and 6 too.
 pub const WRITE_VERSION: u32 = 10;
-/// The newest version the reader understands (Redis 7.4 writes 12).
-pub const MAX_READ_VERSION: u32 = 12;
+/// The newest Redis version the reader understands: Redis 7.4 to 8.4 write 12, Redis 8.6
+/// writes 13 (Redis 8.6.3 src/rdb.h, `RDB_VERSION`).
+pub const MAX_READ_VERSION: u32 = 13;
+/// The one Valkey version the reader understands: what Valkey 9.0 writes after the magic
+/// `VALKEY` (Valkey src/rdb.h, `RDB_VERSION_MAP`: {80, 9.0}). Valkey 7.2 to 8.1 write
+/// `REDIS0011`, an ordinary Redis dump.
+pub const VALKEY_READ_VERSION: u32 = 80;
 
+/// Which writer's numbering a dump uses, told by its magic (`REDIS` or `VALKEY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// `REDIS` and a 4-digit version: Redis, and Valkey before 9.0.
+    #[default]
+    Redis,
+    /// `VALKEY` and a 3-digit version: Valkey 9.0 and later.
+    Valkey,
+}
+
+/// Opcode (Redis 8.6, RDB 13): module metadata of the next key, then its type byte (Redis
+/// 8.6.3 src/rdb.c, `rdbResolveKeyType`; src/keymeta.c, `rdbLoadKeyMetadata`): a length (the
+/// number of classes, at most 7), then per class a 32-bit little-endian class spec and a
+/// module value ending with the module EOF opcode.
+pub const OPCODE_KEY_META: u8 = 243;
+/// Opcode (Valkey 9.0, same byte as [`OPCODE_KEY_META`]): an atomic slot migration being
+/// imported (Valkey src/cluster_migrateslots.c, `clusterRDBLoadSlotImport`): the job name (a
+/// string), a length N, then N pairs of lengths (first and last slot).
+pub const OPCODE_SLOT_IMPORT: u8 = 243;
 /// Opcode: cluster slot info (slot id, slot size, expires slot size), RDB 12.
 pub const OPCODE_SLOT_INFO: u8 = 244;
 /// Opcode: a function library (its source as one string), Redis 7.0 GA and later.
 pub const OPCODE_FUNCTION2: u8 = 245;
-/// Opcode: the function format of the Redis 7.0 release candidates, refused by Redis too.
+/// Opcode: a function library in the format of the Redis 7.0 release candidates, which Redis
+/// 7.0.x still loads (7.2 dropped it): the library name, the engine name, a length that is
+/// non-zero when a description string follows, then the code (Redis 7.0.15 src/rdb.c,
+/// `rdbFunctionLoad`).
 pub const OPCODE_FUNCTION_PRE_GA: u8 = 246;
 /// Opcode: module auxiliary data.
 pub const OPCODE_MODULE_AUX: u8 = 247;
@@ -81,6 +114,15 @@ pub const TYPE_HASH_LISTPACK_EX_PRE_GA: u8 = 23;
 pub const TYPE_HASH_METADATA: u8 = 24;
 /// Value type: listpack hash with field expiry (Redis 7.4).
 pub const TYPE_HASH_LISTPACK_EX: u8 = 25;
+/// Value type: stream with idempotent-producer (IDMP) state (Redis 8.6, RDB 13): a type-21
+/// stream followed by the IDMP duration, the IDMP maximum entries, the producers (each an
+/// id, a count and that many IID strings with a stream ID as two lengths), and two all-time
+/// counters (Redis 8.6.3 src/rdb.c, `rdbLoadObject` and `rdbLoadStreamIdmpEntries`).
+pub const TYPE_STREAM_LISTPACKS_4: u8 = 26;
+/// Value type (Valkey 9.0, same byte as [`TYPE_HASH_METADATA_PRE_GA`]): a hash whose fields
+/// may expire (Valkey src/rdb.c, `rdbLoadObject`): a length N, then N times a field, a value
+/// and an 8-byte little-endian expiry in unix ms (-1 for none).
+pub const VALKEY_TYPE_HASH_2: u8 = 22;
 
 /// Length encoding, top two bits of the first byte: 6-bit length (Redis `RDB_6BITLEN`).
 pub const LEN_6BIT: u8 = 0;
@@ -110,8 +152,28 @@ pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 
 /// Module value opcodes (Redis src/rdb.h `RDB_MODULE_OPCODE_*`), used when skipping.
 pub const MODULE_OPCODE_EOF: u64 = 0;
+/// Module opcode: signed integer (a length).
+pub const MODULE_OPCODE_SINT: u64 = 1;
 /// Module opcode: unsigned integer (a length).
 pub const MODULE_OPCODE_UINT: u64 = 2;
+/// Module opcode: a 4-byte binary float.
+pub const MODULE_OPCODE_FLOAT: u64 = 3;
+/// Module opcode: an 8-byte binary double.
+pub const MODULE_OPCODE_DOUBLE: u64 = 4;
+/// Module opcode: a string.
+pub const MODULE_OPCODE_STRING: u64 = 5;
+
+/// The name of value type `t` in a dump of `dialect`: [`type_name`] for Redis, and for
+/// Valkey the types it shares with Redis (0 to 21) plus `hash_2` (22); `None` for a byte that
+/// is not a value type there.
+pub fn type_name_in(dialect: Dialect, t: u8) -> Option<&'static str> {
+    match dialect {
+        Dialect::Redis => type_name(t),
+        Dialect::Valkey if t == VALKEY_TYPE_HASH_2 => Some("hash_2"),
+        Dialect::Valkey if t < VALKEY_TYPE_HASH_2 => type_name(t),
+        Dialect::Valkey => None,
+    }
+}
 
 /// The name Redis tools use for an RDB value type (as in `redis-check-rdb` and the corpus
 /// manifest), or `None` for a byte that is not a value type.
@@ -142,6 +204,7 @@ pub fn type_name(t: u8) -> Option<&'static str> {
         TYPE_HASH_LISTPACK_EX_PRE_GA => "hash_listpack_ex_pre_ga",
         TYPE_HASH_METADATA => "hash_metadata",
         TYPE_HASH_LISTPACK_EX => "hash_listpack_ex",
+        TYPE_STREAM_LISTPACKS_4 => "stream_listpacks_4",
         _ => return None,
     })
 }

@@ -1,28 +1,66 @@
-//! The streaming RDB reader: everything Redis 2.x to 7.4 writes (RDB versions 1 to 12).
+//! The streaming RDB reader: everything Redis 2.x to 8.6 writes (RDB versions 1 to 13) and
+//! what Valkey 9.0 writes (magic `VALKEY`, version 80).
 //!
-//! [`RdbReader`] pulls one [`Item`] at a time from any [`Read`] through a 64 KiB buffer,
-//! so a dump of any size is read in constant memory (plus the key being decoded). The
+//! [`RdbReader`] pulls one [`Item`] at a time from any [`Read`] through a 64 KiB buffer. The
 //! rules come from Redis src/rdb.c, `rdbLoadRioWithLoadingCtx` (the opcode loop) and
-//! `rdbLoadObject` (the value types).
+//! `rdbLoadObject` (the value types), at 7.0.15 (our anchor) and 8.6.3 (the newest format),
+//! and from Valkey src/rdb.c where Valkey 9.0 differs.
 //!
-//! Hostile input is expected. Every error is a typed [`RdbError`] with the byte offset
-//! where the problem was found, and no allocation is made that the input has not
-//! justified: strings grow as their bytes actually arrive, element counts only
-//! pre-allocate a bounded amount, and an LZF string may claim at most the 88x expansion
-//! LZF can reach.
+//! # Two ways to read a value
+//!
+//! - **Loading** ([`load`], [`load_file`], [`scan`], [`RdbReader::next_item`]) builds each
+//!   value in memory: the keyspace must hold the data, so memory grows with it, at the cost
+//!   per element given in [`load_cost`].
+//! - **Checking** ([`check`], [`check_each`], [`RdbReader::next_checked`], behind `snaplab
+//!   verify` and `snaplab inspect`) streams: each element is checked and handed to the caller
+//!   as it is decoded, then dropped. Its memory does not grow with a collection's element
+//!   count: it holds the 64 KiB buffer, the key being read, the largest single string or
+//!   packed blob (a compressed blob and its expansion, which LZF caps at 88 times the
+//!   compressed size), up to [`MEMBER_CHECK_LIMIT`] member fingerprints of the collection
+//!   being read, and one 128-bit fingerprint per key per database (see below).
+//!
+//! Both ways run the same decoding code, so they accept and refuse the same dumps, with one
+//! bounded exception: checking compares a set, hash or sorted-set member with the first
+//! [`MEMBER_CHECK_LIMIT`] members of its collection only, and says so in
+//! [`LoadSummary::partly_checked`] when a collection is larger.
+//!
+//! # Duplicate keys
+//!
+//! A key that appears twice in one database is refused with [`RdbError::DuplicateKey`] (the
+//! key, the db and the offset of the second record), as Redis refuses it ("RDB has
+//! duplicated key 'k' in DB 0", src/rdb.c). Loading notices it in the keyspace itself;
+//! [`scan`] and checking remember a 128-bit fingerprint of every key per database: 16 bytes
+//! a key in a table of 17-byte buckets at most 7/8 full, so 19 to 39 bytes a key (58 while
+//! the table doubles), growing with the number of keys, never with the size of values. Two
+//! distinct keys share a fingerprint with probability about n² / 2^129 for n keys, under
+//! random keys chosen per run.
+//!
+//! # Hostile input
+//!
+//! Every error is a typed [`RdbError`] with the byte offset where the problem was found, and
+//! no allocation is made that the input has not justified: strings grow as their bytes
+//! actually arrive, element counts only pre-allocate a bounded amount, and an LZF string may
+//! claim at most the 88x expansion LZF can reach.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod value;
+
+use std::collections::HashSet;
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use value::Element;
+use value::{Builder, Decoded, Streamer, value_type};
+
 use super::consts::*;
 use super::crc::Crc64;
-use super::{lzf, packed};
+use super::lzf;
+use super::packed::int_bytes;
 use crate::command::escape;
-use crate::keyspace::{Bytes, DB_COUNT, Entry, Keyspace, Opaque, Value};
+use crate::keyspace::{Bytes, DB_COUNT, Entry, Keyspace};
 
 /// Why a dump could not be read. Every variant carries the byte offset (from the start of
 /// the file) where the problem was found; [`RdbError::offset`] returns it.
@@ -45,14 +83,18 @@ pub enum RdbError {
         /// What was being read.
         what: &'static str,
     },
-    /// The file does not start with `REDIS` and four digits.
-    #[error("not an RDB file: it starts with {found:?}, not \"REDIS\" and a 4-digit version")]
+    /// The file does not start with `REDIS` and four digits or `VALKEY` and three.
+    #[error(
+        "not an RDB file: it starts with {found:?}, not \"REDIS\" and a 4-digit version or \"VALKEY\" and a 3-digit one"
+    )]
     BadSignature {
         /// The first bytes, escaped.
         found: String,
     },
-    /// The version is outside 1..=12.
-    #[error("RDB version {version} is not supported (this reader handles 1 to {MAX_READ_VERSION})")]
+    /// The version is not one we read: `REDIS` 1 to 13, or `VALKEY` 80.
+    #[error(
+        "RDB version {version} is not supported (this reader handles REDIS versions 1 to {MAX_READ_VERSION} and VALKEY version {VALKEY_READ_VERSION})"
+    )]
     UnsupportedVersion {
         /// The version in the header.
         version: u32,
@@ -103,6 +145,15 @@ pub enum RdbError {
         /// The module type name.
         module: String,
     },
+    /// Key metadata (RDB 13) of a class whose module must load it: Redis without that module
+    /// refuses the file unless the class allows its metadata to be ignored, and so do we.
+    #[error("key metadata of class '{class}' at byte {offset}, which snaplab cannot load (it is not marked ignorable)")]
+    KeyMetadata {
+        /// Offset of the class spec.
+        offset: u64,
+        /// The class name, `META-` and four characters (Redis src/keymeta.c).
+        class: String,
+    },
     /// `SELECTDB` names a database beyond the 16 we model.
     #[error("SELECTDB {db} at byte {offset} is out of range (there are {DB_COUNT} databases)")]
     DbOutOfRange {
@@ -111,21 +162,16 @@ pub enum RdbError {
         /// The database number in the file.
         db: u64,
     },
-    /// The same key appears twice in one database (Redis panics on this).
+    /// The same key appears twice in one database (Redis refuses the file: "RDB has
+    /// duplicated key").
     #[error("key {key} appears twice in db {db}, the second time at byte {offset}")]
     DuplicateKey {
-        /// Offset of the second occurrence.
+        /// Offset of the second occurrence's record.
         offset: u64,
         /// The database.
         db: usize,
         /// The key, escaped.
         key: String,
-    },
-    /// The function format of the Redis 7.0 release candidates, which Redis refuses too.
-    #[error("function library at byte {offset} uses the pre-release 7.0 format, which Redis refuses too")]
-    PreGaFunction {
-        /// Where.
-        offset: u64,
     },
 }
 
@@ -142,9 +188,9 @@ impl RdbError {
             | RdbError::Corrupt { offset, .. }
             | RdbError::ModuleValue { offset, .. }
             | RdbError::ModuleAux { offset, .. }
+            | RdbError::KeyMetadata { offset, .. }
             | RdbError::DbOutOfRange { offset, .. }
-            | RdbError::DuplicateKey { offset, .. }
-            | RdbError::PreGaFunction { offset } => *offset,
+            | RdbError::DuplicateKey { offset, .. } => *offset,
         }
     }
 }
@@ -307,7 +353,17 @@ impl StringEncoding {
     }
 }
 
-/// One key as found in the file.
+/// The encoding name shown for a key: the RDB type's name in the file's dialect, plus the
+/// string encoding for strings (`string (int16)`).
+fn encoding_name(dialect: Dialect, rdb_type: u8, string_encoding: Option<StringEncoding>) -> String {
+    let t = type_name_in(dialect, rdb_type).unwrap_or("unknown");
+    match string_encoding {
+        Some(e) => format!("{t} ({})", e.name()),
+        None => t.to_string(),
+    }
+}
+
+/// One key as found in the file, its value built in memory (what loading yields).
 #[derive(Clone, Debug)]
 pub struct KeyRecord {
     /// Its database.
@@ -316,8 +372,11 @@ pub struct KeyRecord {
     pub key: Bytes,
     /// The value and expiry.
     pub entry: Entry,
-    /// The RDB value type byte it was stored with (see [`type_name`]).
+    /// The RDB value type byte it was stored with (see [`type_name_in`]).
     pub rdb_type: u8,
+    /// Whose numbering `rdb_type` follows. A Valkey hash with field expiries (type 22 there)
+    /// is carried as Redis's type 22, so its entry holds an opaque value of that type.
+    pub dialect: Dialect,
     /// For strings, how the value string was encoded.
     pub string_encoding: Option<StringEncoding>,
     /// The LRU idle time in seconds (opcode IDLE), if present.
@@ -331,17 +390,61 @@ pub struct KeyRecord {
 impl KeyRecord {
     /// The encoding as found in the file, e.g. `list_quicklist_2` or `string (int16)`.
     pub fn encoding(&self) -> String {
-        let t = type_name(self.rdb_type).unwrap_or("unknown");
-        match self.string_encoding {
-            Some(e) => format!("{t} ({})", e.name()),
-            None => t.to_string(),
-        }
+        encoding_name(self.dialect, self.rdb_type, self.string_encoding)
     }
 }
 
-/// One step of a dump.
+/// One key as checking sees it: everything about it but the value, whose elements went to
+/// the caller one by one (see [`check_each`]).
+///
+/// While the value is being read (in [`CheckEvent::Element`]) `elements` counts the elements
+/// so far and `string_encoding` and `opaque_bytes` are not yet known; in [`CheckEvent::Key`]
+/// they are final.
 #[derive(Clone, Debug)]
-pub enum Item {
+pub struct KeyInfo {
+    /// Its database.
+    pub db: usize,
+    /// The key.
+    pub key: Bytes,
+    /// Offset of the record's value type byte.
+    pub offset: u64,
+    /// The RDB value type byte (see [`type_name_in`]).
+    pub rdb_type: u8,
+    /// Whose numbering `rdb_type` follows.
+    pub dialect: Dialect,
+    /// The Redis type, as `TYPE key` prints it: `string`, `list`, `set`, `hash`, `zset` or
+    /// `stream`.
+    pub value_type: &'static str,
+    /// Expiry in unix ms, if any.
+    pub expire_at_ms: Option<i64>,
+    /// The LRU idle time in seconds (opcode IDLE), if present.
+    pub lru_idle_s: Option<u64>,
+    /// The LFU frequency counter (opcode FREQ), if present.
+    pub lfu_freq: Option<u8>,
+    /// For strings, how the value string was encoded.
+    pub string_encoding: Option<StringEncoding>,
+    /// Elements: 1 for a string, the items, members or fields of a collection, 0 for a value
+    /// carried opaque.
+    pub elements: u64,
+    /// For a value loading carries opaque (streams, hashes with field expiries), the size of
+    /// its serialized form in bytes.
+    pub opaque_bytes: Option<u64>,
+    /// The collection had more than [`MEMBER_CHECK_LIMIT`] members, so later ones were only
+    /// compared with the first [`MEMBER_CHECK_LIMIT`] for duplicates.
+    pub partly_checked: bool,
+}
+
+impl KeyInfo {
+    /// The encoding as found in the file, e.g. `list_quicklist_2` or `string (int16)`.
+    pub fn encoding(&self) -> String {
+        encoding_name(self.dialect, self.rdb_type, self.string_encoding)
+    }
+}
+
+/// One step of a dump. `K` is what a key looks like: a [`KeyRecord`] with its value when
+/// loading, a [`KeyInfo`] when checking.
+#[derive(Clone, Debug)]
+pub enum Item<K = KeyRecord> {
     /// An AUX field.
     Aux {
         /// Field name.
@@ -370,13 +473,23 @@ pub enum Item {
         /// Keys with an expiry in the slot.
         expires: u64,
     },
-    /// A function library's source.
+    /// An atomic slot migration the writer was importing (Valkey 9.0 opcode 243),
+    /// informational: the keyspace has no cluster state to put it in.
+    SlotImport {
+        /// The migration job's name.
+        job: Bytes,
+        /// How many slot ranges it covers.
+        ranges: u64,
+    },
+    /// A function library's source. Libraries in the Redis 7.0 release-candidate format
+    /// (opcode 246) arrive converted, as Redis 7.0.x converts them: `#!<engine> name=<name>\n`
+    /// followed by the code.
     Function {
         /// The source code, e.g. `#!lua name=mylib ...`.
         code: Bytes,
     },
     /// A key.
-    Key(KeyRecord),
+    Key(K),
     /// An empty collection, which Redis skips on load ("skipping empty key") and so do we.
     EmptyKeySkipped {
         /// Its database.
@@ -399,10 +512,17 @@ pub enum Checksum {
     Absent,
 }
 
+/// A key record's type byte and offset, read by the opcode loop before the key itself.
+struct KeyHead {
+    t: u8,
+    offset: u64,
+}
+
 /// A streaming RDB reader. See the module documentation.
 pub struct RdbReader<R> {
     src: Source<R>,
     version: u32,
+    dialect: Dialect,
     db: usize,
     expire: Option<i64>,
     lru: Option<u64>,
@@ -411,10 +531,17 @@ pub struct RdbReader<R> {
     last_string_encoding: StringEncoding,
     /// The key whose value is being decoded (kept after an error, for the report).
     reading: Option<(usize, Bytes)>,
+    /// Elements handed to the sink for the value being decoded.
+    emitted: u64,
+    /// Key metadata classes skipped because they may be ignored.
+    key_metadata_skipped: u64,
+    /// Fingerprints for checking members (see [`MEMBER_CHECK_LIMIT`]).
+    fingerprints: Fingerprinter,
 }
 
 impl<R: Read> RdbReader<R> {
-    /// Read the header.
+    /// Read the header: `REDIS` and a 4-digit version (1 to 13), or `VALKEY` and a 3-digit
+    /// one (80) (Redis src/rdb.c and Valkey src/rdb.c, `rdbLoadRioWithLoadingCtx`).
     ///
     /// # Errors
     /// [`RdbError::BadSignature`], [`RdbError::UnsupportedVersion`], truncation or I/O.
@@ -422,6 +549,7 @@ impl<R: Read> RdbReader<R> {
         let mut r = RdbReader {
             src: Source::new(inner),
             version: 0,
+            dialect: Dialect::Redis,
             db: 0,
             expire: None,
             lru: None,
@@ -429,6 +557,9 @@ impl<R: Read> RdbReader<R> {
             checksum: None,
             last_string_encoding: StringEncoding::Raw,
             reading: None,
+            emitted: 0,
+            key_metadata_skipped: 0,
+            fingerprints: Fingerprinter::new(),
         };
         let mut magic = [0u8; 9];
         let mut got = 0;
@@ -439,15 +570,27 @@ impl<R: Read> RdbReader<R> {
                 Err(SrcError::Io(e)) => return Err(RdbError::Io { offset: got as u64, source: e }),
             }
         }
-        let digits = &magic[5..got.max(5)];
-        if got < 9 || &magic[..5] != b"REDIS" || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(RdbError::BadSignature { found: escape(&magic[..got]) });
+        let bad = || RdbError::BadSignature { found: escape(&magic[..got]) };
+        let (dialect, digits) = if got == 9 && &magic[..5] == b"REDIS" {
+            (Dialect::Redis, &magic[5..9])
+        } else if got == 9 && &magic[..6] == b"VALKEY" {
+            (Dialect::Valkey, &magic[6..9])
+        } else {
+            return Err(bad());
+        };
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
         }
         let version: u32 = std::str::from_utf8(digits).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if !(1..=MAX_READ_VERSION).contains(&version) {
+        let supported = match dialect {
+            Dialect::Redis => (1..=MAX_READ_VERSION).contains(&version),
+            Dialect::Valkey => version == VALKEY_READ_VERSION,
+        };
+        if !supported {
             return Err(RdbError::UnsupportedVersion { version });
         }
         r.version = version;
+        r.dialect = dialect;
         Ok(r)
     }
 
@@ -459,6 +602,11 @@ impl<R: Read> RdbReader<R> {
     /// The RDB version from the header.
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// Whose numbering the dump uses (from its magic).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// Bytes consumed so far.
@@ -477,11 +625,36 @@ impl<R: Read> RdbReader<R> {
         self.checksum
     }
 
-    /// The next item, or `None` after the EOF opcode and a good checksum.
+    /// The next item, each key's value built in memory, or `None` after the EOF opcode and a
+    /// good checksum. Keys come as they are in the file: refusing a key seen twice is up to
+    /// the caller ([`load`] and [`scan`] do).
     ///
     /// # Errors
     /// Any [`RdbError`]; after an error the reader should not be used again.
     pub fn next_item(&mut self) -> Result<Option<Item>, RdbError> {
+        self.next_with(|r, head| r.built_key(head))
+    }
+
+    /// The next item, each key's value streamed: every element goes to `on_element` as it is
+    /// decoded (with the key's [`KeyInfo`] so far) and is dropped after, so memory does not
+    /// grow with the number of elements. Members of sets, hashes and sorted sets are checked
+    /// for duplicates against the first [`MEMBER_CHECK_LIMIT`] of their collection.
+    ///
+    /// # Errors
+    /// As [`RdbReader::next_item`].
+    pub fn next_checked(
+        &mut self,
+        on_element: &mut dyn FnMut(&KeyInfo, Element<'_>),
+    ) -> Result<Option<Item<KeyInfo>>, RdbError> {
+        self.next_with(|r, head| r.checked_key(head, on_element))
+    }
+
+    /// The opcode loop (Redis src/rdb.c, `rdbLoadRioWithLoadingCtx`); `key` reads a key
+    /// record once its type byte is known.
+    fn next_with<K>(
+        &mut self,
+        key: impl FnOnce(&mut Self, KeyHead) -> Result<Item<K>, RdbError>,
+    ) -> Result<Option<Item<K>>, RdbError> {
         if self.checksum.is_some() {
             return Ok(None);
         }
@@ -529,39 +702,183 @@ impl<R: Read> RdbReader<R> {
                     let id = self.len("a module id")?;
                     return Err(RdbError::ModuleAux { offset, module: module_name(id) });
                 }
-                OPCODE_FUNCTION_PRE_GA => return Err(RdbError::PreGaFunction { offset }),
+                OPCODE_FUNCTION_PRE_GA => return Ok(Some(Item::Function { code: self.pre_ga_function()? })),
                 OPCODE_FUNCTION2 => {
                     let code = self.string("a function library")?;
                     return Ok(Some(Item::Function { code }));
                 }
-                _ => return self.key_record(t, offset).map(Some),
+                // The same byte means two things: Valkey 9.0 and Redis 8.6 each took 243.
+                OPCODE_SLOT_IMPORT if self.dialect == Dialect::Valkey => {
+                    let job = self.string("a slot import job name")?;
+                    let ranges = self.len("a slot range count")?;
+                    for _ in 0..ranges {
+                        self.len("a slot range start")?;
+                        self.len("a slot range end")?;
+                    }
+                    return Ok(Some(Item::SlotImport { job, ranges }));
+                }
+                OPCODE_KEY_META if self.dialect == Dialect::Redis => {
+                    self.key_metadata(offset)?;
+                    // Redis reads the key's type byte right after its metadata
+                    // (src/rdb.c, `rdbResolveKeyType`).
+                    let type_at = self.src.offset();
+                    let t = self.u8("the type of a key with metadata")?;
+                    if value_type(self.dialect, t).is_none() {
+                        return Err(RdbError::UnknownType { offset: type_at, byte: t });
+                    }
+                    return key(self, KeyHead { t, offset: type_at }).map(Some);
+                }
+                _ => {
+                    if value_type(self.dialect, t).is_none() {
+                        return Err(RdbError::UnknownType { offset, byte: t });
+                    }
+                    return key(self, KeyHead { t, offset }).map(Some);
+                }
             }
         }
     }
 
-    fn key_record(&mut self, t: u8, offset: u64) -> Result<Item, RdbError> {
-        if type_name(t).is_none() {
-            return Err(RdbError::UnknownType { offset, byte: t });
+    /// A function library in the Redis 7.0 release-candidate format (opcode 246), converted
+    /// as Redis 7.0.15 converts it (src/rdb.c, `rdbFunctionLoad`): name, engine, a length that
+    /// is non-zero when a description follows (Redis drops it), then the code; the result is
+    /// `#!<engine> name=<name>\n<code>`, the GA format we write back with opcode 245.
+    fn pre_ga_function(&mut self) -> Result<Bytes, RdbError> {
+        let name = self.string("a pre-release function library name")?;
+        let engine = self.string("a pre-release function engine name")?;
+        if self.len("a pre-release function description flag")? != 0 {
+            self.string("a pre-release function description")?;
         }
+        let code = self.string("a pre-release function library")?;
+        let mut out = Vec::with_capacity(code.len() + name.len() + engine.len() + 9);
+        out.extend_from_slice(b"#!");
+        out.extend_from_slice(&engine);
+        out.extend_from_slice(b" name=");
+        out.extend_from_slice(&name);
+        out.push(b'\n');
+        out.extend_from_slice(&code);
+        Ok(out)
+    }
+
+    /// Key metadata (opcode 243 in Redis 8.6, RDB 13; Redis src/keymeta.c,
+    /// `rdbLoadKeyMetadata`): a class count (at most 7), then per class a 32-bit
+    /// little-endian class spec and a module value. Redis without the module that registered
+    /// the class skips the value only when the spec's ALLOW_IGNORE flag (bit 0) is set, and
+    /// refuses the file otherwise; we do the same, since no module is ever loaded here.
+    fn key_metadata(&mut self, offset: u64) -> Result<(), RdbError> {
+        /// Redis src/keymeta.h, `KEY_META_MAX_NUM_MODULES`.
+        const MAX_CLASSES: u64 = 7;
+        let classes = self.len("a key metadata class count")?;
+        if classes > MAX_CLASSES {
+            return Err(self.corrupt(
+                offset,
+                "key metadata",
+                format!("{classes} classes; Redis allows at most {MAX_CLASSES}"),
+            ));
+        }
+        for _ in 0..classes {
+            let at = self.src.offset();
+            let mut spec = [0u8; 4];
+            self.exact(&mut spec, "a key metadata class spec")?;
+            let spec = u32::from_le_bytes(spec);
+            if spec & 1 == 0 {
+                return Err(RdbError::KeyMetadata { offset: at, class: meta_class_name(spec) });
+            }
+            self.skip_module_value()?;
+            self.key_metadata_skipped += 1;
+        }
+        Ok(())
+    }
+
+    /// Walk a module value to its EOF opcode without loading it (Redis src/rdb.c,
+    /// `rdbLoadCheckModuleValue`): each opcode is a length, followed by a length (signed and
+    /// unsigned integers), a string, or 4 or 8 bytes (float and double). Like Redis, an
+    /// opcode it does not know carries nothing.
+    fn skip_module_value(&mut self) -> Result<(), RdbError> {
+        let mut scratch = Vec::new();
+        loop {
+            // Redis reads these with `rdbLoadLen`, which takes a special-encoding byte as a
+            // plain number, so we ignore the flag too.
+            let (op, _) = self.len_or_enc("a module value opcode")?;
+            match op {
+                MODULE_OPCODE_EOF => return Ok(()),
+                MODULE_OPCODE_SINT | MODULE_OPCODE_UINT => {
+                    self.len_or_enc("a module integer")?;
+                }
+                MODULE_OPCODE_FLOAT => self.exact(&mut [0; 4], "a module float")?,
+                MODULE_OPCODE_DOUBLE => self.exact(&mut [0; 8], "a module double")?,
+                MODULE_OPCODE_STRING => self.string_into("a module string", &mut scratch)?,
+                _ => {}
+            }
+        }
+    }
+
+    /// Take the expiry, LRU and LFU opcodes that preceded the key just read.
+    fn take_key_state(&mut self) -> (Option<i64>, Option<u64>, Option<u8>) {
+        (self.expire.take(), self.lru.take(), self.lfu.take())
+    }
+
+    /// Read a key and build its value.
+    fn built_key(&mut self, head: KeyHead) -> Result<Item, RdbError> {
+        let KeyHead { t, offset } = head;
         let key = self.string("a key")?;
         self.reading = Some((self.db, key.clone()));
-        let value = self.value(t, &key)?;
+        let mut builder = Builder::new(value_type(self.dialect, t).unwrap_or("string"));
+        let decoded = self.value(t, &key, &mut builder)?;
         self.reading = None;
         let string_encoding = (t == TYPE_STRING).then_some(self.last_string_encoding);
-        let expire = self.expire.take();
-        let (lru_idle_s, lfu_freq) = (self.lru.take(), self.lfu.take());
-        Ok(match value {
-            Some(value) => Item::Key(KeyRecord {
+        let (expire, lru_idle_s, lfu_freq) = self.take_key_state();
+        Ok(match decoded {
+            Decoded::Present => Item::Key(KeyRecord {
                 db: self.db,
                 key,
-                entry: Entry { value, expire_at_ms: expire },
+                entry: Entry { value: builder.finish(t), expire_at_ms: expire },
                 rdb_type: t,
+                dialect: self.dialect,
                 string_encoding,
                 lru_idle_s,
                 lfu_freq,
                 offset,
             }),
-            None => Item::EmptyKeySkipped { db: self.db, key, rdb_type: t },
+            Decoded::Empty => Item::EmptyKeySkipped { db: self.db, key, rdb_type: t },
+        })
+    }
+
+    /// Read a key and stream its value to `on_element`.
+    fn checked_key(
+        &mut self,
+        head: KeyHead,
+        on_element: &mut dyn FnMut(&KeyInfo, Element<'_>),
+    ) -> Result<Item<KeyInfo>, RdbError> {
+        let KeyHead { t, offset } = head;
+        let key = self.string("a key")?;
+        self.reading = Some((self.db, key.clone()));
+        let info = KeyInfo {
+            db: self.db,
+            key,
+            offset,
+            rdb_type: t,
+            dialect: self.dialect,
+            value_type: value_type(self.dialect, t).unwrap_or("string"),
+            expire_at_ms: self.expire,
+            lru_idle_s: self.lru,
+            lfu_freq: self.lfu,
+            string_encoding: None,
+            elements: 0,
+            opaque_bytes: None,
+            partly_checked: false,
+        };
+        // The key is cloned so the streamer can own the record while the reader borrows the
+        // key for its error messages.
+        let key = info.key.clone();
+        let mut streamer = Streamer::new(info, on_element, self.fingerprints.clone());
+        let decoded = self.value(t, &key, &mut streamer)?;
+        self.reading = None;
+        self.take_key_state();
+        let mut info = streamer.finish();
+        info.string_encoding = (t == TYPE_STRING).then_some(self.last_string_encoding);
+        Ok(match decoded {
+            Decoded::Present => Item::Key(info),
+            Decoded::Empty => Item::EmptyKeySkipped { db: info.db, key: info.key, rdb_type: t },
         })
     }
 
@@ -645,17 +962,25 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
-    /// A string in any of its encodings (Redis `rdbGenericLoadStringObject`).
+    /// A string in any of its encodings (Redis `rdbGenericLoadStringObject`), as a new vector.
     fn string(&mut self, what: &'static str) -> Result<Bytes, RdbError> {
+        let mut out = Vec::new();
+        self.string_into(what, &mut out)?;
+        Ok(out)
+    }
+
+    /// A string in any of its encodings into `out` (cleared first), so a collection's
+    /// elements can share one buffer while they are checked or copied.
+    fn string_into(&mut self, what: &'static str, out: &mut Vec<u8>) -> Result<(), RdbError> {
         let offset = self.src.offset();
         let (n, encoded) = self.len_or_enc(what)?;
+        out.clear();
         if !encoded {
             self.last_string_encoding = StringEncoding::Raw;
-            let mut out = Vec::with_capacity((n as usize).min(PREALLOC_LIMIT * 16));
-            self.src.read_to_vec(n, &mut out).map_err(|e| self.map_err(e, what))?;
-            return Ok(out);
+            out.reserve((n as usize).min(PREALLOC_LIMIT * 16));
+            return self.src.read_to_vec(n, out).map_err(|e| self.map_err(e, what));
         }
-        let int = |r: &mut Self, width: usize| -> Result<Bytes, RdbError> {
+        let mut int = |r: &mut Self, width: usize, enc: StringEncoding| -> Result<(), RdbError> {
             let mut b = [0u8; 4];
             r.exact(&mut b[..width], what)?;
             let v = match width {
@@ -663,21 +988,14 @@ impl<R: Read> RdbReader<R> {
                 2 => i64::from(i16::from_le_bytes([b[0], b[1]])),
                 _ => i64::from(i32::from_le_bytes(b)),
             };
-            Ok(v.to_string().into_bytes())
+            r.last_string_encoding = enc;
+            out.extend_from_slice(int_bytes(v, &mut [0; 20]));
+            Ok(())
         };
         match n as u8 {
-            ENC_INT8 => {
-                self.last_string_encoding = StringEncoding::Int8;
-                int(self, 1)
-            }
-            ENC_INT16 => {
-                self.last_string_encoding = StringEncoding::Int16;
-                int(self, 2)
-            }
-            ENC_INT32 => {
-                self.last_string_encoding = StringEncoding::Int32;
-                int(self, 4)
-            }
+            ENC_INT8 => int(self, 1, StringEncoding::Int8),
+            ENC_INT16 => int(self, 2, StringEncoding::Int16),
+            ENC_INT32 => int(self, 4, StringEncoding::Int32),
             ENC_LZF => {
                 self.last_string_encoding = StringEncoding::Lzf;
                 let clen = self.len(what)?;
@@ -691,8 +1009,9 @@ impl<R: Read> RdbReader<R> {
                 }
                 let mut compressed = Vec::with_capacity((clen as usize).min(PREALLOC_LIMIT * 16));
                 self.src.read_to_vec(clen, &mut compressed).map_err(|e| self.map_err(e, what))?;
-                lzf::decompress(&compressed, ulen as usize)
-                    .map_err(|reason| self.corrupt(offset, format!("LZF string ({what})"), reason))
+                *out = lzf::decompress(&compressed, ulen as usize)
+                    .map_err(|reason| self.corrupt(offset, format!("LZF string ({what})"), reason))?;
+                Ok(())
             }
             other => Err(self.corrupt(offset, what, format!("unknown string encoding {other}"))),
         }
@@ -721,290 +1040,20 @@ impl<R: Read> RdbReader<R> {
             }
         }
     }
-
-    // ---- values ----------------------------------------------------------------------
-
-    /// Decode a value of type `t`; `None` for an empty collection.
-    fn value(&mut self, t: u8, key: &[u8]) -> Result<Option<Value>, RdbError> {
-        let offset = self.src.offset();
-        let k = || escape(key);
-        let v = match t {
-            TYPE_STRING => Value::String(self.string("a string value")?),
-            TYPE_LIST => {
-                let n = self.len("a list length")?;
-                let mut list = VecDeque::with_capacity(prealloc(n));
-                for _ in 0..n {
-                    list.push_back(self.string("a list element")?);
-                }
-                Value::List(list)
-            }
-            TYPE_SET => {
-                let n = self.len("a set size")?;
-                let mut set = HashSet::with_capacity(prealloc(n));
-                for _ in 0..n {
-                    let m = self.string("a set member")?;
-                    if !set.insert(m) {
-                        return Err(self.corrupt(offset, format!("set {}", k()), "duplicate member"));
-                    }
-                }
-                Value::Set(set)
-            }
-            TYPE_ZSET | TYPE_ZSET_2 => {
-                let n = self.len("a sorted set size")?;
-                let mut zset = HashMap::with_capacity(prealloc(n));
-                for _ in 0..n {
-                    let m = self.string("a sorted set member")?;
-                    let score = if t == TYPE_ZSET_2 {
-                        f64::from_bits(self.ms_time("a score")? as u64)
-                    } else {
-                        self.string_score()?
-                    };
-                    insert_scored(&mut zset, m, score)
-                        .map_err(|r| self.corrupt(offset, format!("sorted set {}", k()), r))?;
-                }
-                // Redis turns a small plain sorted set into a listpack as it loads it, and a
-                // listpack stores a -0 score as the integer 0 (src/t_zset.c, zzlInsertAt):
-                // model what Redis holds, so that saving it back gives Redis the same data.
-                if zset.len() <= ZSET_MAX_LISTPACK_ENTRIES && zset.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE) {
-                    for s in zset.values_mut() {
-                        if *s == 0.0 {
-                            *s = 0.0;
-                        }
-                    }
-                }
-                Value::ZSet(zset)
-            }
-            TYPE_HASH => {
-                let n = self.len("a hash size")?;
-                let mut hash = HashMap::with_capacity(prealloc(n));
-                for _ in 0..n {
-                    let f = self.string("a hash field")?;
-                    let v = self.string("a hash value")?;
-                    if hash.insert(f, v).is_some() {
-                        return Err(self.corrupt(offset, format!("hash {}", k()), "duplicate field"));
-                    }
-                }
-                Value::Hash(hash)
-            }
-            TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
-                let nodes = self.len("a quicklist node count")?;
-                let mut list = VecDeque::new();
-                for _ in 0..nodes {
-                    let container = if t == TYPE_LIST_QUICKLIST_2 { self.len("a quicklist container")? } else { 2 };
-                    let (at, blob) = self.blob("a quicklist node")?;
-                    let what = || format!("quicklist node of key {}", k());
-                    if blob.is_empty() {
-                        return Err(self.corrupt(at, what(), "empty node"));
-                    }
-                    match container {
-                        // QUICKLIST_NODE_CONTAINER_PLAIN: one large element stored as is.
-                        1 => list.push_back(blob),
-                        2 if t == TYPE_LIST_QUICKLIST => {
-                            list.extend(packed::ziplist(&blob).map_err(|r| self.corrupt(at, what(), r))?)
-                        }
-                        2 => list.extend(packed::listpack(&blob).map_err(|r| self.corrupt(at, what(), r))?),
-                        c => return Err(self.corrupt(at, what(), format!("container type {c} is neither 1 nor 2"))),
-                    }
-                }
-                Value::List(list)
-            }
-            TYPE_HASH_ZIPMAP => {
-                let (at, blob) = self.blob("a zipmap")?;
-                let pairs = packed::zipmap(&blob).map_err(|r| self.corrupt(at, format!("zipmap of key {}", k()), r))?;
-                Value::Hash(self.pairs_to_hash(pairs, at, key)?)
-            }
-            TYPE_LIST_ZIPLIST => {
-                let (at, blob) = self.blob("a ziplist")?;
-                let items =
-                    packed::ziplist(&blob).map_err(|r| self.corrupt(at, format!("ziplist of key {}", k()), r))?;
-                Value::List(items.into())
-            }
-            TYPE_SET_INTSET => {
-                let (at, blob) = self.blob("an intset")?;
-                let members =
-                    packed::intset(&blob).map_err(|r| self.corrupt(at, format!("intset of key {}", k()), r))?;
-                Value::Set(members.into_iter().map(|m| m.to_string().into_bytes()).collect())
-            }
-            TYPE_SET_LISTPACK => {
-                let (at, blob) = self.blob("a listpack")?;
-                let what = || format!("set listpack of key {}", k());
-                let items = packed::listpack(&blob).map_err(|r| self.corrupt(at, what(), r))?;
-                let n = items.len();
-                let set: HashSet<Bytes> = items.into_iter().collect();
-                if set.len() != n {
-                    return Err(self.corrupt(at, what(), "duplicate member"));
-                }
-                Value::Set(set)
-            }
-            TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => {
-                let (at, blob) = self.blob("a packed sorted set")?;
-                let what = || format!("sorted set {} of key {}", type_name(t).unwrap_or(""), k());
-                let items = if t == TYPE_ZSET_ZIPLIST { packed::ziplist(&blob) } else { packed::listpack(&blob) };
-                let items = items.map_err(|r| self.corrupt(at, what(), r))?;
-                if items.len() % 2 != 0 {
-                    return Err(self.corrupt(at, what(), "odd number of elements"));
-                }
-                let mut zset = HashMap::with_capacity(items.len() / 2);
-                let mut it = items.into_iter();
-                while let (Some(m), Some(s)) = (it.next(), it.next()) {
-                    let score = parse_score(&s)
-                        .ok_or_else(|| self.corrupt(at, what(), format!("score {:?} is not a number", escape(&s))))?;
-                    insert_scored(&mut zset, m, score).map_err(|r| self.corrupt(at, what(), r))?;
-                }
-                Value::ZSet(zset)
-            }
-            TYPE_HASH_ZIPLIST | TYPE_HASH_LISTPACK => {
-                let (at, blob) = self.blob("a packed hash")?;
-                let what = || format!("hash {} of key {}", type_name(t).unwrap_or(""), k());
-                let items = if t == TYPE_HASH_ZIPLIST { packed::ziplist(&blob) } else { packed::listpack(&blob) };
-                let items = items.map_err(|r| self.corrupt(at, what(), r))?;
-                if items.len() % 2 != 0 {
-                    return Err(self.corrupt(at, what(), "odd number of elements"));
-                }
-                let mut it = items.into_iter();
-                let mut pairs = Vec::new();
-                while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                    pairs.push((f, v));
-                }
-                Value::Hash(self.pairs_to_hash(pairs, at, key)?)
-            }
-            TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => {
-                self.src.start_recording();
-                let r = self.skip_stream(t, key);
-                let payload = self.src.stop_recording();
-                r?;
-                Value::Opaque(Opaque { rdb_type: t, payload })
-            }
-            TYPE_HASH_METADATA_PRE_GA | TYPE_HASH_METADATA | TYPE_HASH_LISTPACK_EX_PRE_GA | TYPE_HASH_LISTPACK_EX => {
-                self.src.start_recording();
-                let r = self.skip_hash_with_ttls(t, key);
-                let payload = self.src.stop_recording();
-                if !r? {
-                    return Ok(None);
-                }
-                Value::Opaque(Opaque { rdb_type: t, payload })
-            }
-            TYPE_MODULE_2 | TYPE_MODULE_PRE_GA => {
-                let id = self.len("a module id")?;
-                return Err(RdbError::ModuleValue { offset, key: k(), module: module_name(id) });
-            }
-            _ => return Err(RdbError::UnknownType { offset: offset - 1, byte: t }),
-        };
-        Ok((!v.is_empty()).then_some(v))
-    }
-
-    fn pairs_to_hash(
-        &self,
-        pairs: Vec<(Bytes, Bytes)>,
-        at: u64,
-        key: &[u8],
-    ) -> Result<HashMap<Bytes, Bytes>, RdbError> {
-        let mut hash = HashMap::with_capacity(pairs.len());
-        for (f, v) in pairs {
-            if hash.insert(f, v).is_some() {
-                return Err(self.corrupt(at, format!("hash of key {}", escape(key)), "duplicate field"));
-            }
-        }
-        Ok(hash)
-    }
-
-    /// Walk a stream value to its end (Redis src/rdb.c, the STREAM_LISTPACKS branch of
-    /// `rdbLoadObject`), checking what Redis checks without deep sanitization.
-    fn skip_stream(&mut self, t: u8, key: &[u8]) -> Result<(), RdbError> {
-        let nodes = self.len("a stream node count")?;
-        for _ in 0..nodes {
-            let (at, id) = self.blob("a stream node key")?;
-            if id.len() != 16 {
-                return Err(self.corrupt(at, format!("stream {}", escape(key)), "node key is not a 128-bit stream ID"));
-            }
-            let (at, lp) = self.blob("a stream listpack")?;
-            packed::listpack_header(&lp).map_err(|r| self.corrupt(at, format!("stream {}", escape(key)), r))?;
-            if lp.len() <= 7 {
-                return Err(self.corrupt(at, format!("stream {}", escape(key)), "empty listpack inside stream"));
-            }
-        }
-        // length, last_id (ms, seq)
-        for _ in 0..3 {
-            self.len("stream metadata")?;
-        }
-        if t >= TYPE_STREAM_LISTPACKS_2 {
-            // first_id, max_deleted_entry_id, entries_added
-            for _ in 0..5 {
-                self.len("stream metadata")?;
-            }
-        }
-        let groups = self.len("a consumer group count")?;
-        for _ in 0..groups {
-            self.string("a consumer group name")?;
-            self.len("a consumer group last id")?;
-            self.len("a consumer group last id")?;
-            if t >= TYPE_STREAM_LISTPACKS_2 {
-                self.len("a consumer group offset")?;
-            }
-            let pel = self.len("a PEL size")?;
-            let mut raw = [0u8; 16];
-            for _ in 0..pel {
-                self.exact(&mut raw, "a PEL stream ID")?;
-                self.ms_time("a PEL delivery time")?;
-                self.len("a PEL delivery count")?;
-            }
-            let consumers = self.len("a consumer count")?;
-            for _ in 0..consumers {
-                self.string("a consumer name")?;
-                self.ms_time("a consumer seen time")?;
-                if t >= TYPE_STREAM_LISTPACKS_3 {
-                    self.ms_time("a consumer active time")?;
-                }
-                let pel = self.len("a consumer PEL size")?;
-                for _ in 0..pel {
-                    self.exact(&mut raw, "a consumer PEL stream ID")?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Walk a hash with field expiries (Redis 7.4, types 22 to 25) to its end. Returns
-    /// `false` for an empty one (skipped, as Redis does).
-    fn skip_hash_with_ttls(&mut self, t: u8, key: &[u8]) -> Result<bool, RdbError> {
-        if matches!(t, TYPE_HASH_METADATA | TYPE_HASH_LISTPACK_EX) {
-            self.ms_time("a hash minimum expiry")?;
-        }
-        if matches!(t, TYPE_HASH_METADATA | TYPE_HASH_METADATA_PRE_GA) {
-            let n = self.len("a hash size")?;
-            for _ in 0..n {
-                self.len("a hash field TTL")?;
-                self.string("a hash field")?;
-                self.string("a hash value")?;
-            }
-            return Ok(n > 0);
-        }
-        let (at, lp) = self.blob("a hash listpack")?;
-        let items =
-            packed::listpack(&lp).map_err(|r| self.corrupt(at, format!("hash listpack of key {}", escape(key)), r))?;
-        if items.len() % 3 != 0 {
-            return Err(self.corrupt(
-                at,
-                format!("hash listpack of key {}", escape(key)),
-                "not field/value/TTL triples",
-            ));
-        }
-        Ok(!items.is_empty())
-    }
 }
 
-fn prealloc(n: u64) -> usize {
-    (n as usize).min(PREALLOC_LIMIT)
-}
-
-fn insert_scored(zset: &mut HashMap<Bytes, f64>, member: Bytes, score: f64) -> Result<(), &'static str> {
-    if score.is_nan() {
-        return Err("NaN score");
+/// The name of a key metadata class from its 32-bit spec (Redis src/keymeta.c,
+/// `keyMetaClassDecode`): 3 flag bits, 5 version bits, then four 6-bit characters, shown with
+/// the `META-` prefix Redis gives the class.
+fn meta_class_name(spec: u32) -> String {
+    const CSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+    let mut chars = spec >> 8;
+    let mut name = [0u8; 4];
+    for slot in name.iter_mut().rev() {
+        *slot = CSET[(chars & 63) as usize];
+        chars >>= 6;
     }
-    if zset.insert(member, score).is_some() {
-        return Err("duplicate member");
-    }
-    Ok(())
+    format!("META-{}", String::from_utf8_lossy(&name))
 }
 
 /// Parse a score stored as text (`strtod` in Redis): decimal, exponent, `inf`, `-inf`.
@@ -1012,24 +1061,60 @@ fn parse_score(s: &[u8]) -> Option<f64> {
     std::str::from_utf8(s).ok()?.trim().parse().ok()
 }
 
-/// A module type's 9-character name from its 64-bit id (Redis src/module.c,
-/// `moduleTypeNameByID`): the top 54 bits are nine 6-bit characters.
-pub fn module_name(id: u64) -> String {
-    const CSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut id = id >> 10;
-    let mut name = [0u8; 9];
-    for slot in name.iter_mut().rev() {
-        *slot = CSET[(id & 63) as usize];
-        id >>= 6;
-    }
-    String::from_utf8_lossy(&name).into_owned()
+fn prealloc(n: u64) -> usize {
+    (n as usize).min(PREALLOC_LIMIT)
 }
+
+/// What loading a value costs, in heap bytes per element, beyond the element's own bytes.
+///
+/// Checking ([`check`]) streams and holds none of this; loading must hold the data. The
+/// figures are bytes the load asks the allocator for at its peak, measured by
+/// `tests/reader_memory.rs` with a counting allocator, and derived from the collections the
+/// keyspace model uses:
+///
+/// - a list element is a `Vec<u8>` header (24 bytes) in a `VecDeque`, which doubles its
+///   capacity as it grows, so up to 2 x 24;
+/// - set members, hash fields and sorted-set members live in hashbrown tables (`HashSet`,
+///   `HashMap`) of one slot plus one control byte per bucket; a table keeps at most 7/8 of
+///   its buckets full and doubles when it grows, with the old table alive while entries move
+///   over, so at that instant 3 x 8/7 buckets per element: 3.43 x (slot + 1).
+///
+/// Add to these the element's bytes (members, fields and values are copied into exactly
+/// sized allocations; integers become their decimal strings) and, for resident memory, the
+/// allocator's own overhead per allocation (glibc: every allocation takes a chunk of at
+/// least 32 bytes, so a 1-byte list element costs about 48 + 32 = 80 bytes: the 227 KB
+/// dump of ten million one-byte integers needs about 800 MB to load). Each key adds its
+/// entry in the database's `HashMap` (a 24-byte key header plus a 64-byte [`Entry`], so
+/// about 3.43 x 89 bytes, plus the key's bytes). Values carried opaque cost their
+/// serialized size. While a value loads, the reader also holds its largest string or
+/// packed blob, compressed and expanded.
+pub mod load_cost {
+    /// Bytes per list element: a 24-byte `Vec<u8>` header, twice over while the `VecDeque`
+    /// grows.
+    pub const LIST: usize = 48;
+    /// Bytes per set member: 3.43 x (24-byte slot + 1 control byte).
+    pub const SET: usize = 86;
+    /// Bytes per hash field: 3.43 x (48-byte slot for field and value + 1 control byte).
+    pub const HASH: usize = 168;
+    /// Bytes per sorted-set member: 3.43 x (32-byte slot for member and score + 1 control byte).
+    pub const ZSET: usize = 114;
+}
+
+/// Checking remembers at most this many members of one set, hash or sorted set, as 128-bit
+/// fingerprints (a table of 2^19 17-byte buckets: 8.9 MB, and 13.4 MB for the moment it grows
+/// from the previous one), to catch a duplicate member, which Redis refuses ("Duplicate set
+/// members detected"). A member past this many is still compared with all of them, but not
+/// remembered itself; [`LoadSummary`] counts the collections this happened to. Loading checks
+/// every member: it holds them anyway.
+pub const MEMBER_CHECK_LIMIT: usize = 1 << 18;
 
 /// Everything a dump says about itself, gathered while reading it.
 #[derive(Clone, Debug, Default)]
 pub struct LoadSummary {
     /// RDB version from the header.
     pub version: u32,
+    /// Whose numbering the dump uses (from its magic).
+    pub dialect: Dialect,
     /// AUX fields in file order.
     pub aux: Vec<(Bytes, Bytes)>,
     /// Keys per database.
@@ -1045,10 +1130,65 @@ pub struct LoadSummary {
     pub functions: u64,
     /// Values carried opaque (streams, hashes with field expiry).
     pub opaque_values: u64,
+    /// Elements of all values: 1 per string, the items, members or fields of each
+    /// collection, none for values carried opaque.
+    pub elements: u64,
+    /// Collections with more members than checking remembers ([`MEMBER_CHECK_LIMIT`]); 0
+    /// when loading.
+    pub partly_checked: u64,
+    /// Key metadata classes skipped because their class allows it (RDB 13).
+    pub key_metadata_skipped: u64,
+    /// Slot migrations in progress when the dump was written (Valkey 9.0), not carried.
+    pub slot_imports: u64,
     /// The trailer's verdict.
     pub checksum: Option<Checksum>,
     /// Bytes read, header to trailer.
     pub bytes: u64,
+}
+
+/// What the summary needs from a key, loaded or checked.
+trait KeyFacts {
+    fn db(&self) -> usize;
+    fn expire_at_ms(&self) -> Option<i64>;
+    fn is_opaque(&self) -> bool;
+    fn elements(&self) -> u64;
+    fn partly_checked(&self) -> bool;
+}
+
+impl KeyFacts for KeyRecord {
+    fn db(&self) -> usize {
+        self.db
+    }
+    fn expire_at_ms(&self) -> Option<i64> {
+        self.entry.expire_at_ms
+    }
+    fn is_opaque(&self) -> bool {
+        matches!(self.entry.value, crate::keyspace::Value::Opaque(_))
+    }
+    fn elements(&self) -> u64 {
+        if self.is_opaque() { 0 } else { self.entry.value.len() as u64 }
+    }
+    fn partly_checked(&self) -> bool {
+        false
+    }
+}
+
+impl KeyFacts for KeyInfo {
+    fn db(&self) -> usize {
+        self.db
+    }
+    fn expire_at_ms(&self) -> Option<i64> {
+        self.expire_at_ms
+    }
+    fn is_opaque(&self) -> bool {
+        self.opaque_bytes.is_some()
+    }
+    fn elements(&self) -> u64 {
+        self.elements
+    }
+    fn partly_checked(&self) -> bool {
+        self.partly_checked
+    }
 }
 
 impl LoadSummary {
@@ -1062,25 +1202,40 @@ impl LoadSummary {
         self.aux.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| v.as_slice())
     }
 
-    fn note(&mut self, item: &Item, now_ms: i64) {
+    fn start<R>(reader: &RdbReader<R>) -> Self {
+        LoadSummary { version: reader.version, dialect: reader.dialect, ..Default::default() }
+    }
+
+    fn note<K: KeyFacts>(&mut self, item: &Item<K>, now_ms: i64) {
         match item {
             Item::Aux { key, value } => self.aux.push((key.clone(), value.clone())),
             Item::Function { .. } => self.functions += 1,
             Item::EmptyKeySkipped { .. } => self.empty_keys_skipped += 1,
+            Item::SlotImport { .. } => self.slot_imports += 1,
             Item::Key(r) => {
-                self.keys_per_db[r.db] += 1;
-                if let Some(at) = r.entry.expire_at_ms {
-                    self.expires_per_db[r.db] += 1;
+                self.keys_per_db[r.db()] += 1;
+                if let Some(at) = r.expire_at_ms() {
+                    self.expires_per_db[r.db()] += 1;
                     if at <= now_ms {
                         self.already_expired += 1;
                     }
                 }
-                if matches!(r.entry.value, Value::Opaque(_)) {
+                if r.is_opaque() {
                     self.opaque_values += 1;
+                }
+                self.elements += r.elements();
+                if r.partly_checked() {
+                    self.partly_checked += 1;
                 }
             }
             Item::SelectDb { .. } | Item::ResizeDb { .. } | Item::SlotInfo { .. } => {}
         }
+    }
+
+    fn end<R: Read>(&mut self, reader: &mut RdbReader<R>) {
+        self.checksum = reader.checksum();
+        self.bytes = reader.offset();
+        self.key_metadata_skipped = reader.key_metadata_skipped;
     }
 }
 
@@ -1088,7 +1243,47 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// 128-bit fingerprints of byte strings: two SipHash-1-3 digests under keys chosen at random
+/// per run (std's [`RandomState`]), so no file can be built to make two of its strings
+/// collide, and two distinct strings share a fingerprint with probability about 2^-128.
+#[derive(Clone)]
+struct Fingerprinter(RandomState, RandomState);
+
+impl Fingerprinter {
+    fn new() -> Self {
+        Fingerprinter(RandomState::new(), RandomState::new())
+    }
+
+    fn of(&self, bytes: &[u8]) -> u128 {
+        (u128::from(self.0.hash_one(bytes)) << 64) | u128::from(self.1.hash_one(bytes))
+    }
+}
+
+/// Refuses a key seen twice in one database while holding only a fingerprint per key (see
+/// the module documentation, "Duplicate keys").
+struct KeyGuard {
+    seen: Vec<HashSet<u128>>,
+    fingerprints: Fingerprinter,
+}
+
+impl KeyGuard {
+    fn new() -> Self {
+        KeyGuard { seen: vec![HashSet::new(); DB_COUNT], fingerprints: Fingerprinter::new() }
+    }
+
+    /// Note `key` in `db`, refusing it if it was seen there before.
+    fn check(&mut self, db: usize, key: &[u8], offset: u64) -> Result<(), RdbError> {
+        if self.seen[db].insert(self.fingerprints.of(key)) {
+            Ok(())
+        } else {
+            Err(RdbError::DuplicateKey { offset, db, key: escape(key) })
+        }
+    }
+}
+
 /// Read a whole dump into a [`Keyspace`], keeping keys whose expiry has passed.
+///
+/// Memory: the keyspace, at the cost per element in [`load_cost`].
 ///
 /// # Errors
 /// Any [`RdbError`], including [`RdbError::DuplicateKey`].
@@ -1099,7 +1294,7 @@ pub fn load<R: Read>(input: R) -> Result<(Keyspace, LoadSummary), RdbError> {
 /// [`load`], reporting bytes consumed into `progress`.
 ///
 /// # Errors
-/// Any [`RdbError`].
+/// Any [`RdbError`], including [`RdbError::DuplicateKey`].
 pub fn load_with_progress<R: Read>(
     input: R,
     progress: Option<Arc<AtomicU64>>,
@@ -1120,7 +1315,7 @@ fn load_inner<R: Read>(
         reader.set_progress(p);
     }
     let mut ks = Keyspace::new();
-    let mut summary = LoadSummary { version: reader.version(), ..Default::default() };
+    let mut summary = LoadSummary::start(&reader);
     let now = now_ms();
     let mut db = 0;
     while let Some(item) = reader.next_item()? {
@@ -1145,28 +1340,29 @@ fn load_inner<R: Read>(
             _ => {}
         }
     }
-    summary.checksum = reader.checksum();
-    summary.bytes = reader.offset();
+    summary.end(&mut reader);
     Ok((ks, summary))
 }
 
-/// Read a dump without keeping it, gathering its [`LoadSummary`] (what `snaplab verify`
-/// and `redis-check-rdb` do). `on_key` sees every key as it is decoded.
+/// Read a dump without keeping it, gathering its [`LoadSummary`]. `on_key` sees every key as
+/// it is decoded, its value built (so memory peaks at the largest value, at [`load_cost`]);
+/// [`check_each`] streams values instead.
 ///
 /// # Errors
-/// Any [`RdbError`].
+/// Any [`RdbError`], including [`RdbError::DuplicateKey`] for a key seen twice in one db.
 pub fn scan<R: Read>(input: R, mut on_key: impl FnMut(&KeyRecord)) -> Result<LoadSummary, RdbError> {
     let mut reader = RdbReader::new(input)?;
-    let mut summary = LoadSummary { version: reader.version(), ..Default::default() };
+    let mut summary = LoadSummary::start(&reader);
+    let mut guard = KeyGuard::new();
     let now = now_ms();
     while let Some(item) = reader.next_item()? {
-        summary.note(&item, now);
         if let Item::Key(r) = &item {
+            guard.check(r.db, &r.key, r.offset)?;
             on_key(r);
         }
+        summary.note(&item, now);
     }
-    summary.checksum = reader.checksum();
-    summary.bytes = reader.offset();
+    summary.end(&mut reader);
     Ok(summary)
 }
 
@@ -1181,24 +1377,52 @@ pub struct CheckError {
     pub key: Option<(usize, Bytes)>,
 }
 
-/// [`scan`] for `snaplab verify` and redis-check-rdb-like tools: the same summary, and on
-/// failure the key whose value was being decoded.
+/// What [`check_each`] hands its caller.
+#[derive(Debug)]
+pub enum CheckEvent<'a> {
+    /// One element of the value being read, with the key's record so far.
+    Element(&'a KeyInfo, Element<'a>),
+    /// A key whose value has been read and checked, and which is not a duplicate.
+    Key(&'a KeyInfo),
+}
+
+/// Check a dump the way `snaplab verify` and `redis-check-rdb` do: every opcode, key and
+/// element decoded and checked, the CRC-64 trailer compared, nothing kept.
+///
+/// Memory does not grow with a collection's element count (see the module documentation);
+/// it grows with the number of keys by one 128-bit fingerprint each, to refuse duplicates.
 ///
 /// # Errors
-/// [`CheckError`].
+/// [`CheckError`], holding any [`RdbError`] (including [`RdbError::DuplicateKey`]).
 pub fn check<R: Read>(input: R) -> Result<LoadSummary, CheckError> {
+    check_each(input, |_| {})
+}
+
+/// [`check`], handing every element and every finished key to `on` as it goes, in file
+/// order (what `snaplab inspect` prints from). A key's elements come before its
+/// [`CheckEvent::Key`]; an error stops the walk, possibly in the middle of a key.
+///
+/// # Errors
+/// As [`check`].
+pub fn check_each<R: Read>(input: R, mut on: impl FnMut(CheckEvent<'_>)) -> Result<LoadSummary, CheckError> {
     let mut reader = RdbReader::new(input).map_err(|error| CheckError { error, key: None })?;
-    let mut summary = LoadSummary { version: reader.version(), ..Default::default() };
+    let mut summary = LoadSummary::start(&reader);
+    let mut guard = KeyGuard::new();
     let now = now_ms();
     loop {
-        match reader.next_item() {
-            Ok(Some(item)) => summary.note(&item, now),
+        match reader.next_checked(&mut |info, element| on(CheckEvent::Element(info, element))) {
+            Ok(Some(item)) => {
+                if let Item::Key(info) = &item {
+                    guard.check(info.db, &info.key, info.offset).map_err(|error| CheckError { error, key: None })?;
+                    on(CheckEvent::Key(info));
+                }
+                summary.note(&item, now);
+            }
             Ok(None) => break,
             Err(error) => return Err(CheckError { error, key: reader.key_being_read().cloned() }),
         }
     }
-    summary.checksum = reader.checksum();
-    summary.bytes = reader.offset();
+    summary.end(&mut reader);
     Ok(summary)
 }
 
@@ -1223,6 +1447,19 @@ pub fn load_file_with_progress(
     load_inner(f, progress, size)
 }
 
+/// A module type's 9-character name from its 64-bit id (Redis src/module.c,
+/// `moduleTypeNameByID`): the top 54 bits are nine 6-bit characters.
+pub fn module_name(id: u64) -> String {
+    const CSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut id = id >> 10;
+    let mut name = [0u8; 9];
+    for slot in name.iter_mut().rev() {
+        *slot = CSET[(id & 63) as usize];
+        id >>= 6;
+    }
+    String::from_utf8_lossy(&name).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1240,11 +1477,27 @@ mod tests {
         assert_eq!(module_name((id << 10) | 3), "ReJSON-RL");
     }
 
-    /// A header that is not REDIS + digits is a typed error, and so is version 13.
+    /// Key metadata class names decode as Redis src/keymeta.c encodes them: four 6-bit
+    /// characters above 5 version bits and 3 flag bits.
+    #[test]
+    fn meta_class_names() {
+        const CSET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+        let chars = b"Km_1".iter().fold(0u32, |v, c| (v << 6) | CSET.iter().position(|x| x == c).unwrap() as u32);
+        let spec = (((chars << 5) | 3) << 3) | 0b001;
+        assert_eq!(meta_class_name(spec), "META-Km_1");
+    }
+
+    /// Headers: REDIS 1 to 13 and VALKEY 80 are read; other versions and magics are typed
+    /// errors.
     #[test]
     fn header_errors() {
-        assert!(matches!(RdbReader::new(&b"VALKEY080"[..]), Err(RdbError::BadSignature { .. })));
-        assert!(matches!(RdbReader::new(&b"REDIS0013"[..]), Err(RdbError::UnsupportedVersion { version: 13 })));
+        assert_eq!(RdbReader::new(&b"REDIS0013"[..]).unwrap().version(), 13);
+        assert_eq!(RdbReader::new(&b"VALKEY080"[..]).unwrap().dialect(), Dialect::Valkey);
+        assert!(matches!(RdbReader::new(&b"REDIS0014"[..]), Err(RdbError::UnsupportedVersion { version: 14 })));
+        assert!(matches!(RdbReader::new(&b"VALKEY081"[..]), Err(RdbError::UnsupportedVersion { version: 81 })));
+        assert!(matches!(RdbReader::new(&b"VALKEY011"[..]), Err(RdbError::UnsupportedVersion { version: 11 })));
+        assert!(matches!(RdbReader::new(&b"VALKEY08x"[..]), Err(RdbError::BadSignature { .. })));
+        assert!(matches!(RdbReader::new(&b"KEYDB0010"[..]), Err(RdbError::BadSignature { .. })));
         assert!(matches!(RdbReader::new(&b"RED"[..]), Err(RdbError::BadSignature { .. })));
     }
 

@@ -1,5 +1,5 @@
-//! The Redis RDB format: a streaming reader for everything Redis 2.x to 7.4 writes and a
-//! writer for the plain encodings every Redis from 5 to 7 loads.
+//! The Redis RDB format: a streaming reader for everything Redis 2.x to 8.6 and Valkey 7.2
+//! to 9.0 write, and a writer for the plain encodings every Redis from 5 to 7 loads.
 //!
 //! Sources for every rule: Redis src/rdb.h (opcodes, types) and src/rdb.c (`rdbSaveRio`,
 //! `rdbLoadRioWithLoadingCtx`, `rdbLoadObject`), plus src/ziplist.c, src/listpack.c,
@@ -12,9 +12,10 @@ pub mod encode;
 pub mod lzf;
 pub mod packed;
 
-pub use consts::type_name;
+pub use consts::{Dialect, type_name, type_name_in};
 pub use decode::{
-    CheckError, Checksum, Item, KeyRecord, LoadSummary, RdbError, RdbReader, StringEncoding, check, load, load_file,
-    load_file_with_progress, load_with_progress, scan,
+    CheckError, CheckEvent, Checksum, Element, Item, KeyInfo, KeyRecord, LoadSummary, MEMBER_CHECK_LIMIT, RdbError,
+    RdbReader, StringEncoding, check, check_each, load, load_cost, load_file, load_file_with_progress,
+    load_with_progress, scan,
 };
 pub use encode::{EncodeOptions, EncodeStats, RdbWriter, write_view};
