@@ -3,13 +3,18 @@
 //! - Every `{{#include}}`, `{{#rustdoc_include}}` and `{{#playground}}` in book/src names a
 //!   tracked file inside the repository that a student's export keeps, and a non-empty
 //!   region between anchors marked once each (see `book/includes.rs`).
+//! - Every chapter is compiled by `cargo test --doc` (listed in src/lib.rs), and its code
+//!   blocks follow the rules that keep mdBook and rustdoc in agreement (`book/code_blocks.rs`).
 //!
 //! Each rule has a wrong-on-purpose input in the module that implements it, which shows the
 //! check failing.
 
+#[path = "book/code_blocks.rs"]
+mod code_blocks;
 #[path = "book/includes.rs"]
 mod includes;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn root() -> &'static Path {
@@ -58,4 +63,43 @@ fn every_include_resolves_to_a_non_empty_region_a_student_has() {
     }
     assert_none("the book's includes", problems);
     assert!(count > 0, "the book quotes no code, so this test checks nothing");
+}
+
+/// The chapters src/lib.rs hands to rustdoc: the `"<file>.md"` literals of its `chapters!`.
+fn compiled_chapters() -> BTreeSet<PathBuf> {
+    let lib = read(&root().join("src/lib.rs"));
+    let list = lib.split_once("chapters! {").expect("src/lib.rs has no `chapters! {` list of the book's chapters").1;
+    let list = &list[..list.find('}').expect("the chapters! list is never closed")];
+    list.split('"').skip(1).step_by(2).filter(|s| s.ends_with(".md")).map(PathBuf::from).collect()
+}
+
+/// Pages that are not chapters: the table of contents, and the results pages that
+/// `scripts/publish-results` generates (tables and plots; they hold no Rust).
+fn is_compiled_page(page: &Path) -> bool {
+    page != Path::new("SUMMARY.md") && !page.starts_with("results")
+}
+
+#[test]
+fn every_chapter_is_compiled_by_cargo_test_doc() {
+    let listed = compiled_chapters();
+    let chapters: BTreeSet<PathBuf> = pages().into_iter().filter(|p| is_compiled_page(p)).collect();
+    let unlisted: Vec<_> = chapters.difference(&listed).map(|p| format!("book/src/{}", p.display())).collect();
+    let stale: Vec<_> = listed.difference(&chapters).map(|p| format!("book/src/{}", p.display())).collect();
+    assert!(
+        unlisted.is_empty(),
+        "chapters cargo test --doc does not compile (add them to `chapters!` in src/lib.rs): {unlisted:?}"
+    );
+    assert!(stale.is_empty(), "src/lib.rs lists chapters that are not in book/src: {stale:?}");
+}
+
+#[test]
+fn code_blocks_follow_the_rules_mdbook_and_rustdoc_share() {
+    let listed = compiled_chapters();
+    let mut problems = Vec::new();
+    for page in pages() {
+        let text = read(&root().join("book/src").join(&page));
+        let name = format!("book/src/{}", page.display());
+        problems.extend(code_blocks::check_page(&name, &text, listed.contains(&page)));
+    }
+    assert_none("the book's code blocks", problems);
 }
