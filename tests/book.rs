@@ -5,14 +5,18 @@
 //!   region between anchors marked once each (see `book/includes.rs`).
 //! - Every chapter is compiled by `cargo test --doc` (listed in src/lib.rs), and its code
 //!   blocks follow the rules that keep mdBook and rustdoc in agreement (`book/code_blocks.rs`).
+//! - The book, built with the pinned mdBook, logs no ERROR or WARN, and every link, image
+//!   and `#fragment` in its HTML resolves (`book/links.rs`).
 //!
 //! Each rule has a wrong-on-purpose input in the module that implements it, which shows the
-//! check failing.
+//! check failing. `scripts/check-book-browser` checks the same book in a browser.
 
 #[path = "book/code_blocks.rs"]
 mod code_blocks;
 #[path = "book/includes.rs"]
 mod includes;
+#[path = "book/links.rs"]
+mod links;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -102,4 +106,61 @@ fn code_blocks_follow_the_rules_mdbook_and_rustdoc_share() {
         problems.extend(code_blocks::check_page(&name, &text, listed.contains(&page)));
     }
     assert_none("the book's code blocks", problems);
+}
+
+/// The mdBook version CI installs: `MDBOOK_VERSION=` in .ci/run.
+fn pinned_mdbook() -> String {
+    let ci = read(&root().join(".ci/run"));
+    let line =
+        ci.lines().find_map(|l| l.trim().strip_prefix("MDBOOK_VERSION=")).expect(".ci/run pins no MDBOOK_VERSION");
+    line.trim_matches('"').to_string()
+}
+
+/// The `mdbook` to build with: `$MDBOOK`, else the one on `PATH`, else cargo's bin
+/// directory; `Err` saying why if none is the pinned version.
+fn mdbook() -> Result<PathBuf, String> {
+    let pinned = pinned_mdbook();
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let candidates = std::env::var_os("MDBOOK")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("mdbook")])
+        .chain(home.map(|h| h.join("bin/mdbook")));
+    let mut seen = Vec::new();
+    for candidate in candidates {
+        let Ok(out) = std::process::Command::new(&candidate).arg("--version").output() else { continue };
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if version == format!("mdbook v{pinned}") {
+            return Ok(candidate);
+        }
+        seen.push(format!("{} is {version}", candidate.display()));
+    }
+    Err(format!("no mdbook v{pinned} (cargo install mdbook --version {pinned} --locked); seen: {seen:?}"))
+}
+
+#[test]
+fn the_built_book_logs_no_error_and_its_links_resolve() {
+    const TEST: &str = "book::the_built_book_logs_no_error_and_its_links_resolve";
+    let mdbook = match mdbook() {
+        Ok(m) => m,
+        // CI installs the pinned mdBook before the tests: there, not finding it is a failure.
+        Err(why) if std::env::var_os("CI").is_some() => panic!("{why}"),
+        Err(why) => return snaplab_harness::skips::skipped(TEST, &why),
+    };
+    let out = tempfile::tempdir().unwrap();
+    let built = std::process::Command::new(&mdbook)
+        .arg("build")
+        .arg(root().join("book"))
+        .arg("--dest-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&built.stdout), String::from_utf8_lossy(&built.stderr));
+    assert!(built.status.success(), "mdbook build failed:\n{log}");
+    // mdBook reports a broken include as an ERROR line and still exits 0.
+    let bad: Vec<&str> = log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")).collect();
+    assert_none("mdbook build book", bad.iter().map(|l| l.to_string()).collect());
+    assert_none("the built book's links", links::check_book(out.path(), &root().join("book/src")));
 }
