@@ -281,6 +281,9 @@ pub fn check_book(out: &Path, src: &Path) -> Vec<String> {
             }
         }
     }
+    // mdBook 0.5 writes each image twice (the picture and its zoomed copy): one message each.
+    let mut seen = BTreeSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
     problems
 }
 
@@ -369,10 +372,9 @@ mod wrong_on_purpose {
 
     #[test]
     fn a_missing_image_fails() {
-        assert_one(
-            &with_chapter(&format!("{GOOD}<img src=\"sub/missing.svg\">")),
-            "<img src=\"sub/missing.svg\">: no file",
-        );
+        // Twice, as mdBook 0.5 writes an image (the picture and its zoomed copy): reported once.
+        let page = format!("{GOOD}<img src=\"sub/missing.svg\"><span><img src=\"sub/missing.svg\"></span>");
+        assert_one(&with_chapter(&page), "<img src=\"sub/missing.svg\">: no file");
     }
 
     #[test]
