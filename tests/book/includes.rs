@@ -184,12 +184,24 @@ fn tracked_files(root: &Path) -> Option<BTreeSet<PathBuf>> {
 /// excluding nothing.
 pub fn export_excludes(toml: &str) -> Result<Vec<String>, String> {
     let mut table = String::new();
+    // The delimiter of the multi-line string (`"""` or `'''`) a line starts inside, if any:
+    // the manifest's hints are such strings, and their lines are text, not keys.
+    let mut in_string: Option<&str> = None;
     let mut lines = toml.lines().enumerate();
     while let Some((n, line)) = lines.next() {
+        let was_in_string = in_string;
+        for delim in ["\"\"\"", "'''"] {
+            if in_string.is_none_or(|d| d == delim) && line.matches(delim).count() % 2 == 1 {
+                in_string = if in_string.is_some() { None } else { Some(delim) };
+            }
+        }
+        if was_in_string.is_some() {
+            continue;
+        }
         let code = strip_comment(line);
         let code = code.trim();
-        if code.starts_with('[') {
-            table = code.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        if let Some(header) = table_header(code) {
+            table = header;
             continue;
         }
         let Some((key, value)) = code.split_once('=') else { continue };
@@ -212,6 +224,15 @@ pub fn export_excludes(toml: &str) -> Result<Vec<String>, String> {
         return strings_of(&array).map_err(|e| format!("line {}: export.exclude: {e}", n + 1));
     }
     Ok(Vec::new())
+}
+
+/// The name of the table a line opens (`[export]`, `[[exercise]]`), or `None` if it opens
+/// none (a line of an array that starts with `[` is not a header).
+fn table_header(code: &str) -> Option<String> {
+    let name = code.strip_prefix('[')?.strip_suffix(']')?;
+    let name = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name).trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ');
+    (!name.is_empty() && name.chars().all(bare)).then(|| name.split('.').map(str::trim).collect::<Vec<_>>().join("."))
 }
 
 /// `line` without a `#` comment (a `#` inside a string is kept).
@@ -703,6 +724,10 @@ mod wrong_on_purpose {
                     exclude = [\n  \"solutions/\", # the answers\n  'notes/#private.md',\n]\nother = 1\n";
         assert_eq!(export_excludes(toml).unwrap(), vec!["solutions/".to_string(), "notes/#private.md".to_string()]);
         assert_eq!(export_excludes("export.exclude = [\"a\"]\n").unwrap(), vec!["a".to_string()]);
+        // Lines of a multi-line string, and arrays of arrays, are neither keys nor tables.
+        let hints = "[export]\nhint = \"\"\"\n[other]\nexclude = [\"in a hint\"]\n\"\"\"\nexpect = [\n  [\"x\"]\n]\n\
+                     exclude = ['real']\n";
+        assert_eq!(export_excludes(hints).unwrap(), vec!["real".to_string()]);
         assert_eq!(export_excludes("[export]\nreadme = \"x\"\n").unwrap(), Vec::<String>::new());
         assert!(export_excludes("[export]\nexclude = \"solutions\"\n").is_err(), "a string, not an array, is refused");
         assert!(export_excludes("[export]\nexclude = [\"a\",\n").is_err(), "an unclosed array is refused");
