@@ -59,3 +59,38 @@ macro_rules! registry_of {
 pub fn registry() -> Registry {
     with_strategies!(registry_of)
 }
+
+/// The book's chapters as doctests: `cargo test --doc` compiles (and runs) every Rust code
+/// block in them that is not marked `ignore`, so a chapter's example cannot drift from the
+/// API. Each chapter becomes the documentation of an empty struct that exists only when
+/// rustdoc collects doctests; `cargo build` and `cargo doc` never see it. tests/book.rs
+/// checks that every chapter under book/src is listed here (the generated results pages
+/// hold no Rust and are left out) and states the rules for code blocks.
+#[cfg(doctest)]
+mod book {
+    macro_rules! chapters {
+        ($($file:literal => $name:ident,)*) => {$(
+            #[doc = include_str!(concat!("../book/src/", $file))]
+            pub struct $name;
+        )*};
+    }
+
+    chapters! {
+        "introduction.md" => Introduction,
+        "point-in-time.md" => PointInTime,
+        "atomic-file.md" => AtomicFile,
+        "blocking.md" => Blocking,
+        "verdict.md" => Verdict,
+        "clone.md" => CloneThenSerialize,
+        "cow.md" => Cow,
+        "fork.md" => Fork,
+        "linear-hashing.md" => LinearHashing,
+        "sharded.md" => Sharded,
+        "measuring.md" => Measuring,
+        "comparison.md" => Comparison,
+        "checker.md" => Checker,
+        "your-strategy.md" => YourStrategy,
+        "formats.md" => Formats,
+        "exercises.md" => Exercises,
+    }
+}
