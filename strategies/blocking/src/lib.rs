@@ -18,7 +18,8 @@ struct Inner {
     saves: Arc<SaveState>,
 }
 
-/// A store whose snapshots hold the write lock for the whole serialization (Redis SAVE).
+/// A store whose snapshots hold its lock in read mode for the whole serialization (Redis
+/// SAVE): writers, which need the lock in write mode, wait until the file is written.
 ///
 /// Cheap to clone: clones share the same store.
 #[derive(Clone)]
