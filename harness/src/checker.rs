@@ -1,8 +1,9 @@
 //! The point-in-time checker: given what writers did and what a snapshot holds, find an
 //! instant the snapshot is the state of, or say precisely why there is none.
 //!
-//! DESIGN.md's definition of a point-in-time snapshot, which this module implements: the
-//! snapshot is the keyspace as it was at one instant `t` between the BGSAVE call and its
+//! The definition of a point-in-time snapshot, which this module implements (the harness
+//! README's "For students" section and the book's chapter "Point-in-time and the cut"
+//! state it too): the snapshot is the keyspace as it was at one instant `t` between the BGSAVE call and its
 //! return. So
 //!
 //! - every write that **completed before** the call is in it, and no write that **started

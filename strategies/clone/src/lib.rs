@@ -18,7 +18,7 @@ struct Inner {
 }
 
 /// A store whose background saves deep-clone the keyspace under the lock and serialize
-/// the clone on another thread (seed 000's design).
+/// the clone on another thread.
 ///
 /// Cheap to clone: clones share the same store.
 #[derive(Clone)]
