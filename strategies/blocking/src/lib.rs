@@ -75,6 +75,7 @@ impl SnapshotStrategy for BlockingSave {
         self.inner.store.to_keyspace()
     }
 
+    // ANCHOR: save
     fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
@@ -84,7 +85,9 @@ impl SnapshotStrategy for BlockingSave {
         drop(store);
         ticket.finish(result)
     }
+    // ANCHOR_END: save
 
+    // ANCHOR: bgsave
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket: SaveTicket = self.inner.saves.begin()?;
         let started = Instant::now();
@@ -111,6 +114,7 @@ impl SnapshotStrategy for BlockingSave {
             )),
         }
     }
+    // ANCHOR_END: bgsave
 
     fn lastsave(&self) -> Option<i64> {
         self.inner.saves.lastsave()
