@@ -33,6 +33,7 @@ use snaplab_harness::registry::Registry;
 ///
 /// A new strategy is a crate under `strategies/`, one dependency line in this package's
 /// `Cargo.toml`, and one line here.
+// ANCHOR: strategy_list
 #[macro_export]
 macro_rules! with_strategies {
     ($then:ident) => {
@@ -45,6 +46,7 @@ macro_rules! with_strategies {
         }
     };
 }
+// ANCHOR_END: strategy_list
 
 /// Build a [`Registry`] from the [`with_strategies!`] list.
 #[doc(hidden)]

@@ -6,6 +6,7 @@
 //! so a strategy registered there is tested here with no further line. `PROPTEST_CASES`
 //! and `SNAPLAB_STRESS_ROUNDS` scale the effort.
 
+// ANCHOR: suites
 /// One `conformance_suite!` per listed strategy, except `fork`: a test binary runs its
 /// tests on many threads at once, and `fork()` from a multi-threaded process is only safe
 /// with care, so fork's suite runs in its own binary (`tests/fork.rs`), where nothing else
@@ -20,6 +21,7 @@ macro_rules! suites {
 }
 
 snaplab::with_strategies!(suites);
+// ANCHOR_END: suites
 
 // The sharded store again at fixed shard counts, so one shard, two and four are all
 // covered whatever the machine's core count (the listed one uses one shard per core).

@@ -1,8 +1,9 @@
 //! The point-in-time checker: given what writers did and what a snapshot holds, find an
 //! instant the snapshot is the state of, or say precisely why there is none.
 //!
-//! DESIGN.md's definition of a point-in-time snapshot, which this module implements: the
-//! snapshot is the keyspace as it was at one instant `t` between the BGSAVE call and its
+//! The definition of a point-in-time snapshot, which this module implements (the harness
+//! README's "For students" section and the book's chapter "Point-in-time and the cut"
+//! state it too): the snapshot is the keyspace as it was at one instant `t` between the BGSAVE call and its
 //! return. So
 //!
 //! - every write that **completed before** the call is in it, and no write that **started
@@ -46,6 +47,7 @@ use snaplab_core::rdb::crc::crc64;
 use snaplab_core::rdb::encode::encode_entry;
 use snaplab_core::{Command, DB_COUNT, Entry, Keyspace, SlotChange, WriteStamp, apply_to_slot, escape, unix_ms_now};
 
+// ANCHOR: history
 /// One write as a writer thread issued it.
 #[derive(Clone, Debug)]
 pub struct Write {
@@ -73,6 +75,7 @@ pub struct History {
     /// When BGSAVE returned, ns since the epoch.
     pub bgsave_returned_ns: u64,
 }
+// ANCHOR_END: history
 
 /// The instant found: the snapshot is the keyspace as it was at `instant_ns`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +198,7 @@ pub enum Violation {
     BadHistory(String),
 }
 
+// ANCHOR: rules
 /// The rule every snapshot must satisfy across threads, as the messages name it.
 pub const ONE_INSTANT_RULE: &str = "the snapshot is the state at one instant: every write in it was invoked before every write missing from it completed";
 
@@ -209,6 +213,7 @@ pub const POINT_IN_TIME_RULES: [&str; 7] = [
     "every key in the snapshot holds a state it really had",
     "keys no write touched are in the snapshot as they were",
 ];
+// ANCHOR_END: rules
 
 impl Violation {
     /// The rule broken, in one line (the same words the harness README uses).
@@ -877,8 +882,10 @@ pub enum CutViolation {
     },
 }
 
+// ANCHOR: reported_cut_rule
 /// The rule [`check_reported_cut`] enforces, as its messages name it.
 pub const REPORTED_CUT_RULE: &str = "the dump is the keyspace at the cut the strategy reports";
+// ANCHOR_END: reported_cut_rule
 
 impl CutViolation {
     /// What happened, naming the writes involved (the rule is [`REPORTED_CUT_RULE`]).

@@ -25,7 +25,7 @@ pub struct DatasetSpec {
 }
 
 impl Default for DatasetSpec {
-    /// 1,000,000 keys of 100 bytes: the dataset the issues quote numbers for.
+    /// 1,000,000 keys of 100 bytes: the dataset `snaplab compare` and the published results use.
     fn default() -> Self {
         DatasetSpec { keys: 1_000_000, value_size: 100, seed: 1 }
     }

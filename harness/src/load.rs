@@ -367,6 +367,7 @@ impl Load {
                 let mut log = Vec::with_capacity(1 << 16);
                 let mut cpu_at_phase = [thread_cpu_ns(), None, None];
                 let mut seen = PHASE_BASELINE;
+                // ANCHOR: open_loop
                 let mut intended = start + interval.mul_f64(w as f64 / writers as f64);
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -406,6 +407,7 @@ impl Load {
                     intended += interval;
                 }
                 Ok(WriterOut { log, cpu_at_phase })
+                // ANCHOR_END: open_loop
             }));
         }
         Ok(Load { epoch, start, stop, phase, log_lens, handles })

@@ -36,11 +36,13 @@ impl Shared {
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
         let mut s = self.store.write().unwrap();
+        // ANCHOR: loses_writes
         if self.drop_next.swap(false, Ordering::SeqCst) {
             // Wrong on purpose: the write is acknowledged but never applied.
             s.1 += 1;
             return Ok(Applied::new(snaplab_core::Reply::Ok, WriteStamp { shard: 0, seq: s.1 }));
         }
+        // ANCHOR_END: loses_writes
         let reply = s.0.apply(cmd, unix_ms_now())?;
         s.1 += 1;
         let seq = s.1;
@@ -118,6 +120,7 @@ impl SnapshotStrategy for NoIsolation {
                         continue;
                     }
                     w.select_db(db, keys.len() as u64, 0).map_err(io)?;
+                    // ANCHOR: no_isolation
                     for k in keys {
                         // The lock is taken per key: writers run between any two keys.
                         let entry = shared.store.read().unwrap().0.get(db, &k).cloned();
@@ -126,6 +129,7 @@ impl SnapshotStrategy for NoIsolation {
                         }
                         thread::yield_now();
                     }
+                    // ANCHOR_END: no_isolation
                 }
                 let (_, stats) = w.finish().map_err(io)?;
                 file.commit()?;
@@ -176,6 +180,7 @@ impl SnapshotStrategy for LateCut {
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket = self.0.saves.begin()?;
         let started = Instant::now();
+        // ANCHOR: late_cut
         let claimed = Cut::single(self.0.store.read().unwrap().1);
         let seen = *self.0.wrote.0.lock().unwrap();
         let (shared, dest, opts, c) = (Arc::clone(&self.0), dest.to_path_buf(), opts.clone(), claimed.clone());
@@ -184,6 +189,7 @@ impl SnapshotStrategy for LateCut {
             let _unused = shared.wrote.1.wait_timeout_while(guard, Duration::from_millis(200), |n| *n == seen).unwrap();
             drop(_unused);
             let frozen = shared.store.read().unwrap().0.clone();
+            // ANCHOR_END: late_cut
             let result = write_snapshot(&frozen, &dest, &opts, "late-cut")
                 .map(|s| Shared::report("late-cut", &dest, c, started, s.bytes, s.keys));
             ticket.finish(result)
@@ -211,12 +217,14 @@ impl SnapshotStrategy for WritesInPlace {
         let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
         let h = thread::spawn(move || {
             let result = (|| {
+                // ANCHOR: writes_in_place
                 let _ = opts.io.remove(&dest);
                 let mut file = opts.io.create(&dest).map_err(|e| SaveError::io("create", &dest, e))?;
                 let enc = EncodeOptions { compress: opts.compress, ..EncodeOptions::default() };
                 let (_, stats) = snaplab_core::rdb::write_view(&frozen, &mut file, &enc, None)
                     .map_err(|e| SaveError::io("write", &dest, e))?;
                 file.sync().map_err(|e| SaveError::io("fsync", &dest, e))?;
+                // ANCHOR_END: writes_in_place
                 Ok(Shared::report("writes-in-place", &dest, c, started, stats.bytes, stats.keys))
             })();
             ticket.finish(result)
@@ -240,11 +248,13 @@ impl SnapshotStrategy for TwoLockCut {
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket = self.0.saves.begin()?;
         let started = Instant::now();
+        // ANCHOR: two_lock_cut
         let cut = Cut::single(self.0.store.read().unwrap().1);
         // Wrong on purpose: the lock is released between the cut and the copy. The pause
         // stands for whatever else a store does in between; it lets writers in every time.
         thread::sleep(Duration::from_millis(2));
         let frozen = self.0.store.read().unwrap().0.clone();
+        // ANCHOR_END: two_lock_cut
         let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
         let h = thread::spawn(move || {
             let result = write_snapshot(&frozen, &dest, &opts, "two-lock-cut")
@@ -335,6 +345,7 @@ impl SnapshotStrategy for TagShards {
             let counts = self.wrote.0.lock().unwrap();
             (0..TAG_SHARDS).filter(|&i| counts[i] > 0).collect()
         };
+        // ANCHOR: tag_shards
         for i in 0..TAG_SHARDS {
             // Each shard is copied whole under its own lock: consistent on its own.
             let g = self.shard(i);
@@ -362,6 +373,7 @@ impl SnapshotStrategy for TagShards {
                 }
             }
         }
+        // ANCHOR_END: tag_shards
         let cut = Cut { per_shard };
         let (dest, opts, c) = (dest.to_path_buf(), opts.clone(), cut.clone());
         let h = thread::spawn(move || {

@@ -18,7 +18,8 @@ struct Inner {
     saves: Arc<SaveState>,
 }
 
-/// A store whose snapshots hold the write lock for the whole serialization (Redis SAVE).
+/// A store whose snapshots hold its lock in read mode for the whole serialization (Redis
+/// SAVE): writers, which need the lock in write mode, wait until the file is written.
 ///
 /// Cheap to clone: clones share the same store.
 #[derive(Clone)]
@@ -74,6 +75,7 @@ impl SnapshotStrategy for BlockingSave {
         self.inner.store.to_keyspace()
     }
 
+    // ANCHOR: save
     fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
@@ -83,7 +85,9 @@ impl SnapshotStrategy for BlockingSave {
         drop(store);
         ticket.finish(result)
     }
+    // ANCHOR_END: save
 
+    // ANCHOR: bgsave
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket: SaveTicket = self.inner.saves.begin()?;
         let started = Instant::now();
@@ -110,6 +114,7 @@ impl SnapshotStrategy for BlockingSave {
             )),
         }
     }
+    // ANCHOR_END: bgsave
 
     fn lastsave(&self) -> Option<i64> {
         self.inner.saves.lastsave()

@@ -18,7 +18,7 @@ struct Inner {
 }
 
 /// A store whose background saves deep-clone the keyspace under the lock and serialize
-/// the clone on another thread (seed 000's design).
+/// the clone on another thread.
 ///
 /// Cheap to clone: clones share the same store.
 #[derive(Clone)]
@@ -54,6 +54,7 @@ impl SnapshotStrategy for CloneThenSerialize {
         self.bgsave(dest, opts)?.wait()
     }
 
+    // ANCHOR: bgsave
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
@@ -90,6 +91,7 @@ impl SnapshotStrategy for CloneThenSerialize {
             .map_err(|e| SaveError::Aborted(format!("could not start the save thread: {e}")))?;
         Ok(BgSave::new(cut, time_to_cut, handle))
     }
+    // ANCHOR_END: bgsave
 
     fn lastsave(&self) -> Option<i64> {
         self.inner.saves.lastsave()

@@ -181,6 +181,7 @@ impl AtomicFile {
         Self::create_with(dest, real_io())
     }
 
+    // ANCHOR: create_with
     /// [`AtomicFile::create`] through `io`.
     ///
     /// # Errors
@@ -191,6 +192,7 @@ impl AtomicFile {
         let tmp = dir.join(format!("temp-{}-{n}.rdb", std::process::id()));
         Self::create_at(tmp, dest, io)
     }
+    // ANCHOR_END: create_with
 
     /// Like [`AtomicFile::create_with`], with the temporary file's path chosen by the
     /// caller (it must be in `dest`'s directory for the rename to be atomic). The fork
@@ -213,6 +215,7 @@ impl AtomicFile {
         &self.tmp
     }
 
+    // ANCHOR: commit
     /// Steps 2 to 4: fsync, rename over the destination, fsync the directory.
     ///
     /// # Errors
@@ -229,6 +232,7 @@ impl AtomicFile {
         self.tmp = PathBuf::new();
         self.io.sync_dir(&self.dir).map_err(|e| SaveError::io("fsync directory", &self.dir, e))
     }
+    // ANCHOR_END: commit
 }
 
 impl Write for AtomicFile {
@@ -244,6 +248,7 @@ impl Write for AtomicFile {
     }
 }
 
+// ANCHOR: drop
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if !self.tmp.as_os_str().is_empty() {
@@ -253,6 +258,7 @@ impl Drop for AtomicFile {
         }
     }
 }
+// ANCHOR_END: drop
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ use crate::command::{Command, CommandError};
 use crate::keyspace::{Entry, Keyspace};
 use crate::strategy::{Applied, Cut, WriteStamp, unix_ms_now};
 
+// ANCHOR: counted
 /// The keyspace and the number of writes applied to it, always read together.
 #[derive(Debug, Default)]
 pub struct Counted {
@@ -23,6 +24,7 @@ impl Counted {
         Cut::single(self.writes)
     }
 }
+// ANCHOR_END: counted
 
 /// A [`Keyspace`] behind an `RwLock`, with a write counter.
 #[derive(Debug, Default)]
@@ -48,6 +50,7 @@ impl LockedKeyspace {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    // ANCHOR: locked_apply
     /// Apply `cmd` under the write lock and stamp it with its position in the write order.
     ///
     /// # Errors
@@ -58,6 +61,7 @@ impl LockedKeyspace {
         s.writes += 1;
         Ok(Applied::new(reply, WriteStamp { shard: 0, seq: s.writes }))
     }
+    // ANCHOR_END: locked_apply
 
     /// The live entry under `key` (`None` if absent or expired).
     pub fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {

@@ -22,6 +22,7 @@ pub use crate::error::SaveError;
 use crate::keyspace::{Entry, Keyspace, KeyspaceView};
 use crate::rdb::{self, EncodeOptions, EncodeStats, RdbError};
 
+// ANCHOR: write_stamp
 /// Where a write falls in its shard's order: the `seq`-th write (from 1) applied by shard
 /// `shard`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,7 +32,9 @@ pub struct WriteStamp {
     /// Its position in that shard's write order, from 1.
     pub seq: u64,
 }
+// ANCHOR_END: write_stamp
 
+// ANCHOR: cut
 /// A point-in-time cut: per shard, the number of writes applied before it. A snapshot
 /// taken at this cut contains exactly the writes whose stamp it [`includes`](Cut::includes).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -66,7 +69,9 @@ impl Cut {
         self.per_shard.iter().sum()
     }
 }
+// ANCHOR_END: cut
 
+// ANCHOR: applied
 /// A write that was applied: its reply and its stamp(s).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Applied {
@@ -79,6 +84,7 @@ pub struct Applied {
     /// put it before or after each shard's other writes). Empty for a single-shard write.
     pub also: Vec<WriteStamp>,
 }
+// ANCHOR_END: applied
 
 impl Applied {
     /// A write applied by one shard (every write of a single-lock store).
@@ -306,6 +312,7 @@ impl BgSave {
     }
 }
 
+// ANCHOR: snapshot_strategy
 /// A store that can take point-in-time snapshots of itself while serving writes.
 ///
 /// All methods take `&self`: a strategy is shared between writer threads (`Arc<S>`) and
@@ -369,6 +376,7 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     /// Whether the last save succeeded (Redis `rdb_last_bgsave_status`).
     fn last_save_status(&self) -> SaveStatus;
 }
+// ANCHOR_END: snapshot_strategy
 
 /// Current unix time in milliseconds.
 pub fn unix_ms_now() -> i64 {
