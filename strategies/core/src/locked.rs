@@ -8,6 +8,7 @@ use crate::command::{Command, CommandError};
 use crate::keyspace::{Entry, Keyspace};
 use crate::strategy::{Applied, Cut, WriteStamp, unix_ms_now};
 
+// ANCHOR: counted
 /// The keyspace and the number of writes applied to it, always read together.
 #[derive(Debug, Default)]
 pub struct Counted {
@@ -16,6 +17,7 @@ pub struct Counted {
     /// Writes applied so far (refused ones do not count).
     pub writes: u64,
 }
+// ANCHOR_END: counted
 
 impl Counted {
     /// The cut after the writes applied so far.
