@@ -25,6 +25,7 @@ fn store_with(n: usize) -> ForkSave {
     store
 }
 
+// ANCHOR: child_killed_mid_save
 /// A child killed with SIGKILL mid-save: the previous dump is intact, the child's
 /// temp-<pid>.rdb is removed by the parent, the status says err, LASTSAVE did not move,
 /// and the store keeps serving writes.
@@ -56,6 +57,7 @@ fn child_killed_mid_save() {
     store.apply(&Command::Del { db: 0, key: b"k2".to_vec() }).unwrap();
     assert_eq!(store.len(), 998);
 }
+// ANCHOR_END: child_killed_mid_save
 
 /// A file system that accepts the first `budget` bytes, then fails with ENOSPC.
 #[derive(Debug)]

@@ -79,6 +79,7 @@ pub struct Totals {
     pub crc: Crc64,
 }
 
+// ANCHOR: format_trait
 /// A snapshot file format: how to lay out a header, the function libraries, each database's
 /// keys and a trailer, and how to read all of it back.
 ///
@@ -142,6 +143,7 @@ pub trait Format: Sync {
     /// A [`FormatError`] naming the byte offset of the problem.
     fn decode(&self, input: &mut dyn Read) -> Result<Keyspace, FormatError>;
 }
+// ANCHOR_END: format_trait
 
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +361,7 @@ impl Codec {
         }
     }
 
+    // ANCHOR: encode
     /// Write a snapshot of `view` to `out`, one record after another, keys in canonical
     /// order. `progress`, when given, is advanced by the keys written (relaxed: it only
     /// feeds a progress bar).
@@ -391,6 +394,7 @@ impl Codec {
             sink.finish()
         })
     }
+    // ANCHOR_END: encode
 
     /// [`Codec::encode`], with the records encoded by `pool` in chunks of keys and written
     /// in order by the calling thread, which writes one window of chunks while the pool

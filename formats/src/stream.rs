@@ -1,3 +1,4 @@
+// ANCHOR: layout
 //! A length-delimited record stream: bincode records, each framed by its length, between a
 //! header and a trailer that counts them and checksums everything.
 //!
@@ -16,6 +17,7 @@
 //! on many threads and written in order. The trailer buys detection: a stream cut anywhere
 //! lacks it, and any corruption changes the CRC. The cost is 4 bytes a record and 20 at the
 //! end. A record is at most 4 GiB - 1 bytes (the u32 length).
+// ANCHOR_END: layout
 
 use std::io::Read;
 
@@ -193,6 +195,7 @@ mod tests {
         assert_eq!(Stream.decode(&mut out.as_slice()).unwrap(), ks);
     }
 
+    // ANCHOR: lying_frame_length
     /// A frame length claiming 4 GiB in a short stream is a typed truncation, not a 4 GiB
     /// allocation.
     #[test]
@@ -204,4 +207,5 @@ mod tests {
         let err = Stream.decode(&mut file.as_slice()).unwrap_err();
         assert!(matches!(err, FormatError::Truncated { offset: 19, .. }), "{err}");
     }
+    // ANCHOR_END: lying_frame_length
 }

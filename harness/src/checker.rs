@@ -283,6 +283,7 @@ impl std::error::Error for Violation {}
 
 // ---- instants --------------------------------------------------------------------------
 
+// ANCHOR: instants
 /// Instants on a finer scale than the clock's ns: `4 * ns + 4`. The spare values between
 /// two ns give a multi-key write a switch point of its own ("just after it"), and keep
 /// `t - 1` from underflowing.
@@ -312,7 +313,9 @@ fn intersect(a: &Instants, b: &Instants) -> Instants {
     }
     out
 }
+// ANCHOR_END: instants
 
+// ANCHOR: op
 /// One write placed in time. At instant `t` it is excluded if `t < lo`, included if
 /// `t > hi`, and may be either (open) in between. For a single-key write `[lo, hi]` is its
 /// `[invoked, completed]`; a multi-key write is never open (`hi = lo - 1`): it switches
@@ -324,12 +327,15 @@ struct Op<'h> {
     lo: Instant,
     hi: Instant,
 }
+// ANCHOR_END: op
 
 impl Op<'_> {
+    // ANCHOR: precedes
     /// Real time puts `self` before `other` (it completed before the other started).
     fn precedes(&self, other: &Op<'_>) -> bool {
         self.hi < other.lo
     }
+    // ANCHOR_END: precedes
 
     fn multi(&self) -> bool {
         self.w.cmd.key().is_none()
@@ -594,6 +600,7 @@ pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> R
         per_key.push(KeyInstants { label: format!("{} (db {db})", escape(key)), instants, ops });
     }
 
+    // ANCHOR: common_instant
     // One instant for every key, between the call and the return.
     let mut common: Instants = vec![window];
     for k in &per_key {
@@ -602,6 +609,7 @@ pub fn find_cut(initial: &Keyspace, history: &History, snapshot: &Keyspace) -> R
             return Err(blame(&per_key, history, window));
         }
     }
+    // ANCHOR_END: common_instant
     let t = common[0].0;
     let count = |writes: &Vec<Write>, f: &dyn Fn(&Write) -> bool| writes.iter().filter(|w| f(w)).count() as u64;
     Ok(FoundCut {
@@ -644,6 +652,7 @@ fn place_multis(multis: &mut [Op<'_>], singles: &[Op<'_>], history: &History) ->
             )));
         }
     }
+    // ANCHOR: switch_point
     for m in multis.iter_mut() {
         let x = if m.w.completed_ns < history.bgsave_called_ns {
             m.w.invoked_ns
@@ -653,6 +662,7 @@ fn place_multis(multis: &mut [Op<'_>], singles: &[Op<'_>], history: &History) ->
         m.lo = at(x) + 2;
         m.hi = m.lo - 1;
     }
+    // ANCHOR_END: switch_point
     Ok(())
 }
 
@@ -803,6 +813,7 @@ fn blame(per_key: &[KeyInstants<'_>], history: &History, window: (Instant, Insta
     Violation::NoCommonInstant { detail: "no instant fits every key".into() }
 }
 
+// ANCHOR: separated_pair
 /// Two keys of which one fits only instants before every instant the other fits, named
 /// with the writes behind those boundaries: the write whose start opens the later key's
 /// instants is in the snapshot, the write whose completion closes the earlier key's is not.
@@ -840,6 +851,7 @@ fn separated_pair<'a, 'h: 'a>(
         }))
     })
 }
+// ANCHOR_END: separated_pair
 
 // ---- the cut the strategy reported -----------------------------------------------------
 
@@ -1038,6 +1050,7 @@ pub fn check_reported_cut(
     let mut latest_invoked: Option<(usize, &Write)> = None;
     let mut earliest_completed: Option<(usize, &Write)> = None;
     let mut seen: HashSet<WriteStamp> = HashSet::new();
+    // ANCHOR: reported_loop
     for &(t, w) in &order {
         seen.extend(w.stamps.iter().copied());
         match cut.includes_all(&w.stamps) {
@@ -1055,6 +1068,7 @@ pub fn check_reported_cut(
             }
         }
     }
+    // ANCHOR_END: reported_loop
     for (shard, &n) in cut.per_shard.iter().enumerate() {
         if let Some(seq) = (1..=n).find(|&seq| !seen.contains(&WriteStamp { shard: shard as u32, seq })) {
             return Err(CutViolation::CountsAnUnknownWrite {
@@ -1209,6 +1223,7 @@ mod tests {
         assert!(matches!(err, Violation::UntouchedKeyChanged { how: "is missing", .. }), "{err}");
     }
 
+    // ANCHOR: test_one_instant
     /// Thread 0 completes `SET a 1` at 10 µs; thread 1 invokes `SET b 1` at 20 µs; BGSAVE
     /// runs from 5 to 30 µs. Each thread's writes alone allow a snapshot with `b` and
     /// without `a`, but no instant had it: the checker must refuse it, naming both writes.
@@ -1237,6 +1252,7 @@ mod tests {
         let early = History { bgsave_called_ns: 5_000, bgsave_returned_ns: 9_000, ..history };
         find_cut(&Keyspace::new(), &early, &Keyspace::new()).unwrap();
     }
+    // ANCHOR_END: test_one_instant
 
     /// Two threads set one key in overlapping writes: real time cannot order them, so
     /// either value is a state some instant had; a write that completed before the other
@@ -1280,6 +1296,7 @@ mod tests {
         assert!(find_cut(&Keyspace::new(), &history, &list(&["x"])).is_err());
     }
 
+    // ANCHOR: test_flushall
     /// A FLUSHALL is all or nothing: with it, every key written before it is gone; a
     /// snapshot that keeps one key from before it and loses another is refused, naming it.
     #[test]
@@ -1305,6 +1322,7 @@ mod tests {
             );
         }
     }
+    // ANCHOR_END: test_flushall
 
     /// A multi-key write that overlaps another write in time is outside what the checker
     /// can decide, and it says so rather than guessing.

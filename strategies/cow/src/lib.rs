@@ -18,12 +18,14 @@ use snaplab_core::{
 };
 use value::{CowDb, CowEntry};
 
+// ANCHOR: version
 /// Sixteen persistent databases and the function libraries. Cloning it is the snapshot.
 #[derive(Clone)]
 pub struct Version {
     dbs: [CowDb; DB_COUNT],
     functions: Arc<Vec<Bytes>>,
 }
+// ANCHOR_END: version
 
 impl KeyspaceView for Version {
     fn db_len(&self, db: usize) -> usize {
@@ -43,6 +45,7 @@ impl KeyspaceView for Version {
     }
 }
 
+// ANCHOR: state
 struct State {
     live: Version,
     writes: u64,
@@ -59,6 +62,7 @@ struct Inner {
     /// need the map's internals, so the report names this figure for what it counts.
     writes_while_shared: AtomicU64,
 }
+// ANCHOR_END: state
 
 /// How often, at most, the save samples resident memory while it writes.
 const SAMPLE_EVERY: Duration = Duration::from_millis(1);

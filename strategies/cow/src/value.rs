@@ -23,6 +23,7 @@ use std::sync::Arc;
 use rpds::{HashTrieMapSync, HashTrieSetSync};
 use snaplab_core::{Bytes, Command, CommandError, Entry, EntryRef, Opaque, Reply, Value, ValueRef, escape};
 
+// ANCHOR: cow_value
 /// One database: key -> entry, structurally shared between the live store and snapshots.
 pub type CowDb = HashTrieMapSync<Bytes, CowEntry>;
 
@@ -42,6 +43,7 @@ pub enum CowValue {
     /// A value carried verbatim.
     Opaque(Arc<Opaque>),
 }
+// ANCHOR_END: cow_value
 
 /// A value and its expiry (unix ms).
 #[derive(Clone, Debug)]
@@ -199,11 +201,13 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
         db.remove_mut(key);
     }
 
+    // ANCHOR: entry_mut
     // Mutate in place: `get_mut` copies the path (and the entry, whose clone is O(1)) only
     // where a snapshot still shares it.
     fn entry<'a>(db: &'a mut CowDb, key: &[u8]) -> &'a mut CowEntry {
         db.get_mut(key).expect("validated above: the key exists")
     }
+    // ANCHOR_END: entry_mut
     let reply = match cmd {
         Command::Set { value, expire_at_ms, .. } => {
             db.insert_mut(
@@ -276,6 +280,7 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
                 Reply::Int(members.iter().filter(|m| set.remove_mut(m.as_slice())).count() as i64)
             }
         }
+        // ANCHOR: hset
         Command::HSet { pairs, .. } => {
             if !exists {
                 db.insert_mut(key.to_vec(), new_entry(CowValue::Hash(HashTrieMapSync::new_sync())));
@@ -290,6 +295,7 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
             }
             Reply::Int(added)
         }
+        // ANCHOR_END: hset
         Command::HDel { fields, .. } => {
             if !exists {
                 Reply::Int(0)

@@ -19,10 +19,12 @@ use snaplab_core::{
     write_snapshot_to,
 };
 
+// ANCHOR: sample_every
 /// How often the parent samples the child's copied pages. Reading `smaps_rollup` walks
 /// the child's page tables, so it is kept sparse (Redis 6.2.1 slowed saves 15x by reading
 /// smaps too often).
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+// ANCHOR_END: sample_every
 
 struct Inner {
     store: LockedKeyspace,
@@ -105,6 +107,7 @@ impl Samples {
     }
 }
 
+// ANCHOR: child_report
 /// What the child reports when it saved: bytes and keys written, and its own private dirty
 /// memory at the end, bytes.
 type ChildReport = (u64, u64, u64);
@@ -135,6 +138,7 @@ fn parse_report(line: &str, dest: &Path) -> Result<ChildReport, SaveError> {
     let msg = line.strip_prefix("err ").unwrap_or(line);
     Err(SaveError::Aborted(format!("the child saving {} failed: {msg}", dest.display())))
 }
+// ANCHOR_END: child_report
 
 impl SnapshotStrategy for ForkSave {
     const NAME: &'static str = "fork";

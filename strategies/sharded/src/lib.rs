@@ -23,6 +23,7 @@ use snaplab_core::{
 };
 use table::{Bucket, Table};
 
+// ANCHOR: blob_consts
 /// A blob is flushed to the sink once it holds this many bytes (Dragonfly uses 8 KiB).
 /// Blobs only ever end on a bucket boundary.
 pub const BLOB_BYTES: usize = 8 * 1024;
@@ -34,6 +35,7 @@ pub const BLOB_BYTES: usize = 8 * 1024;
 /// such stalls; an unbounded channel would let a slow disk turn the snapshot into a copy
 /// of the dataset in memory.
 pub const CHANNEL_BLOBS: usize = 64;
+// ANCHOR_END: blob_consts
 
 /// Buckets the traversal captures per hold of the shard lock. A capture is an `Arc` clone,
 /// so a hold lasts microseconds; batching keeps lock handoffs from dominating.
@@ -62,6 +64,7 @@ enum Blob {
 /// A bucket as it was at the cut: its database and a shared reference to its entries.
 type Captured = (usize, table::Entries);
 
+// ANCHOR: capture
 /// What a shard keeps during a save, under its lock: the snapshot version, the buckets
 /// captured but not yet encoded, and the save's counters.
 ///
@@ -91,6 +94,7 @@ impl Capture {
         }
     }
 }
+// ANCHOR_END: capture
 
 /// A shard's RDB serializer: turns captured buckets into blobs that always end on a bucket
 /// boundary and always start with SELECTDB, so they are self-contained.
@@ -184,6 +188,7 @@ struct Shard {
     saving: Option<Capture>,
 }
 
+// ANCHOR: capture_if_unvisited
 impl Shard {
     /// Capture bucket `b` of `db` for the dump if a save is running and has not captured it
     /// yet. Returns whether it did.
@@ -198,6 +203,7 @@ impl Shard {
         }
     }
 }
+// ANCHOR_END: capture_if_unvisited
 
 struct Inner {
     shards: Vec<Mutex<Shard>>,
@@ -236,11 +242,13 @@ impl<const N: usize> ShardedStore<N> {
         self.inner.per_shard_files.store(on, Ordering::Relaxed);
     }
 
+    // ANCHOR: shard_of
     fn shard_of(&self, key: &[u8]) -> (usize, u64) {
         let hash = self.inner.hasher.hash_one(key);
         // The high bits pick the shard, the low bits the bucket, so they are independent.
         ((hash >> 48) as usize % self.inner.shards.len(), hash)
     }
+    // ANCHOR_END: shard_of
 
     /// Apply a single-key command inside its shard.
     fn apply_in_shard(&self, cmd: &Command, db: usize, key: &[u8]) -> Result<Applied, CommandError> {
@@ -289,6 +297,7 @@ impl<const N: usize> ShardedStore<N> {
         Ok(Applied::new(reply, WriteStamp { shard: s as u32, seq: shard.writes }))
     }
 
+    // ANCHOR: flush_dbs
     /// FLUSHDB / FLUSHALL touch every shard, and must be one write, as Redis's are: a cut
     /// sees all of it or none of it. So every shard is locked first (in index order, the
     /// order BGSAVE takes its cut in, so the two cannot deadlock), then each shard's
@@ -314,6 +323,7 @@ impl<const N: usize> ShardedStore<N> {
         let stamp = stamps.remove(0);
         Applied { reply: Reply::Ok, stamp, also: stamps }
     }
+    // ANCHOR_END: flush_dbs
 }
 
 /// The message a panic carried (`panic!` with a literal or a formatted string), for the
@@ -375,6 +385,7 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
             *sink_alive = send_all(&tx, blobs, stats);
         }
     };
+    // ANCHOR: traversal
     for db in 0..DB_COUNT {
         let mut next = 0;
         loop {
@@ -403,6 +414,7 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
             }
         }
     }
+    // ANCHOR_END: traversal
     let captured = lock(shard).saving.take().map(|c| c.pending).unwrap_or_default();
     drain(&mut ser, captured, &mut sink_alive);
     ser.flush();

@@ -23,6 +23,7 @@ use snaplab_core::{Bytes, Entry};
 /// Entries per bucket, on average, before the table grows by one bucket.
 const MAX_LOAD: usize = 4;
 
+// ANCHOR: bucket
 /// A bucket's entries: (hash, key, entry). Shared by pointer, so a save can capture a
 /// bucket in O(1) and a later write copies only that bucket (`Arc::make_mut`).
 pub type Entries = Arc<Vec<(u64, Bytes, Entry)>>;
@@ -42,7 +43,9 @@ impl Bucket {
         Arc::make_mut(&mut self.entries)
     }
 }
+// ANCHOR_END: bucket
 
+// ANCHOR: table
 /// A linear-hashing table of versioned buckets.
 #[derive(Debug)]
 pub struct Table {
@@ -59,6 +62,7 @@ impl Default for Table {
         Table { buckets: vec![Bucket::default()], level: 0, next: 0, len: 0 }
     }
 }
+// ANCHOR_END: table
 
 impl Table {
     /// The bucket index of `hash` (Litwin's linear hashing address function).
@@ -123,6 +127,7 @@ impl Table {
         self.len = 0;
     }
 
+    // ANCHOR: wants_split
     /// Whether the table is over its load factor and should split a bucket.
     pub fn wants_split(&self) -> bool {
         self.len > self.buckets.len() * MAX_LOAD
@@ -132,6 +137,7 @@ impl Table {
     pub fn next_to_split(&self) -> usize {
         self.next
     }
+    // ANCHOR_END: wants_split
 
     /// Split bucket `next_to_split()` into itself and a new bucket at the end, which gets
     /// `version` (the caller has made sure the source bucket was serialized if a save
@@ -165,6 +171,7 @@ mod tests {
     use super::*;
     use snaplab_core::Value;
 
+    // ANCHOR: test
     /// Growing one bucket at a time keeps every key findable at its address, and splits
     /// stamp the new bucket with the version they are given.
     #[test]
@@ -186,4 +193,5 @@ mod tests {
         assert_eq!(t.bucket(t.buckets() - 1).version, 7);
         assert_eq!(t.iter().count(), 10_000);
     }
+    // ANCHOR_END: test
 }
