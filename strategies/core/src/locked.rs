@@ -17,7 +17,6 @@ pub struct Counted {
     /// Writes applied so far (refused ones do not count).
     pub writes: u64,
 }
-// ANCHOR_END: counted
 
 impl Counted {
     /// The cut after the writes applied so far.
