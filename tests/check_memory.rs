@@ -1,6 +1,6 @@
 //! Checking streams: `snaplab verify` and `snaplab inspect` on a dump whose 227 KB describe a
 //! list of ten million elements peak under 64 MiB resident plus the 20 MB listpack they must
-//! decompress (issue 13, section 4). Before, `verify` built the whole list: 790 MiB.
+//! decompress. Before, `verify` built the whole list: 790 MiB.
 //!
 //! The peak is the children's `ru_maxrss` (getrusage(RUSAGE_CHILDREN)). On Linux a child
 //! started with vfork, as `std::process::Command` starts it, also records the peak of the

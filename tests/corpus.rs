@@ -283,7 +283,7 @@ static SPEC: &[(&str, Expect)] = &[
     ("HDT3213-rdb/stream_listpacks_2.rdb", loads(10, Crc::Verified, by("7.0.4", AUX_7), 1, hdt_stream_listpacks_2)),
     ("HDT3213-rdb/tree.rdb", loads(12, Crc::Verified, by(DEV, AUX_7), 7, hdt_tree)),
     // Valkey 9.0.1: magic VALKEY080, which Redis 7.0.15 rejects ("Wrong signature") and we read
-    // as Valkey 9.0 writes it (issue 13, section 5). "CRC not reached" in the manifest: its
+    // as Valkey 9.0 writes it. "CRC not reached" in the manifest: its
     // decoder stopped early; the trailer is a real CRC-64.
     (
         "HDT3213-rdb/valkey_hash2_with_hfe.rdb",

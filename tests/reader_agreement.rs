@@ -1,5 +1,5 @@
-//! The reader agrees with Redis 7.0.15 and reads what current writers write (issue 13,
-//! section 5), on dumps assembled byte by byte here:
+//! The reader agrees with Redis 7.0.15 and reads what current writers write, on dumps
+//! assembled byte by byte here:
 //!
 //! - a key stored twice in one database is refused, naming the key, the db and the byte, by
 //!   every way of reading a dump (Redis 7.0.15: "RDB has duplicated key 'k' in DB 0");

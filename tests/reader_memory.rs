@@ -1,4 +1,4 @@
-//! Loading holds the data, at the cost per element the reader documents (issue 13, section 4).
+//! Loading holds the data, at the cost per element the reader documents.
 //!
 //! A dump can describe a huge collection in few bytes: one quicklist node holding an
 //! LZF-compressed listpack of ten million one-byte integers takes about 227 KB on disk, and
