@@ -75,6 +75,7 @@ impl SnapshotStrategy for BlockingSave {
     }
 
     fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+        // EXERCISE 03-blocking BEGIN
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
         let store = self.inner.store.read();
@@ -82,9 +83,11 @@ impl SnapshotStrategy for BlockingSave {
         let result = Self::serialize(&store, dest, opts, started, time_to_cut);
         drop(store);
         ticket.finish(result)
+        // EXERCISE 03-blocking END
     }
 
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        // EXERCISE 03-blocking BEGIN
         let ticket: SaveTicket = self.inner.saves.begin()?;
         let started = Instant::now();
         let (cut_tx, cut_rx) = mpsc::sync_channel(1);
@@ -109,6 +112,7 @@ impl SnapshotStrategy for BlockingSave {
                 |r| r.err().unwrap_or_else(|| SaveError::Aborted("no cut reported".into())),
             )),
         }
+        // EXERCISE 03-blocking END
     }
 
     fn lastsave(&self) -> Option<i64> {

@@ -48,7 +48,9 @@ impl Cut {
 
     /// Whether the write with `stamp` is inside the snapshot.
     pub fn includes(&self, stamp: WriteStamp) -> bool {
+        // EXERCISE 01-cut BEGIN
         self.per_shard.get(stamp.shard as usize).is_some_and(|&n| stamp.seq <= n)
+        // EXERCISE 01-cut END
     }
 
     /// Whether a write with these `stamps` (all of [`Applied::stamps`]) is inside the
@@ -56,9 +58,11 @@ impl Cut {
     /// `None` if the cut splits it, which a point-in-time cut never does (a multi-key write
     /// is one write: all of it or none of it).
     pub fn includes_all(&self, stamps: &[WriteStamp]) -> Option<bool> {
+        // EXERCISE 01-cut BEGIN
         let mut inside = stamps.iter().map(|&s| self.includes(s));
         let first = inside.next()?;
         inside.all(|i| i == first).then_some(first)
+        // EXERCISE 01-cut END
     }
 
     /// Total writes applied before the cut, over all shards.
