@@ -283,6 +283,25 @@ fn multi_key_write(seq: u64, saving: bool, flushed_all: &mut bool) -> Option<Com
 /// How often thread 0 issues a FLUSHDB in the stress workload.
 const FLUSH_EVERY: u64 = 64;
 
+/// A writer's place at the barrier that starts the save: passed after its first write, or
+/// when the writer unwinds. A writer whose first write panics (an `apply` that is still a
+/// `todo!()`) must still let the round go on, or the saver would wait for it forever.
+struct PassOnDrop(Option<Arc<Barrier>>);
+
+impl PassOnDrop {
+    fn pass(&mut self) {
+        if let Some(barrier) = self.0.take() {
+            barrier.wait();
+        }
+    }
+}
+
+impl Drop for PassOnDrop {
+    fn drop(&mut self) {
+        self.pass();
+    }
+}
+
 /// One round: `writers` threads write while one BGSAVE runs; the dump must be a
 /// point-in-time snapshot of `initial` plus some of the writes (checked black-box by
 /// [`checker::find_cut`]), it must be the keyspace at the cut the strategy reported
@@ -314,6 +333,7 @@ fn stress_round<S: SnapshotStrategy>(
             let (store, stop, saving, alone, ready) =
                 (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&saving), Arc::clone(&alone), Arc::clone(&ready));
             thread::spawn(move || {
+                let mut ready = PassOnDrop(Some(ready));
                 let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((t as u64) << 32));
                 let mut writes = Vec::new();
                 let mut flushed_all = false;
@@ -342,7 +362,7 @@ fn stress_round<S: SnapshotStrategy>(
                     };
                     writes.push(Write { seq, cmd, invoked_ns, completed_ns, stamps });
                     if seq == 1 {
-                        ready.wait();
+                        ready.pass();
                     }
                     if stop.load(Ordering::Relaxed) {
                         break;
