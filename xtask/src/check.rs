@@ -286,6 +286,8 @@ pub fn check(ctx: &Ctx<'_>, opts: &CheckOptions) -> Result<Report> {
         report.problems.push(format!("{id}: its solution is still in the export, in {}", path.display()));
     }
     std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let mut exported = exported;
+    export::set_apart(&mut exported)?;
     export::write_tree(&scratch, &exported)?;
     let target_dir = ctx.target_dir.clone().unwrap_or_else(|| ctx.root.join("target"));
     let scratch_ctx = Ctx { root: &scratch, manifest, cargo: ctx.cargo.clone(), target_dir: Some(target_dir.clone()) };
@@ -308,7 +310,8 @@ pub fn check(ctx: &Ctx<'_>, opts: &CheckOptions) -> Result<Report> {
     }
     for ((_, solved), exercises) in &groups {
         let stubbed: HashSet<&str> = all.iter().copied().filter(|id| !solved.contains(*id)).collect();
-        let files = export::render_tree(ctx.root, manifest, &stubbed)?;
+        let mut files = export::render_tree(ctx.root, manifest, &stubbed)?;
+        export::set_apart(&mut files)?;
         let changed = export::write_tree(&scratch, &files)?;
         if !quiet {
             let solved: Vec<&str> = solved.iter().map(String::as_str).collect();

@@ -74,6 +74,66 @@ pub fn write_tree(dest: &Path, files: &BTreeMap<PathBuf, Entry>) -> Result<usize
     Ok(written)
 }
 
+/// The pre-release tag [`set_apart`] gives the workspace's version.
+const APART: &str = "xtask-check";
+
+/// Give a tree's workspace packages a version of their own (`0.1.0` becomes
+/// `0.1.0-xtask-check`, in `Cargo.toml` and `Cargo.lock`), so that it can share a target
+/// directory with the tree it was made from.
+///
+/// Cargo names a workspace package's artifacts by a hash of its name, version and path
+/// *relative to the workspace root*: two copies of one workspace share every artifact and
+/// fingerprint in one target directory, and a copy with stubs built after the original
+/// leaves the original's tests running the stubs (its sources look older than the
+/// artifacts). A different version makes every workspace package a different unit, while
+/// the registry dependencies, the bulk of the build, stay shared.
+///
+/// # Errors
+/// When the root `Cargo.toml` has no `[workspace.package]` version.
+pub fn set_apart(files: &mut BTreeMap<PathBuf, Entry>) -> Result<()> {
+    let manifest = files.get_mut(Path::new("Cargo.toml")).context("the tree has no Cargo.toml")?;
+    let text = String::from_utf8_lossy(&manifest.bytes).into_owned();
+    let mut section = "";
+    let mut version = None;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line.trim();
+        }
+        match (section, line.split_once('=')) {
+            ("[workspace.package]", Some((key, value))) if key.trim() == "version" && version.is_none() => {
+                let v = value.trim().trim_matches('"').to_string();
+                out.push(format!("version = \"{v}-{APART}\""));
+                version = Some(v);
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    let version = version.context("Cargo.toml has no [workspace.package] version")?;
+    manifest.bytes = (out.join("\n") + "\n").into_bytes();
+    if let Some(lock) = files.get_mut(Path::new("Cargo.lock")) {
+        // Workspace packages are the entries without a `source`: their version line follows
+        // their name; registry packages keep theirs.
+        let text = String::from_utf8_lossy(&lock.bytes).into_owned();
+        let blocks: Vec<String> = text
+            .split("\n\n")
+            .map(|block| {
+                if block.starts_with("[[package]]") && !block.contains("\nsource = ") {
+                    block.replacen(
+                        &format!("\nversion = \"{version}\""),
+                        &format!("\nversion = \"{version}-{APART}\""),
+                        1,
+                    )
+                } else {
+                    block.to_string()
+                }
+            })
+            .collect();
+        lock.bytes = blocks.join("\n\n").into_bytes();
+    }
+    Ok(())
+}
+
 /// Where a solution can still be read in an exported tree: (exercise, file) pairs where
 /// the whole body of one of its regions (whitespace aside) appears.
 ///
@@ -175,4 +235,27 @@ CI) fails on the stubs: grade one exercise at a time with `cargo xtask grade`.
 
 {original}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The workspace's version gets a tag of its own in Cargo.toml and in the lock file's
+    /// workspace packages; registry packages keep theirs.
+    #[test]
+    fn set_apart_changes_only_the_workspace_version() {
+        let toml = "[workspace]\nmembers = [\"a\"]\n\n[workspace.package]\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nx = { version = \"0.1.0\" }\n";
+        let lock = "version = 4\n\n[[package]]\nname = \"a\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"x\"\nversion = \"0.1.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n";
+        let mut files = BTreeMap::new();
+        files.insert(PathBuf::from("Cargo.toml"), Entry { bytes: toml.as_bytes().to_vec(), mode: 0o644 });
+        files.insert(PathBuf::from("Cargo.lock"), Entry { bytes: lock.as_bytes().to_vec(), mode: 0o644 });
+        set_apart(&mut files).unwrap();
+        let toml = String::from_utf8(files[Path::new("Cargo.toml")].bytes.clone()).unwrap();
+        let lock = String::from_utf8(files[Path::new("Cargo.lock")].bytes.clone()).unwrap();
+        assert!(toml.contains("[workspace.package]\nversion = \"0.1.0-xtask-check\"\n"), "{toml}");
+        assert!(toml.contains("x = { version = \"0.1.0\" }"), "{toml}");
+        assert!(lock.contains("name = \"a\"\nversion = \"0.1.0-xtask-check\"\n"), "{lock}");
+        assert!(lock.contains("name = \"x\"\nversion = \"0.1.0\"\nsource"), "{lock}");
+    }
 }
