@@ -304,14 +304,11 @@ fn environment(ctx: &Ctx<'_>, ex: &Exercise, opts: &Options, seed: u64) -> Resul
     let mut notes = Vec::new();
     let progress = tree::progress(ctx.root, ctx.manifest)?;
     for other in &ctx.manifest.exercises {
-        if other.id == ex.id || other.env_while_not_started.is_empty() {
-            continue;
-        }
-        if progress.get(&other.id) == Some(&Progress::NotStarted) {
-            env.extend(other.env_while_not_started.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if let Some(note) = &other.note_while_not_started {
-                notes.push(note.clone());
-            }
+        let Some(w) = &other.while_not_started else { continue };
+        let applies = ex.grader.iter().flat_map(|r| &r.tests).any(|t| t.contains(w.tests_matching.as_str()));
+        if other.id != ex.id && applies && progress.get(&other.id) == Some(&Progress::NotStarted) {
+            env.extend(w.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            notes.push(w.note.clone());
         }
     }
     Ok((env, notes))

@@ -199,10 +199,27 @@ fn hint(root: &Path, manifest: &Manifest, id: &str, reset: bool) -> Result<ExitC
     let n = (shown + 1).min(e.hints.len());
     let text = e.hints.get(n - 1).context("the exercise has no hints")?;
     println!("hint {n} of {} for {id} ({}):\n", e.hints.len(), e.title);
-    println!("{}", text.trim());
+    println!("{}", wrap(text.trim(), 92));
     if shown >= e.hints.len() {
         println!("\n(that was the last hint; `cargo xtask hint {id} --reset` starts again)");
     }
     state::set_hints_shown(root, id, n)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` broken into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    lines.push(line);
+    lines.join("\n")
 }

@@ -44,12 +44,20 @@ pub struct Exercise {
     /// How long a test run may take, seconds (default 600; `--thorough` allows four times
     /// as long).
     pub timeout_s: Option<u64>,
-    /// Environment for the other exercises' graders while this one still holds its stub,
-    /// so that they can run without it.
-    #[serde(default)]
-    pub env_while_not_started: HashMap<String, String>,
-    /// What `grade` says when it sets that environment.
-    pub note_while_not_started: Option<String>,
+    /// What the other exercises' graders need while this one still holds its stub.
+    pub while_not_started: Option<WhileNotStarted>,
+}
+
+/// How other graders run without an exercise that is still a stub.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhileNotStarted {
+    /// It applies to a grader with a test whose name contains this.
+    pub tests_matching: String,
+    /// The environment such a grader runs with.
+    pub env: HashMap<String, String>,
+    /// What `grade` says when it sets it.
+    pub note: String,
 }
 
 /// One region of an exercise.
@@ -213,6 +221,17 @@ impl Manifest {
             for run in &e.grader {
                 if let Err(err) = run.target() {
                     problems.push(format!("{id}: {err}"));
+                }
+            }
+            if let Some(w) = &e.while_not_started {
+                let used = self
+                    .exercises
+                    .iter()
+                    .filter(|o| o.id != *id)
+                    .flat_map(|o| &o.grader)
+                    .any(|r| r.tests.iter().any(|t| t.contains(w.tests_matching.as_str())));
+                if !used {
+                    problems.push(format!("{id}: no other grader has a test named like {:?}", w.tests_matching));
                 }
             }
             for r in &e.requires {

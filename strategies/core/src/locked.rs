@@ -99,10 +99,10 @@ mod tests {
         assert_eq!(store.read().cut(), Cut::single(0), "no write is counted before the first");
         for seq in 1..=3 {
             let applied = store.apply(&set(&format!("k{seq}"))).unwrap();
-            assert_eq!(applied.stamps(), vec![WriteStamp { shard: 0, seq }]);
-            assert_eq!(applied.reply, Reply::Ok);
+            assert_eq!(applied.stamps(), vec![WriteStamp { shard: 0, seq }], "write {seq} is stamped 0:{seq}");
+            assert_eq!(applied.reply, Reply::Ok, "the reply is the keyspace's");
         }
-        assert_eq!(store.read().cut(), Cut::single(3));
+        assert_eq!(store.read().cut(), Cut::single(3), "the cut after three writes counts three");
         assert_eq!(store.len(), 3, "every write reached the keyspace");
         assert!(store.read().cut().includes(WriteStamp { shard: 0, seq: 3 }));
     }
@@ -115,9 +115,9 @@ mod tests {
         store.apply(&set("k")).unwrap();
         let wrong_type = Command::RPush { db: 0, key: b"k".to_vec(), elements: vec![b"x".to_vec()] };
         assert!(store.apply(&wrong_type).is_err(), "RPUSH to a string is refused");
-        assert_eq!(store.read().cut(), Cut::single(1));
+        assert_eq!(store.read().cut(), Cut::single(1), "a refused write is not counted");
         let next = store.apply(&set("other")).unwrap();
-        assert_eq!(next.stamp, WriteStamp { shard: 0, seq: 2 });
+        assert_eq!(next.stamp, WriteStamp { shard: 0, seq: 2 }, "the write after a refused one takes the next number");
         assert_eq!(store.len(), 2);
     }
 }
