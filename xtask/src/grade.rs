@@ -303,6 +303,15 @@ fn environment(ctx: &Ctx<'_>, ex: &Exercise, opts: &Options, seed: u64) -> Resul
     }
     let mut notes = Vec::new();
     let progress = tree::progress(ctx.root, ctx.manifest)?;
+    let pending: Vec<&str> =
+        ex.requires.iter().filter(|r| progress.get(*r) == Some(&Progress::NotStarted)).map(String::as_str).collect();
+    if !pending.is_empty() {
+        notes.push(format!(
+            "{} requires {}, not started here: its tests run that code too, and stop at its todo! first",
+            ex.id,
+            pending.join(", ")
+        ));
+    }
     for other in &ctx.manifest.exercises {
         let Some(w) = &other.while_not_started else { continue };
         let applies = ex.grader.iter().flat_map(|r| &r.tests).any(|t| t.contains(w.tests_matching.as_str()));
