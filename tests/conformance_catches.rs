@@ -43,7 +43,8 @@ fn lost_write_is_caught() {
 }
 
 /// A strategy that takes its cut after BGSAVE returned fails the point-in-time check,
-/// which names a write that started after the return.
+/// which names a write that started after the return (the strategy waits for sixteen
+/// writes before it copies, so some certainly started after the return).
 #[test]
 fn late_cut_is_caught() {
     expect_failure(

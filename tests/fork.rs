@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use snaplab::fork::ForkSave;
 use snaplab_core::atomic::{IoFile, RealIo, SaveIo};
-use snaplab_core::{Command, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, rdb};
+use snaplab_core::{Command, Counted, Keyspace, SaveError, SaveOptions, SaveStatus, SnapshotStrategy, rdb};
 use snaplab_harness::conformance::{GateIo, GatedIo, temp_files};
 
 snaplab_harness::conformance_suite!(fork, snaplab::fork::ForkSave);
@@ -177,4 +177,70 @@ fn parent_keeps_writing_during_the_save() {
         "the dump holds the state at the fork"
     );
     assert_eq!(store.get(0, b"k7").unwrap().value, snaplab_core::Value::String(b"new".to_vec()));
+}
+
+/// A [`SaveIo`] over the real file system that remembers the names of the files it created.
+#[derive(Debug, Default)]
+struct NamesCreated(std::sync::Mutex<Vec<std::path::PathBuf>>);
+
+impl SaveIo for NamesCreated {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
+        self.0.lock().unwrap().push(path.to_path_buf());
+        RealIo.create(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealIo.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        RealIo.sync_dir(dir)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        RealIo.remove(path)
+    }
+}
+
+fn counted(n: usize) -> Counted {
+    let mut keyspace = Keyspace::new();
+    for i in 0..n {
+        let set = Command::Set { db: 0, key: format!("k{i}").into_bytes(), value: vec![b'v'; 64], expire_at_ms: None };
+        keyspace.apply(&set, 0).unwrap();
+    }
+    Counted { keyspace, writes: n as u64 }
+}
+
+/// The child's half on its own (called here without a fork): it writes the whole keyspace
+/// through a temporary file named as Redis names its child's, `temp-<pid>.rdb` beside the
+/// destination (the name the parent removes if the child is killed), renames it into place
+/// and leaves nothing else behind.
+#[test]
+fn child_half_saves_through_temp_pid_rdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dump.rdb");
+    let store = counted(500);
+    let names = Arc::new(NamesCreated::default());
+    let opts = SaveOptions { io: names.clone(), ..SaveOptions::default() };
+    let stats = snaplab::fork::child_save(&store, &dest, &opts).expect("the child's save failed");
+    assert_eq!(stats.keys, 500);
+    assert_eq!(*names.0.lock().unwrap(), vec![dir.path().join(format!("temp-{}.rdb", std::process::id()))]);
+    let (loaded, _) = rdb::load_file(&dest).unwrap();
+    assert_eq!(loaded, store.keyspace, "the dump is the keyspace the child was given");
+    assert!(temp_files(dir.path()).unwrap().is_empty(), "temp files left: {:?}", temp_files(dir.path()).unwrap());
+}
+
+/// The child's half on its own, on a disk that fills up: the typed I/O error comes back
+/// (stage "write", ENOSPC), its temporary file is removed and the previous dump stays.
+#[test]
+fn child_half_that_fails_to_write_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dump.rdb");
+    std::fs::write(&dest, b"the previous dump").unwrap();
+    let full = SaveOptions { io: Arc::new(DiskFull { budget: 4096 }), ..SaveOptions::default() };
+    match snaplab::fork::child_save(&counted(2000), &dest, &full) {
+        Err(SaveError::Io { stage: "write", source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}");
+        }
+        other => panic!("expected an I/O error at stage \"write\", got {:?}", other.map(|s| s.keys)),
+    }
+    assert_eq!(std::fs::read(&dest).unwrap(), b"the previous dump");
+    assert!(temp_files(dir.path()).unwrap().is_empty(), "temp files left: {:?}", temp_files(dir.path()).unwrap());
 }

@@ -391,10 +391,10 @@ fn loaded_by_redis(manifest: &str) -> Vec<PathBuf> {
     for line in manifest.lines() {
         if let Some(rest) = line.strip_prefix("### `") {
             current = rest.strip_suffix('`');
-        } else if line.starts_with("- 7.0.15 server: **loaded**") {
-            if let Some(path) = current.take() {
-                out.push(PathBuf::from(path));
-            }
+        } else if line.starts_with("- 7.0.15 server: **loaded**")
+            && let Some(path) = current.take()
+        {
+            out.push(PathBuf::from(path));
         }
     }
     out

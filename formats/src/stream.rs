@@ -40,6 +40,7 @@ const NAME: &str = "stream";
 
 /// Append `record` as one frame: its length as u32 LE, then its bincode bytes.
 fn frame(out: &mut Vec<u8>, record: &Record<&[u8]>, what: impl FnOnce() -> String) -> Result<(), FormatError> {
+    // EXERCISE 13-stream-framing BEGIN
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     let len = encode_record(out, record).and_then(|()| {
@@ -55,6 +56,7 @@ fn frame(out: &mut Vec<u8>, record: &Record<&[u8]>, what: impl FnOnce() -> Strin
             Err(FormatError::Unencodable { format: NAME, what: what(), reason })
         }
     }
+    // EXERCISE 13-stream-framing END
 }
 
 impl Format for Stream {
@@ -111,6 +113,7 @@ impl Format for Stream {
         let mut frame = Vec::new();
         loop {
             let at = input.offset;
+            // EXERCISE 13-stream-framing BEGIN
             let mut len = [0u8; 4];
             input.exact(NAME, &mut len, "a record length")?;
             let len = u32::from_le_bytes(len);
@@ -127,6 +130,7 @@ impl Format for Stream {
             if frame.len() < len as usize {
                 return Err(FormatError::Truncated { format: NAME, offset: input.offset, what: "a record" });
             }
+            // EXERCISE 13-stream-framing END
             let corrupt = |reason: String| FormatError::Corrupt { format: NAME, offset: at, what: "record", reason };
             match decode_record(&frame).map_err(corrupt)? {
                 Record::Key { db, key, expire_at_ms, value } => loader.key(at, db.into(), key, expire_at_ms, value)?,

@@ -381,10 +381,12 @@ impl Load {
                         }
                         seen = now_phase;
                     }
+                    // EXERCISE 11-open-loop BEGIN
                     let now = Instant::now();
                     if intended > now {
                         thread::sleep(intended - now);
                     }
+                    // EXERCISE 11-open-loop END
                     let op = mix.pick(&mut rng);
                     let key = chooser.pick(&mut rng) as u32;
                     let mut rec = WriteRec {
@@ -404,7 +406,9 @@ impl Load {
                     log.push(rec);
                     lens[w].store(log.len(), Ordering::Relaxed);
                     n += 1;
+                    // EXERCISE 11-open-loop BEGIN
                     intended += interval;
+                    // EXERCISE 11-open-loop END
                 }
                 Ok(WriterOut { log, cpu_at_phase })
                 // ANCHOR_END: open_loop

@@ -77,6 +77,7 @@ impl SnapshotStrategy for BlockingSave {
 
     // ANCHOR: save
     fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+        // EXERCISE 03-blocking BEGIN
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
         let store = self.inner.store.read();
@@ -84,11 +85,13 @@ impl SnapshotStrategy for BlockingSave {
         let result = Self::serialize(&store, dest, opts, started, time_to_cut);
         drop(store);
         ticket.finish(result)
+        // EXERCISE 03-blocking END
     }
     // ANCHOR_END: save
 
     // ANCHOR: bgsave
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        // EXERCISE 03-blocking BEGIN
         let ticket: SaveTicket = self.inner.saves.begin()?;
         let started = Instant::now();
         let (cut_tx, cut_rx) = mpsc::sync_channel(1);
@@ -113,6 +116,7 @@ impl SnapshotStrategy for BlockingSave {
                 |r| r.err().unwrap_or_else(|| SaveError::Aborted("no cut reported".into())),
             )),
         }
+        // EXERCISE 03-blocking END
     }
     // ANCHOR_END: bgsave
 

@@ -56,6 +56,7 @@ impl SnapshotStrategy for CloneThenSerialize {
 
     // ANCHOR: bgsave
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        // EXERCISE 05-clone BEGIN
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
         // The read lock keeps writers out while we copy, so the copy is one instant's state.
@@ -90,6 +91,7 @@ impl SnapshotStrategy for CloneThenSerialize {
             })
             .map_err(|e| SaveError::Aborted(format!("could not start the save thread: {e}")))?;
         Ok(BgSave::new(cut, time_to_cut, handle))
+        // EXERCISE 05-clone END
     }
     // ANCHOR_END: bgsave
 

@@ -223,6 +223,7 @@ impl AtomicFile {
     /// is removed and the destination is unchanged; a failure of the directory fsync comes
     /// after the rename, so the destination already holds the new, complete snapshot.
     pub fn commit(mut self) -> Result<(), SaveError> {
+        // EXERCISE 02-atomic-file BEGIN
         let mut file = self.file.take().expect("commit is called once, on a file still open");
         file.flush().map_err(|e| SaveError::io("write", &self.tmp, e))?;
         file.sync().map_err(|e| SaveError::io("fsync", &self.tmp, e))?;
@@ -231,6 +232,7 @@ impl AtomicFile {
         // The temporary name no longer exists; nothing is left to clean up from here on.
         self.tmp = PathBuf::new();
         self.io.sync_dir(&self.dir).map_err(|e| SaveError::io("fsync directory", &self.dir, e))
+        // EXERCISE 02-atomic-file END
     }
     // ANCHOR_END: commit
 }
@@ -251,11 +253,13 @@ impl Write for AtomicFile {
 // ANCHOR: drop
 impl Drop for AtomicFile {
     fn drop(&mut self) {
+        // EXERCISE 02-atomic-file BEGIN
         if !self.tmp.as_os_str().is_empty() {
             self.file = None;
             // Best effort: the error that brought us here is the one worth reporting.
             let _ = self.io.remove(&self.tmp);
         }
+        // EXERCISE 02-atomic-file END
     }
 }
 // ANCHOR_END: drop

@@ -56,10 +56,12 @@ impl LockedKeyspace {
     /// # Errors
     /// [`CommandError`] when refused; nothing changes and no stamp is used.
     pub fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        // EXERCISE 01-cut BEGIN
         let mut s = self.write();
         let reply = s.keyspace.apply(cmd, unix_ms_now())?;
         s.writes += 1;
         Ok(Applied::new(reply, WriteStamp { shard: 0, seq: s.writes }))
+        // EXERCISE 01-cut END
     }
     // ANCHOR_END: locked_apply
 
@@ -81,5 +83,45 @@ impl LockedKeyspace {
     /// A copy of the keyspace.
     pub fn to_keyspace(&self) -> Keyspace {
         self.read().keyspace.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Reply;
+
+    fn set(key: &str) -> Command {
+        Command::Set { db: 0, key: key.as_bytes().to_vec(), value: b"v".to_vec(), expire_at_ms: None }
+    }
+
+    /// Each applied write is stamped with its place in the write order, from 1, in shard 0,
+    /// and the cut read under the lock counts exactly the writes applied before it.
+    #[test]
+    fn writes_are_stamped_in_order() {
+        let store = LockedKeyspace::new(Keyspace::new());
+        assert_eq!(store.read().cut(), Cut::single(0), "no write is counted before the first");
+        for seq in 1..=3 {
+            let applied = store.apply(&set(&format!("k{seq}"))).unwrap();
+            assert_eq!(applied.stamps(), vec![WriteStamp { shard: 0, seq }], "write {seq} is stamped 0:{seq}");
+            assert_eq!(applied.reply, Reply::Ok, "the reply is the keyspace's");
+        }
+        assert_eq!(store.read().cut(), Cut::single(3), "the cut after three writes counts three");
+        assert_eq!(store.len(), 3, "every write reached the keyspace");
+        assert!(store.read().cut().includes(WriteStamp { shard: 0, seq: 3 }));
+    }
+
+    /// A refused write changes nothing and uses no stamp: the next write takes the number
+    /// the refused one would have had.
+    #[test]
+    fn a_refused_write_takes_no_stamp() {
+        let store = LockedKeyspace::new(Keyspace::new());
+        store.apply(&set("k")).unwrap();
+        let wrong_type = Command::RPush { db: 0, key: b"k".to_vec(), elements: vec![b"x".to_vec()] };
+        assert!(store.apply(&wrong_type).is_err(), "RPUSH to a string is refused");
+        assert_eq!(store.read().cut(), Cut::single(1), "a refused write is not counted");
+        let next = store.apply(&set("other")).unwrap();
+        assert_eq!(next.stamp, WriteStamp { shard: 0, seq: 2 }, "the write after a refused one takes the next number");
+        assert_eq!(store.len(), 2);
     }
 }

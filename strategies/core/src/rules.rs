@@ -40,7 +40,7 @@ pub fn parse_rules(s: &str) -> Result<Vec<SaveRule>, String> {
         .split_whitespace()
         .map(|n| n.parse::<u64>().map_err(|_| format!("'{n}' in save rules is not a non-negative integer")))
         .collect::<Result<_, _>>()?;
-    if nums.len() % 2 != 0 {
+    if !nums.len().is_multiple_of(2) {
         return Err(format!("save rules come in pairs of <seconds> <changes>, got {} numbers", nums.len()));
     }
     Ok(nums.chunks(2).map(|p| SaveRule { after: Duration::from_secs(p[0]), changes: p[1] }).collect())

@@ -51,7 +51,9 @@ impl Cut {
 
     /// Whether the write with `stamp` is inside the snapshot.
     pub fn includes(&self, stamp: WriteStamp) -> bool {
+        // EXERCISE 01-cut BEGIN
         self.per_shard.get(stamp.shard as usize).is_some_and(|&n| stamp.seq <= n)
+        // EXERCISE 01-cut END
     }
 
     /// Whether a write with these `stamps` (all of [`Applied::stamps`]) is inside the
@@ -59,9 +61,11 @@ impl Cut {
     /// `None` if the cut splits it, which a point-in-time cut never does (a multi-key write
     /// is one write: all of it or none of it).
     pub fn includes_all(&self, stamps: &[WriteStamp]) -> Option<bool> {
+        // EXERCISE 01-cut BEGIN
         let mut inside = stamps.iter().map(|&s| self.includes(s));
         let first = inside.next()?;
         inside.all(|i| i == first).then_some(first)
+        // EXERCISE 01-cut END
     }
 
     /// Total writes applied before the cut, over all shards.
@@ -451,10 +455,16 @@ mod tests {
     #[test]
     fn cut_membership() {
         let cut = Cut { per_shard: vec![3, 0] };
-        assert!(cut.includes(WriteStamp { shard: 0, seq: 3 }));
-        assert!(!cut.includes(WriteStamp { shard: 0, seq: 4 }));
-        assert!(!cut.includes(WriteStamp { shard: 1, seq: 1 }));
-        assert!(!cut.includes(WriteStamp { shard: 2, seq: 1 }));
+        assert!(cut.includes(WriteStamp { shard: 0, seq: 3 }), "a cut after 3 writes of shard 0 includes its 3rd");
+        assert!(!cut.includes(WriteStamp { shard: 0, seq: 4 }), "a cut after 3 writes of shard 0 leaves out its 4th");
+        assert!(
+            !cut.includes(WriteStamp { shard: 1, seq: 1 }),
+            "a cut after 0 writes of shard 1 includes none of them"
+        );
+        assert!(
+            !cut.includes(WriteStamp { shard: 2, seq: 1 }),
+            "a cut with no count for shard 2 includes none of its writes"
+        );
         assert_eq!(cut.writes(), 3);
     }
 
@@ -462,9 +472,13 @@ mod tests {
     #[test]
     fn multi_shard_membership() {
         let stamps = [WriteStamp { shard: 0, seq: 2 }, WriteStamp { shard: 1, seq: 5 }];
-        assert_eq!(Cut { per_shard: vec![2, 5] }.includes_all(&stamps), Some(true));
-        assert_eq!(Cut { per_shard: vec![1, 4] }.includes_all(&stamps), Some(false));
-        assert_eq!(Cut { per_shard: vec![2, 4] }.includes_all(&stamps), None);
+        assert_eq!(Cut { per_shard: vec![2, 5] }.includes_all(&stamps), Some(true), "every stamp is inside");
+        assert_eq!(Cut { per_shard: vec![1, 4] }.includes_all(&stamps), Some(false), "no stamp is inside");
+        assert_eq!(
+            Cut { per_shard: vec![2, 4] }.includes_all(&stamps),
+            None,
+            "stamp 0:2 is inside the cut [2, 4] and stamp 1:5 is not: the cut splits the write"
+        );
         assert_eq!(Cut { per_shard: vec![2] }.includes_all(&[]), None, "a write with no stamp was never applied");
     }
 }

@@ -186,6 +186,7 @@ impl SnapshotStrategy for CowMap {
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        // EXERCISE 06-cow BEGIN
         let now = unix_ms_now();
         let mut state = self.write();
         let reply = match cmd {
@@ -209,6 +210,7 @@ impl SnapshotStrategy for CowMap {
             self.inner.writes_while_shared.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Applied::new(reply, WriteStamp { shard: 0, seq: state.writes }))
+        // EXERCISE 06-cow END
     }
 
     fn get(&self, db: usize, key: &[u8]) -> Option<Entry> {
@@ -243,13 +245,16 @@ impl SnapshotStrategy for CowMap {
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
+        let (frozen, cut): (Version, Cut);
+        // EXERCISE 06-cow BEGIN
         // The write lock makes the cut exact: no write is in the middle of its path copy.
         let state = self.write();
-        let frozen = state.live.clone();
-        let cut = Cut::single(state.writes);
+        frozen = state.live.clone();
+        cut = Cut::single(state.writes);
         self.inner.writes_while_shared.store(0, Ordering::Relaxed);
         self.inner.saving.store(true, Ordering::Relaxed);
         drop(state);
+        // EXERCISE 06-cow END
         let time_to_cut = started.elapsed();
         let rss_at_cut = memory::resident_bytes(None);
 

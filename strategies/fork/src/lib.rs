@@ -67,7 +67,16 @@ fn child_main(store: &Counted, dest: &Path, opts: &SaveOptions, mut report: Unix
             (format!("io {stage}\t{}\t{os}\t{source}\n", path.display()), 1)
         }
         Ok(Err(e)) => (format!("err {e}\n"), 1),
-        Err(_) => ("err the child panicked\n".to_string(), 2),
+        // The panic's message, so the parent's error says what went wrong (the child's
+        // stderr may be captured or closed).
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            (format!("err the child panicked: {}\n", why.replace('\n', " ")), 2)
+        }
     };
     let _ = report.write_all(line.as_bytes());
     // SAFETY: `_exit` ends the process immediately, without running atexit handlers,
@@ -79,14 +88,21 @@ fn child_main(store: &Counted, dest: &Path, opts: &SaveOptions, mut report: Unix
     unsafe { libc::_exit(code) }
 }
 
-/// Serialize the frozen keyspace to `temp-<childpid>.rdb`, then fsync, rename, fsync dir.
-fn child_save(store: &Counted, dest: &Path, opts: &SaveOptions) -> Result<EncodeStats, SaveError> {
+/// The child's half of a save: serialize the frozen keyspace to `temp-<childpid>.rdb` (Redis's
+/// name, which the parent uses to remove the file if the child is killed), then fsync,
+/// rename over `dest`, fsync the directory. Public so that it can be tested without a fork.
+///
+/// # Errors
+/// [`SaveError::Io`] naming the stage; the temporary file is then removed.
+pub fn child_save(store: &Counted, dest: &Path, opts: &SaveOptions) -> Result<EncodeStats, SaveError> {
+    // EXERCISE 07-fork-child BEGIN
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!("temp-{}.rdb", std::process::id()));
     let file = AtomicFile::create_at(tmp, dest, Arc::clone(&opts.io))?;
     // No progress counter: the child's memory is its own, the parent would never see it.
     let opts = SaveOptions { progress: None, ..opts.clone() };
     write_snapshot_to(&store.keyspace, file, &opts, ForkSave::NAME)
+    // EXERCISE 07-fork-child END
 }
 
 /// Peak figures the parent gathers while the child runs.
@@ -199,6 +215,7 @@ impl SnapshotStrategy for ForkSave {
         match forked {
             Ok(ForkResult::Child) => child_main(&guard, dest, opts, to_parent),
             Ok(ForkResult::Parent { child }) => {
+                // EXERCISE 08-fork-parent BEGIN
                 let fork_time = fork_started.elapsed();
                 // Writers resume now: the child's copy of memory is frozen at the fork.
                 drop(guard);
@@ -269,6 +286,7 @@ impl SnapshotStrategy for ForkSave {
                         Err(SaveError::Aborted(format!("could not start the thread that waits for the child: {e}")))
                     }
                 }
+                // EXERCISE 08-fork-parent END
             }
             Err(e) => {
                 drop(guard);

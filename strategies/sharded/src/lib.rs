@@ -88,10 +88,12 @@ impl Capture {
     /// Stamp the bucket with the snapshot version, then copy it out. Stamping first is what
     /// guarantees each bucket is captured exactly once.
     fn capture(&mut self, db: usize, bucket: &mut Bucket) {
+        // EXERCISE 10-sharded BEGIN
         bucket.version = self.version;
         if !bucket.entries.is_empty() {
             self.pending.push((db, Arc::clone(&bucket.entries)));
         }
+        // EXERCISE 10-sharded END
     }
 }
 // ANCHOR_END: capture
@@ -193,6 +195,7 @@ impl Shard {
     /// Capture bucket `b` of `db` for the dump if a save is running and has not captured it
     /// yet. Returns whether it did.
     fn capture_if_unvisited(&mut self, db: usize, b: usize) -> bool {
+        // EXERCISE 10-sharded BEGIN
         let Shard { dbs, saving, .. } = self;
         match saving {
             Some(c) if dbs[db].bucket(b).version < c.version => {
@@ -201,6 +204,7 @@ impl Shard {
             }
             _ => false,
         }
+        // EXERCISE 10-sharded END
     }
 }
 // ANCHOR_END: capture_if_unvisited
@@ -613,14 +617,16 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
 
         // The cut: every shard locked at once (in index order), each given its snapshot
         // version and serializer, its write count read. One instant for the whole store.
-        let mut guards: Vec<MutexGuard<'_, Shard>> = self.inner.shards.iter().map(lock).collect();
         let mut per_shard_writes = Vec::with_capacity(n);
+        // EXERCISE 10-sharded BEGIN
+        let mut guards: Vec<MutexGuard<'_, Shard>> = self.inner.shards.iter().map(lock).collect();
         for g in guards.iter_mut() {
             g.version += 1;
             g.saving = Some(Capture { version: g.version, pending: Vec::new(), stats: Arc::clone(&stats) });
             per_shard_writes.push(g.writes);
         }
         drop(guards);
+        // EXERCISE 10-sharded END
         let cut = Cut { per_shard: per_shard_writes };
         let time_to_cut = started.elapsed();
 

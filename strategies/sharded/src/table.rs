@@ -67,8 +67,10 @@ impl Default for Table {
 impl Table {
     /// The bucket index of `hash` (Litwin's linear hashing address function).
     pub fn address(&self, hash: u64) -> usize {
+        // EXERCISE 09-linear-hashing BEGIN
         let i = (hash & ((1u64 << self.level) - 1)) as usize;
         if i < self.next { (hash & ((1u64 << (self.level + 1)) - 1)) as usize } else { i }
+        // EXERCISE 09-linear-hashing END
     }
 
     /// Number of buckets.
@@ -143,6 +145,7 @@ impl Table {
     /// `version` (the caller has made sure the source bucket was serialized if a save
     /// needed it, so both halves carry the source's stamp).
     pub fn split(&mut self, version: u64) {
+        // EXERCISE 09-linear-hashing BEGIN
         let src = self.next;
         let high_bit = 1u64 << self.level;
         let moved: Vec<(u64, Bytes, Entry)>;
@@ -158,6 +161,7 @@ impl Table {
             self.level += 1;
             self.next = 0;
         }
+        // EXERCISE 09-linear-hashing END
     }
 
     /// Every entry, for copies and statistics.
@@ -194,4 +198,60 @@ mod tests {
         assert_eq!(t.iter().count(), 10_000);
     }
     // ANCHOR_END: test
+
+    /// Buckets below the split pointer `next` have been split this round, so their hashes
+    /// are read with one more bit than the buckets at or above it.
+    #[test]
+    fn address_uses_one_more_bit_below_the_split_pointer() {
+        let mut t = Table::default();
+        assert_eq!(t.address(0b1011), 0, "one bucket holds every hash");
+        t.split(0);
+        // Two buckets, one bit each.
+        assert_eq!((t.buckets(), t.next_to_split()), (2, 0));
+        assert_eq!(t.address(0b1010), 0);
+        assert_eq!(t.address(0b1011), 1);
+        t.split(0);
+        // Bucket 0 was split into 0 and 2 (two bits); bucket 1 still reads one bit.
+        assert_eq!((t.buckets(), t.next_to_split()), (3, 1));
+        assert_eq!(t.address(0b100), 0);
+        assert_eq!(t.address(0b110), 2);
+        assert_eq!(t.address(0b111), 1);
+        assert_eq!(t.address(0b101), 1);
+        t.split(0);
+        // Every bucket split: the next round reads two bits everywhere.
+        assert_eq!((t.buckets(), t.next_to_split()), (4, 0));
+        assert_eq!(t.address(0b111), 3);
+        assert_eq!(t.address(0b101), 1);
+        assert_eq!(t.address(0b110), 2);
+    }
+
+    /// A split moves exactly the entries whose next hash bit is set into the new bucket,
+    /// which takes the version it is given; the source keeps its entries' order of hashes
+    /// and its own version, and the table's size does not change.
+    #[test]
+    fn a_split_moves_the_entries_whose_next_bit_is_set() {
+        let mut t = Table::default();
+        for h in 0..8u64 {
+            t.push(0, h, h.to_le_bytes().to_vec(), Entry::new(Value::String(vec![])));
+        }
+        t.bucket_mut(0).version = 3;
+        t.split(5);
+        let hashes = |t: &Table, b: usize| {
+            let mut v: Vec<u64> = t.bucket(b).entries.iter().map(|(h, _, _)| *h).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(hashes(&t, 0), vec![0, 2, 4, 6]);
+        assert_eq!(hashes(&t, 1), vec![1, 3, 5, 7]);
+        assert_eq!(t.bucket(0).version, 3, "the source bucket keeps its version");
+        assert_eq!(t.bucket(1).version, 5, "the new bucket gets the version it is given");
+        assert_eq!(t.len(), 8);
+        t.split(5);
+        assert_eq!(hashes(&t, 0), vec![0, 4]);
+        assert_eq!(hashes(&t, 2), vec![2, 6]);
+        assert_eq!(t.next_to_split(), 1);
+        for h in 0..8u64 {
+            assert!(t.get(h, &h.to_le_bytes()).is_some(), "hash {h} is at its address after the splits");
+        }
+    }
 }

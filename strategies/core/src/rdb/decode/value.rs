@@ -555,7 +555,7 @@ impl<R: Read> RdbReader<R> {
         while it.next_entry().map_err(|r| self.corrupt(at, what(), r))?.is_some() {
             items += 1;
         }
-        if items % 3 != 0 {
+        if !items.is_multiple_of(3) {
             return Err(self.corrupt(at, what(), "not field/value/TTL triples"));
         }
         Ok(items > 0)
