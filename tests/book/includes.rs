@@ -678,12 +678,19 @@ mod wrong_on_purpose {
 
     #[test]
     fn an_anchor_inside_an_exercise_hole_fails() {
-        let source = "fn save() {\n    // EXERCISE 03-blocking BEGIN\n    // ANCHOR: body\n    work();\n    \
-                      // ANCHOR_END: body\n    // EXERCISE 03-blocking END\n}\n";
+        // The markers are spelled out with `concat!` so that no line of this file is one.
+        let source = concat!(
+            "fn save() {\n    // EXERCISE",
+            " 03-blocking BEGIN\n    // ANCHOR: body\n    work();\n    // ANCHOR_END: body\n    // EXERCISE",
+            " 03-blocking END\n}\n"
+        );
         assert_one(&problems("{{#include ../../src/lib.rs:body}}", source), "inside the hole of exercise 03-blocking");
         // An anchor around the whole hole is fine: the export shows the stub in its place.
-        let around = "// ANCHOR: save\nfn save() {\n    // EXERCISE 03-blocking BEGIN\n    work();\n    \
-                      // EXERCISE 03-blocking END\n}\n// ANCHOR_END: save\n";
+        let around = concat!(
+            "// ANCHOR: save\nfn save() {\n    // EXERCISE",
+            " 03-blocking BEGIN\n    work();\n    // EXERCISE",
+            " 03-blocking END\n}\n// ANCHOR_END: save\n"
+        );
         assert_eq!(problems("{{#include ../../src/lib.rs:save}}", around), Vec::<String>::new());
     }
 
