@@ -739,10 +739,16 @@ fn blame(per_key: &[KeyInstants<'_>], history: &History, window: (Instant, Insta
         return v;
     }
     let restricted: Vec<Instants> = per_key.iter().map(|k| intersect(&k.instants, &vec![window])).collect();
-    for (k, r) in per_key.iter().zip(&restricted) {
-        if !r.is_empty() {
-            continue;
-        }
+    // A key that fits instants both before the call and after the return (a write that
+    // completed before the call, undone by a FLUSHDB that started after the return) could
+    // be blamed either way; a key that fits only one side cannot. So blame the one-sided
+    // keys first, then the two-sided ones.
+    let outside: Vec<&KeyInstants<'_>> =
+        per_key.iter().zip(&restricted).filter(|(_, r)| r.is_empty()).map(|(k, _)| k).collect();
+    let one_sided =
+        |k: &&KeyInstants<'_>| k.instants.iter().all(|r| r.1 < window.0) || k.instants.iter().all(|r| r.0 > window.1);
+    let (first, second): (Vec<_>, Vec<_>) = outside.into_iter().partition(one_sided);
+    for k in first.into_iter().chain(second) {
         if let Some(&(_, end)) = k.instants.iter().rev().find(|r| r.1 < window.0)
             && let Some(m) = k.ops.iter().find(|o| o.hi == end)
         {
@@ -1198,6 +1204,23 @@ mod tests {
     fn names_a_leaked_write() {
         let err = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "3"), ("b", "2")])).unwrap_err();
         assert!(matches!(&err, Violation::LeakedLaterWrite { write, .. } if write.contains("#3")), "{err}");
+    }
+
+    /// A cut taken after the return, past a FLUSHDB: the flushed key also fits the time
+    /// before its write (so "a completed write is missing" would be true too), but the
+    /// key written after the return fits no time but after it, and that is the blame.
+    #[test]
+    fn a_late_cut_past_a_flush_is_blamed_on_the_leak() {
+        let history = History {
+            threads: vec![
+                vec![w(1, set("a", "1"), 1, 2), w(2, Command::FlushDb { db: 0 }, 30, 31)],
+                vec![w(1, set("b", "1"), 40, 41)],
+            ],
+            bgsave_called_ns: 10_000,
+            bgsave_returned_ns: 20_000,
+        };
+        let err = find_cut(&Keyspace::new(), &history, &snapshot(&[("b", "1")])).unwrap_err();
+        assert!(matches!(&err, Violation::LeakedLaterWrite { thread: 1, write, .. } if write.contains("#1")), "{err}");
     }
 
     /// Write 3 present while write 2 is missing is not a prefix, whatever the clock says.
