@@ -111,6 +111,39 @@ mod tests {
         assert!(store.read().cut().includes(WriteStamp { shard: 0, seq: 3 }));
     }
 
+    /// Writers on several threads at once each get a stamp no other write has: together
+    /// the stamps are exactly 1..=n, each thread's own in increasing order, and the cut
+    /// counts all n. (Stamping outside the lock would hand two writes one number.)
+    #[test]
+    fn concurrent_writes_take_distinct_stamps() {
+        const THREADS: usize = 8;
+        const EACH: usize = 5_000;
+        let store = LockedKeyspace::new(Keyspace::new());
+        let per_thread: Vec<Vec<u64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let store = &store;
+                    s.spawn(move || {
+                        (0..EACH).map(|i| store.apply(&set(&format!("t{t}:{i}"))).unwrap().stamp.seq).collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (t, seqs) in per_thread.iter().enumerate() {
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "thread {t}'s stamps go up in the order it wrote");
+        }
+        let mut all: Vec<u64> = per_thread.concat();
+        all.sort_unstable();
+        let n = (THREADS * EACH) as u64;
+        if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
+            panic!("two writes took stamp 0:{}: the number and the write were not taken under one lock", w[0]);
+        }
+        // n distinct stamps from 1 to n are exactly 1..=n.
+        assert_eq!((all[0], all[all.len() - 1]), (1, n), "the stamps of {n} writes run from 1 to {n}");
+        assert_eq!(store.read().cut(), Cut::single(n));
+    }
+
     /// A refused write changes nothing and uses no stamp: the next write takes the number
     /// the refused one would have had.
     #[test]
