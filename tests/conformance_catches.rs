@@ -42,16 +42,24 @@ fn lost_write_is_caught() {
     );
 }
 
-/// A strategy that takes its cut after BGSAVE returned fails the point-in-time check,
-/// which names a write that started after the return (the strategy waits for sixteen
-/// writes before it copies, so some certainly started after the return).
+/// A strategy that takes its cut after BGSAVE returned fails the point-in-time check.
+/// It waits for sixteen writes before it copies, so the dump holds writes that started
+/// after the return, and the check names one; on a machine so busy that sixteen writes do
+/// not come within its 200 ms wait, the copy may be of an instant inside the call, and then
+/// the check of the cut it reported (at the call) names the writes between the two. Both
+/// verdicts are about where the cut fell; any other rule would be a wrong diagnosis.
 #[test]
 fn late_cut_is_caught() {
-    expect_failure(
-        conformance::bgsave_is_point_in_time::<LateCut>(&cfg()),
-        "started after BGSAVE returned",
-        "a late cut",
-    );
+    match conformance::bgsave_is_point_in_time::<LateCut>(&cfg()) {
+        Ok(()) => panic!("the suite accepted a late cut"),
+        Err(f) => {
+            let text = f.to_string();
+            assert!(
+                text.contains("started after BGSAVE returned") || f.rule == REPORTED_CUT_RULE,
+                "a late cut: the failure should name a write that started after the return, or the reported cut, got: {text}"
+            );
+        }
+    }
 }
 
 /// The model check also catches the late cut (the first write after BGSAVE leaks in).
