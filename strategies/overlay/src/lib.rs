@@ -137,8 +137,7 @@ impl Overlay {
                 let mut copy = below.cloned();
                 let (reply, change) = apply_to_slot(cmd, copy.as_mut(), now_ms)?;
                 if let Some(e) = below {
-                    self.stats.copied_up += 1;
-                    self.stats.copied_up_bytes += footprint(key, Some(e));
+                    self.note_copied_up(key, e);
                 }
                 // The change was made to the copy, which now has to live in the overlay.
                 let change = match (change, copy) {
@@ -148,27 +147,43 @@ impl Overlay {
                 (reply, change)
             }
         };
-        let old = match change {
-            SlotChange::Kept => None,
-            SlotChange::Put(entry) => {
-                self.stats.bytes[db] += footprint(key, Some(&entry));
-                self.dbs[db].insert(key.to_vec(), Some(entry))
-            }
+        match change {
+            SlotChange::Kept => {}
+            SlotChange::Put(entry) => self.put(db, key, Some(entry)),
             // The base still holds the key: hide it with a tombstone.
-            SlotChange::Remove if below.is_some() => {
-                self.stats.bytes[db] += footprint(key, None);
-                self.dbs[db].insert(key.to_vec(), None)
-            }
-            SlotChange::Remove => self.dbs[db].remove(key),
-        };
-        // EXERCISE 15-overlay END
-        if let Some(old) = old {
-            let freed = footprint(key, old.as_ref());
-            self.stats.bytes[db] = self.stats.bytes[db].saturating_sub(freed);
+            SlotChange::Remove if below.is_some() => self.put(db, key, None),
+            SlotChange::Remove => self.take(db, key),
         }
         Ok(reply)
+        // EXERCISE 15-overlay END
     }
     // ANCHOR_END: write
+
+    /// Count a base entry copied up into the overlay.
+    fn note_copied_up(&mut self, key: &[u8], entry: &Entry) {
+        self.stats.copied_up += 1;
+        self.stats.copied_up_bytes += footprint(key, Some(entry));
+    }
+
+    /// Store `slot` (an entry, or `None` for a tombstone) under `key` in the overlay.
+    fn put(&mut self, db: usize, key: &[u8], slot: Option<Entry>) {
+        self.stats.bytes[db] += footprint(key, slot.as_ref());
+        let old = self.dbs[db].insert(key.to_vec(), slot);
+        self.forget(db, key, old);
+    }
+
+    /// Remove `key` from the overlay (a key the base does not hold: no tombstone needed).
+    fn take(&mut self, db: usize, key: &[u8]) {
+        let old = self.dbs[db].remove(key);
+        self.forget(db, key, old);
+    }
+
+    /// Take a replaced or removed overlay slot out of the byte estimate.
+    fn forget(&mut self, db: usize, key: &[u8], old: Option<Option<Entry>>) {
+        if let Some(old) = old {
+            self.stats.bytes[db] = self.stats.bytes[db].saturating_sub(footprint(key, old.as_ref()));
+        }
+    }
 
     /// Entries in the overlay and how many of them are tombstones.
     pub fn sizes(&self) -> (usize, usize) {
