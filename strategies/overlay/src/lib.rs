@@ -132,7 +132,8 @@ impl Overlay {
                 (Reply::Int(i64::from(live)), SlotChange::Remove)
             }
             // Read-modify-write (push, add, expire...): copy the base's entry up and change
-            // the copy; the base stays exactly as the cut left it.
+            // the copy; the base stays exactly as the cut left it. Production note: the
+            // copy is of the whole value; persistent collections (snaplab-cow) would share it.
             None => {
                 let mut copy = below.cloned();
                 let (reply, change) = apply_to_slot(cmd, copy.as_mut(), now_ms)?;
@@ -246,7 +247,9 @@ struct Garbage {
 /// save flushed keeps only what was written after the flush. What the base drops is
 /// handed back rather than freed, so that freeing it (which for a flushed database of
 /// a million keys takes longer than the merge) happens after the lock is released, as
-/// KeyDB's `endSnapshot` hands it to its garbage collector.
+/// KeyDB's `endSnapshot` hands it to its garbage collector. Production note: KeyDB's
+/// collector frees by epoch, once no thread can still see the entries; here nothing else
+/// can, so the save thread simply drops them.
 fn merge(base: &mut Keyspace, overlay: Overlay, garbage: &mut Garbage) -> u64 {
     let mut tombstones = 0;
     for (db, layer) in overlay.dbs.into_iter().enumerate() {
@@ -274,7 +277,9 @@ struct State {
     /// writes go to `overlay`); otherwise only this store holds it and writes change it
     /// in place.
     base: Arc<Keyspace>,
-    /// Writes since the cut, while a save runs.
+    /// Writes since the cut, while a save runs. Production note: KeyDB chains snapshots
+    /// (a snapshot of a snapshot); here there is one base and one overlay, and a second
+    /// BGSAVE during a save is refused, as Redis refuses it.
     overlay: Option<Overlay>,
     writes: u64,
 }
