@@ -62,6 +62,9 @@ impl Overlay {
     /// one (a tombstone hides the base's), else the base's. `below` is set when the read
     /// had to look in the base too: the second lookup every read of a key not written
     /// during the save pays.
+    ///
+    /// # Panics
+    /// If `db >= DB_COUNT`.
     pub fn get<'a>(&'a self, base: &'a Keyspace, db: usize, key: &[u8], below: &mut bool) -> Option<&'a Entry> {
         // EXERCISE 15-overlay BEGIN
         match self.dbs[db].get(key) {
@@ -414,8 +417,8 @@ impl SnapshotStrategy for OverlayStore {
         // ANCHOR: cut
         let mut state = self.write();
         if state.overlay.is_some() {
-            // A save thread that panicked before its merge left its overlay: fold it in
-            // first (its reference to the base went with the thread).
+            // A save thread that panicked before its merge (or could not be started) left
+            // its overlay: fold it in first (its reference to the base went with it).
             drop(state);
             self.merge_overlay();
             state = self.write();
