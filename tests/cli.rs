@@ -248,3 +248,228 @@ fn compare_refuses_a_bad_mix_or_distribution() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected uniform, zipf or zipf:EXPONENT"), "{}", stderr(&out));
 }
+
+/// `--writers` past what the machine can drive on schedule (8 per core) is refused before
+/// anything starts, with the limit and why; it used to panic spawning threads and leave a
+/// redis-server and two temporary directories behind.
+#[test]
+fn compare_refuses_more_writers_than_the_machine_drives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for writers in ["1000000", &(8 * cores + 1).to_string()] {
+        let out = Command::new(env!("CARGO_BIN_EXE_snaplab"))
+            .args(["compare", "--keys", "10", "--writers", writers])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("at most {}", 8 * cores)) && err.contains("per core"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was started");
+    // The limit itself is accepted (parsing only: --writers 0 of the same count is not run).
+    let out = snaplab(&["compare", "--keys", "10", "--writers", &(8 * cores).to_string(), "--rate", "0"]);
+    assert!(!stderr(&out).contains("writer threads is more"), "{}", stderr(&out));
+}
+
+/// `--rate 0`, a negative rate and a word are refused with a sentence saying what a rate
+/// is (0 used to run and print throughput ratios of 221; -5 was "unexpected argument").
+#[test]
+fn compare_refuses_a_rate_that_is_not_a_rate() {
+    for rate in ["0", "-5", "-0.5", "fast", "inf", "NaN"] {
+        let out = snaplab(&["compare", "--keys", "10", "--rate", rate]);
+        assert_eq!(out.status.code(), Some(2), "--rate {rate}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("a rate is the number of writes per second"), "--rate {rate}: {err}");
+        assert!(!err.contains("unexpected argument"), "--rate {rate}: {err}");
+    }
+}
+
+/// Every JSON row carries the run's settings and where it ran, so a row read alone says
+/// what produced it; the file is still an array of rows.
+#[test]
+fn compare_json_rows_carry_the_run_settings() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path());
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--strategies",
+        "blocking,clone",
+        "--no-redis",
+        "--writers",
+        "1",
+        "--rate",
+        "2000",
+        "--baseline-ms",
+        "100",
+        "--keys-dist",
+        "zipf",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = rows.as_array().expect("the file is an array of rows");
+    assert_eq!(rows.len(), 2);
+    let sha: String = Sha256::digest(std::fs::read(&input).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    for row in rows {
+        assert!(row["strategy"].is_string(), "{row}");
+        let run = &row["run"];
+        assert_eq!(run["input"], input.to_str().unwrap(), "{run}");
+        assert_eq!(run["input_sha256"], sha.as_str(), "{run}");
+        assert_eq!(run["rate_per_s"], 2000.0, "{run}");
+        assert_eq!(run["writers"], 1, "{run}");
+        assert_eq!(run["keys_dist"], "zipf:0.99", "{run}");
+        assert_eq!(run["mix"], "overwrite=85,insert=5,delete=5,collection=5", "{run}");
+        assert!(run["value_sizes"].as_str().is_some_and(|s| !s.is_empty()), "{run}");
+        assert_eq!(run["baseline_ms"], 100, "{run}");
+        let commit = run["snaplab_commit"].as_str().unwrap();
+        assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{run}");
+        assert!(run["cores"].as_u64().unwrap() >= 1, "{run}");
+        for field in ["cpu", "kernel"] {
+            assert!(run[field].as_str().is_some_and(|s| !s.is_empty()), "{field}: {run}");
+        }
+        assert_eq!(run, &rows[0]["run"], "one run, one description");
+    }
+}
+
+/// Processes whose command line mentions `needle` (a test's own temporary directory).
+fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle).then_some((pid, cmd))
+        })
+        .collect()
+}
+
+/// Start `compare` with its temporary files under `tmp`, wait until `ready()` says the
+/// moment has come (bounded: 300 s), send SIGINT to it alone (its servers and workers must
+/// be stopped by it, not by the terminal), and return what it printed and its exit code.
+fn interrupt_compare(tmp: &Path, args: &[&str], ready: impl Fn() -> bool) -> (Option<i32>, String, String) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let child = Command::new(env!("CARGO_BIN_EXE_snaplab"))
+        .arg("compare")
+        .args(args)
+        .env("TMPDIR", tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "the moment to interrupt never came");
+        // Polling other processes: they announce nothing.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Nothing of the run is left: no file or directory under its temporary directory, no
+/// process (redis-server, a worker, a BGSAVE child) naming it.
+fn assert_nothing_left(tmp: &Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let procs = processes_mentioning(tmp.to_str().unwrap());
+    assert!(procs.is_empty(), "processes left running: {procs:?}");
+}
+
+/// Ctrl-C while a strategy's worker runs (the second of two rows): the worker is stopped,
+/// the temporary directory removed, the finished row printed (and written to --json), and
+/// the exit status is 130, as for a shell command ended by SIGINT.
+#[test]
+fn compare_interrupted_during_a_row_prints_the_rows_finished_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let json = dir.path().join("rows.json");
+    let needle = tmp.to_str().unwrap().to_string();
+    let (code, out, err) = interrupt_compare(
+        &tmp,
+        &[
+            "--keys",
+            "20000",
+            "--writers",
+            "1",
+            "--rate",
+            "1000",
+            "--baseline-ms",
+            "3000",
+            "--strategies",
+            "blocking,clone",
+            "--no-redis",
+            "-q",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        || {
+            processes_mentioning(&needle)
+                .iter()
+                .any(|(_, cmd)| cmd.contains("compare-worker") && cmd.contains("--strategy clone"))
+        },
+    );
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(out.lines().any(|l| l.starts_with("blocking ")), "the finished row is printed: {out}");
+    assert!(!out.lines().any(|l| l.starts_with("clone ")), "{out}");
+    assert!(err.contains("interrupted: 1 of 2 rows finished"), "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_nothing_left(&tmp);
+}
+
+/// Ctrl-C while the Redis row runs: the redis-server (and any BGSAVE child) is stopped and
+/// its directory, with its copy of the dump, removed, as is compare's own.
+#[test]
+fn compare_interrupted_during_the_redis_row_leaves_no_server() {
+    if snaplab::harness::redis_server::RedisServer::find().is_none() {
+        snaplab::harness::skips::skipped(
+            "compare_interrupted_during_the_redis_row_leaves_no_server",
+            "no redis-server on PATH",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The moment: the server loaded from the dataset (its directory holds the dump and the
+    // socket it answers on).
+    let server_up = || {
+        std::fs::read_dir(&tmp).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("snaplab-redis-")
+                && e.path().join("dump.rdb").exists()
+                && e.path().join("redis.sock").exists()
+        })
+    };
+    let args = [
+        "--keys",
+        "20000",
+        "--writers",
+        "1",
+        "--rate",
+        "1000",
+        "--baseline-ms",
+        "3000",
+        "--strategies",
+        "blocking",
+        "--with-redis",
+        "-q",
+    ];
+    let (code, out, err) = interrupt_compare(&tmp, &args, server_up);
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(err.contains("interrupted: 0 of 2 rows finished"), "{err}");
+    assert_nothing_left(&tmp);
+}

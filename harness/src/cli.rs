@@ -17,6 +17,7 @@ use snaplab_core::rdb::{self, Checksum, Dialect, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
 use snaplab_formats::{self as formats, Codec, Compression, FormatError};
 
+use crate::compare::run_info::{self, RunInfo};
 use crate::compare::{self, CompareConfig, CompareRow, Trace};
 use crate::dataset::{self, DatasetSpec};
 use crate::formats::{self as format_table, FormatsConfig};
@@ -170,13 +171,14 @@ struct CompareArgs {
     /// Strategies to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
-    /// Writer threads during each save (0 times the save alone).
-    #[arg(long, default_value_t = 1)]
+    /// Writer threads during each save (0 times the save alone); at most 8 per core, since
+    /// more only time-share the cores and miss their schedule.
+    #[arg(long, default_value_t = 1, value_parser = parse_writers)]
     writers: usize,
-    /// Target writes per second, all writer threads together (open-loop: latency counts
-    /// from each write's scheduled start, so a stall cannot hide). The default keeps one
-    /// core far from saturated.
-    #[arg(long, value_name = "OPS_PER_SEC", default_value_t = 10_000.0)]
+    /// Target writes per second, all writer threads together, above 0 (open-loop: latency
+    /// counts from each write's scheduled start, so a stall cannot hide). The default keeps
+    /// one core far from saturated.
+    #[arg(long, value_name = "OPS_PER_SEC", default_value_t = 10_000.0, value_parser = parse_rate, allow_negative_numbers = true)]
     rate: f64,
     /// Which existing keys writers update: `uniform`, or `zipf` (exponent 0.99, a few hot
     /// keys take most writes) or `zipf:EXPONENT`.
@@ -230,9 +232,9 @@ struct WorkerArgs {
     source: PathBuf,
     #[arg(long)]
     dir: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = parse_writers)]
     writers: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     rate: f64,
     #[arg(long)]
     baseline_ms: u64,
@@ -246,6 +248,41 @@ struct WorkerArgs {
     mix: WriteMix,
     #[arg(long)]
     quiet: bool,
+}
+
+/// Writer threads per core `compare` allows: each writer is a thread that sleeps until its
+/// next write is due, so a few per core keep their schedule; past that they only
+/// time-share the cores, and a million of them cannot even be spawned.
+pub const WRITERS_PER_CORE: usize = 8;
+
+/// The most writer threads `compare` accepts on this machine: [`WRITERS_PER_CORE`] per
+/// core (`std::thread::available_parallelism`).
+pub fn max_writers() -> usize {
+    WRITERS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--writers`: a count from 0 to [`max_writers`].
+fn parse_writers(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of writer threads (0, 1, 2, ...)"))?;
+    let (max, cores) = (max_writers(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n > max {
+        return Err(format!(
+            "{n} writer threads is more than this machine can drive on schedule: at most {max} \
+             ({WRITERS_PER_CORE} per core, {cores} cores); a writer is a thread, and the load's total is --rate"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--rate`: writes per second, a finite number above 0.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    const WHAT: &str = "a rate is the number of writes per second all writers together aim for, \
+                        a number above 0 (e.g. 10000 or 2.5e4); use --writers 0 to time the save without writes";
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err(format!("{s} is not a rate: {WHAT}")),
+        Err(_) => Err(format!("{s:?} is not a number: {WHAT}")),
+    }
 }
 
 /// What a compare worker prints: its row and its trace.
@@ -461,7 +498,14 @@ fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<(Com
     if !cfg.progress {
         cmd.arg("--quiet");
     }
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running a compare worker")?;
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("running a compare worker")?;
+    let _stop_on_signal = compare::interrupt::watch(child.id());
+    let out = child.wait_with_output().context("waiting for a compare worker")?;
     if !out.status.success() {
         bail!("{strategy}: the comparison run failed ({})", out.status);
     }
@@ -471,6 +515,9 @@ fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<(Com
 }
 
 fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
+    // From here on Ctrl-C stops the servers and workers this run starts and lets the drop
+    // guards remove its temporary directories, instead of ending the process where it is.
+    compare::interrupt::install().context("installing the Ctrl-C handler")?;
     let entries: Vec<StrategyEntry> = if args.strategies.is_empty() {
         registry.entries().to_vec()
     } else {
@@ -496,10 +543,10 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             _tmp.path().to_path_buf()
         }
     };
-    let (source, description) = match &args.input {
+    let (source, description, input) = match &args.input {
         Some(file) => {
             let (ks, _) = load_dump(file, show)?;
-            (file.clone(), format!("{} ({} keys)", file.display(), ks.len()))
+            (file.clone(), format!("{} ({} keys)", file.display(), ks.len()), file.display().to_string())
         }
         None => {
             let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
@@ -509,8 +556,23 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             let source = dir.join("dataset.rdb");
             snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "generate")
                 .with_context(|| format!("writing {}", source.display()))?;
-            (source, d)
+            (source, d.clone(), d)
         }
+    };
+    let run_info = RunInfo {
+        input,
+        input_sha256: run_info::sha256_file(&source).with_context(|| format!("reading {}", source.display()))?,
+        rate_per_s: args.rate,
+        writers: args.writers,
+        keys_dist: args.keys_dist.to_string(),
+        mix: args.mix.to_string(),
+        value_size_bytes: Some(args.value_size),
+        value_sizes: format!("{} bytes each", args.value_size),
+        baseline_ms: args.baseline_ms,
+        snaplab_commit: run_info::SNAPLAB_COMMIT.to_string(),
+        cores: run_info::cores(),
+        cpu: run_info::cpu_model(),
+        kernel: run_info::kernel(),
     };
     eprintln!(
         "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}",
@@ -538,19 +600,35 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
     // Redis first: it is the anchor the other rows are read against.
     let mut runs: Vec<Option<&StrategyEntry>> = if with_redis { vec![None] } else { vec![] };
     runs.extend(entries.iter().map(Some));
+    let planned = runs.len();
+    let mut failure = None;
     for run in runs {
-        let (row, trace) = match run {
-            None => compare::redis::run(&source, &cfg)?,
-            Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg)?,
-            Some(entry) => run_worker(entry.name, &source, &cfg)?,
+        if compare::interrupt::interrupted() {
+            break;
+        }
+        let result = match run {
+            None => compare::redis::run(&source, &cfg),
+            Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg),
+            Some(entry) => run_worker(entry.name, &source, &cfg),
+        };
+        let (row, trace) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
         };
         if let Some(e) = &row.verify_error {
             eprintln!("{}: verification failed: {e}", row.strategy);
         }
+        let row = CompareRow { run: Some(run_info.clone()), ..row };
         rows.push(row);
         traces.push(trace);
     }
-    print!("{}", compare::table(&rows));
+    // Whatever ended the loop, the rows finished so far are printed and written.
+    if !rows.is_empty() {
+        print!("{}", compare::table(&rows));
+    }
     if let Some(path) = &args.json {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
@@ -566,6 +644,18 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         for f in files.iter().chain([&traces_path]) {
             eprintln!("wrote {}", f.display());
         }
+    }
+    if compare::interrupt::interrupted() {
+        eprintln!(
+            "interrupted: {} of {planned} rows finished{}; the servers, workers and temporary files this run \
+             started are gone",
+            rows.len(),
+            if rows.is_empty() { "" } else { " (printed above)" }
+        );
+        return Ok(ExitCode::from(130));
+    }
+    if let Some(e) = failure {
+        return Err(e.context(format!("after {} of {planned} rows (printed above)", rows.len())));
     }
     if rows.iter().all(|r| r.verified) { Ok(ExitCode::SUCCESS) } else { bail!("some snapshots did not verify") }
 }

@@ -17,7 +17,10 @@
 //!    and compared with the dataset plus exactly the writes the reported cut includes,
 //!    replayed in stamp order.
 
+pub mod interrupt;
+pub mod overload;
 pub mod redis;
+pub mod run_info;
 pub mod save_end;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +73,19 @@ pub struct CompareRow {
     pub baseline_p99_us: Option<f64>,
     /// Writes completed per second during the save, divided by the same in the baseline.
     pub throughput_ratio: Option<f64>,
+    /// Whether the load was more than the row could serve before the save began: its
+    /// baseline fell more than 5% short of the target rate, or its latency grew through the
+    /// baseline window ([`overload`]). Its latencies then measure a queue, not the save,
+    /// and no ratio is computed against it.
+    #[serde(default)]
+    pub overloaded: bool,
+    /// Writes completed per second in the baseline window, to set beside the target rate
+    /// (the same count as `baseline_writes_per_s`).
+    #[serde(default)]
+    pub achieved_rate_per_s: Option<f64>,
+    /// Why the row is `overloaded`, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overload_reason: Option<String>,
     /// The most resident memory the save added above the moment BGSAVE was called (the
     /// harness's own write log excluded), plus memory it used in other processes (a forked
     /// child's copy-on-write pages), bytes.
@@ -94,6 +110,10 @@ pub struct CompareRow {
     /// `rdb_last_cow_size_bytes`, ...).
     #[serde(default)]
     pub figures: std::collections::BTreeMap<String, f64>,
+    /// The run's settings and the machine it ran on, the same in every row of a run (set
+    /// by `snaplab compare` once the row is in).
+    #[serde(default)]
+    pub run: Option<run_info::RunInfo>,
 }
 
 /// What one run recorded over time, for the plots. Times are ms relative to the moment
@@ -332,6 +352,7 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let log = finished.log;
     let report = report.with_context(|| format!("{}: BGSAVE failed", entry.name))?;
     let stats = LatencyStats::new(&log, start_ns, baseline_end_ns, called_ns, ended_ns);
+    let overload = overload::assess(&log, start_ns, baseline_end_ns, cfg.load.rate);
     drop(store);
     let verdict = rdb::load_file(source)
         .with_context(|| format!("loading {}", source.display()))
@@ -367,7 +388,7 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         cpu_saver_s,
         cpu_writers_s: finished.cpu_during_save_ns.map(secs),
         figures: report.figures.iter().map(|(n, v)| (n.to_string(), *v as f64)).collect(),
-        ..row_figures(&stats, peak_extra, dataset_bytes)
+        ..row_figures(&stats, overload, peak_extra, dataset_bytes)
     };
     Ok((row, trace))
 }
@@ -381,7 +402,12 @@ fn store_resident_bytes(before: Option<u64>, after: Option<u64>, harness_bytes: 
 }
 
 /// The figures every row computes the same way from the latency stats and memory.
-pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset_bytes: Option<u64>) -> CompareRow {
+pub(crate) fn row_figures(
+    stats: &LatencyStats,
+    overload: overload::Overload,
+    peak_extra: Option<u64>,
+    dataset_bytes: Option<u64>,
+) -> CompareRow {
     CompareRow {
         strategy: String::new(),
         load_ms: 0.0,
@@ -398,6 +424,9 @@ pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset
         latency_max_us: stats.save.as_ref().map(|h| us(h.max())),
         baseline_p99_us: stats.baseline.as_ref().map(|h| us(h.value_at_quantile(0.99))),
         throughput_ratio: stats.throughput_ratio,
+        overloaded: overload.overloaded(),
+        achieved_rate_per_s: overload.achieved_rate_per_s,
+        overload_reason: overload.reason,
         peak_extra_memory_bytes: peak_extra,
         dataset_bytes,
         peak_extra_memory_fraction: peak_extra
@@ -408,6 +437,7 @@ pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset
         save_writes_per_s: stats.save_per_s,
         baseline_writes_per_s: stats.baseline_per_s,
         figures: Default::default(),
+        run: None,
     }
 }
 
@@ -538,8 +568,13 @@ fn ratio(value: Option<f64>, anchor: Option<f64>) -> Option<f64> {
 /// The comparison as text: three tables (the save, writes during it, memory), one line
 /// per row in each. When a Redis row is present (its label starts with `redis-`), the
 /// `x redis` columns give each row's figure divided by Redis's.
+///
+/// A row flagged `overloaded` (its baseline could not keep up with the load) says so at the
+/// end of its WRITES line, and when it is the Redis row, no `x redis` ratio is computed
+/// against it.
 pub fn table(rows: &[CompareRow]) -> String {
-    let anchor = rows.iter().find(|r| r.strategy.starts_with("redis-"));
+    let redis = rows.iter().find(|r| r.strategy.starts_with("redis-"));
+    let anchor = redis.filter(|r| !r.overloaded);
     let w = rows.iter().map(|r| r.strategy.len()).max().unwrap_or(8).max(8);
     let mut out = String::new();
     out.push_str(&format!(
@@ -560,7 +595,7 @@ pub fn table(rows: &[CompareRow]) -> String {
         ));
     }
     out.push_str(&format!(
-        "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8}\n",
+        "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9}\n",
         "WRITES",
         "p50 us",
         "p99 us",
@@ -571,12 +606,14 @@ pub fn table(rows: &[CompareRow]) -> String {
         "x redis",
         "tput ratio",
         "writes",
-        "cpu s"
+        "cpu s",
+        "base w/s"
     ));
     let rel = |r: &CompareRow| ratio(r.latency_p99_us, r.baseline_p99_us);
     for r in rows {
+        let flag = if r.overloaded { " OVERLOADED" } else { "" };
         out.push_str(&format!(
-            "{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8}\n",
+            "{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9}{flag}\n",
             r.strategy,
             opt(r.latency_p50_us, 0),
             opt(r.latency_p99_us, 0),
@@ -587,7 +624,8 @@ pub fn table(rows: &[CompareRow]) -> String {
             opt(ratio(r.latency_p99_us, anchor.and_then(|a| a.latency_p99_us)), 2),
             opt(r.throughput_ratio, 2),
             r.writes_during_save,
-            opt(r.cpu_writers_s, 2)
+            opt(r.cpu_writers_s, 2),
+            opt(r.achieved_rate_per_s, 0)
         ));
     }
     out.push_str(&format!(
@@ -614,6 +652,20 @@ pub fn table(rows: &[CompareRow]) -> String {
     out.push_str("x redis: their p99 over Redis's p99 during its save.\n");
     out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES). Redis's latencies include a\n");
     out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
+    out.push_str("base w/s: writes completed per second before the save, to set beside the target rate.\n");
+    for r in rows.iter().filter(|r| r.overloaded) {
+        out.push_str(&format!(
+            "OVERLOADED {}: {}. The load is more than it serves here: its latencies measure a queue, not \
+             the save{}. Lower --rate or --writers.\n",
+            r.strategy,
+            r.overload_reason.as_deref().unwrap_or("its baseline did not keep up"),
+            if redis.is_some_and(|a| std::ptr::eq(a, r)) {
+                ", and no x redis ratio is computed against it"
+            } else {
+                ""
+            }
+        ));
+    }
     out
 }
 
@@ -665,18 +717,23 @@ mod tests {
     }
 
     /// A strategy whose BGSAVE holds the write lock for 200 ms after taking its cut: an
-    /// injected stall, nothing else unusual.
-    struct Stalling {
+    /// injected stall, nothing else unusual. With `SLOW_MS` above 0, every write also
+    /// sleeps that long, so the store serves at most 1000 / `SLOW_MS` writes per second per
+    /// writer: a load above that is past its capacity whatever the machine.
+    struct Stalling<const SLOW_MS: u64 = 0> {
         store: Arc<snaplab_core::LockedKeyspace>,
         saves: Arc<snaplab_core::SaveState>,
     }
 
-    impl snaplab_core::SnapshotStrategy for Stalling {
+    impl<const SLOW_MS: u64> snaplab_core::SnapshotStrategy for Stalling<SLOW_MS> {
         const NAME: &'static str = "stalling";
         fn from_keyspace(ks: Keyspace) -> Self {
             Stalling { store: Arc::new(snaplab_core::LockedKeyspace::new(ks)), saves: snaplab_core::SaveState::new() }
         }
         fn apply(&self, cmd: &Command) -> Result<snaplab_core::Applied, snaplab_core::CommandError> {
+            if SLOW_MS > 0 {
+                thread::sleep(Duration::from_millis(SLOW_MS));
+            }
             self.store.apply(cmd)
         }
         fn get(&self, db: usize, key: &[u8]) -> Option<snaplab_core::Entry> {
@@ -779,5 +836,78 @@ mod tests {
         assert!(trace.latency_max_us.iter().any(|(t, _)| *t < 0.0), "the baseline is in the series");
         assert!(!trace.extra_memory_bytes.is_empty());
         assert!(row.cpu_writers_s.is_some() && row.cpu_saver_s.is_some());
+    }
+
+    /// A store that serves at most 1,000 writes/s (each write sleeps 1 ms) under a load of
+    /// 4,000 writes/s: the row is flagged overloaded, in the JSON (`overloaded: true`,
+    /// `achieved_rate_per_s` at most 1,000) and at the end of its line in the table.
+    #[test]
+    fn a_row_driven_past_its_capacity_is_flagged_overloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("dataset.rdb");
+        let ks = crate::dataset::generate(&crate::dataset::DatasetSpec { keys: 2000, value_size: 16, seed: 1 });
+        snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "test").unwrap();
+        let cfg = CompareConfig {
+            load: LoadSpec {
+                writers: 1,
+                rate: 4000.0,
+                seed: 1,
+                value_size: 16,
+                dist: load::KeyDist::Uniform,
+                mix: load::WriteMix::default(),
+            },
+            baseline: Duration::from_millis(300),
+            dir: dir.path().to_path_buf(),
+            keep_dir: None,
+            progress: false,
+        };
+        let (row, _) = run_one(&crate::registry::entry::<Stalling<1>>("test"), &source, &cfg).unwrap();
+        assert!(row.verified, "{:?}", row.verify_error);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["overloaded"], true, "{json}");
+        let achieved = json["achieved_rate_per_s"].as_f64().unwrap();
+        assert!(achieved > 0.0 && achieved <= 1000.0, "{achieved} writes/s from a store that serves 1000");
+        assert!(row.overload_reason.as_deref().is_some_and(|r| r.contains("of the 4000 writes/s due")), "{row:?}");
+        let table = table(std::slice::from_ref(&row));
+        assert!(table.lines().any(|l| l.starts_with("stalling") && l.ends_with("OVERLOADED")), "{table}");
+    }
+
+    /// An overloaded Redis row is left out of the ratios: every `x redis` cell is `-`, and
+    /// the note says why; a healthy Redis row anchors them.
+    #[test]
+    fn no_ratio_is_computed_against_an_overloaded_redis_row() {
+        let row = |name: &str, save_ms: f64, p99: f64, overloaded: bool| CompareRow {
+            strategy: name.into(),
+            save_ms,
+            latency_p99_us: Some(p99),
+            overloaded,
+            ..row_figures(&LatencyStats::new(&[], 0, 0, 0, 0), overload::Overload::default(), Some(1 << 20), None)
+        };
+        let x_redis = |t: &str| -> Vec<String> {
+            // The `x redis` column of each table: SAVE's 4th field, WRITES' 8th, MEMORY's 5th.
+            let mut cells = Vec::new();
+            let mut section = "";
+            for l in t.lines() {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                match f.first() {
+                    Some(&"SAVE") | Some(&"WRITES") | Some(&"MEMORY") => section = f[0],
+                    Some(&"cow") => cells.push(
+                        match section {
+                            "SAVE" => f[3],
+                            "WRITES" => f[7],
+                            _ => f[4],
+                        }
+                        .to_string(),
+                    ),
+                    _ => {}
+                }
+            }
+            cells
+        };
+        let healthy = table(&[row("redis-7 (fork)", 100.0, 50.0, false), row("cow", 50.0, 100.0, false)]);
+        assert_eq!(x_redis(&healthy), ["0.50", "2.00", "1.00"], "{healthy}");
+        let over = table(&[row("redis-7 (fork)", 100.0, 50.0, true), row("cow", 50.0, 100.0, false)]);
+        assert_eq!(x_redis(&over), ["-", "-", "-"], "{over}");
+        assert!(over.contains("no x redis ratio is computed against it"), "{over}");
     }
 }

@@ -354,6 +354,7 @@ impl Load {
         let log_lens: Arc<Vec<AtomicUsize>> = Arc::new((0..writers).map(|_| AtomicUsize::new(0)).collect());
         let interval = Duration::from_secs_f64(writers.max(1) as f64 / spec.rate.max(1.0));
         let mut handles = Vec::with_capacity(writers);
+        let stop_on_error = Arc::clone(&stop);
         for w in 0..writers {
             let mut apply = connect(w)?;
             let chooser = KeyChooser::new(spec.dist, keys.len())?;
@@ -361,7 +362,9 @@ impl Load {
                 (Arc::clone(&stop), Arc::clone(&phase), Arc::clone(&keys), Arc::clone(&log_lens));
             let (seed, value_size, mix) =
                 (spec.seed.wrapping_mul(1000).wrapping_add(w as u64), spec.value_size, spec.mix);
-            handles.push(thread::spawn(move || -> Result<WriterOut> {
+            // A thread that cannot be spawned is an error, not a panic: the caller's guards
+            // (a redis-server, temporary directories) must still be dropped.
+            let spawned = thread::Builder::new().name(format!("writer-{w}")).spawn(move || -> Result<WriterOut> {
                 let ns = |t: Instant| t.duration_since(epoch).as_nanos() as u64;
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let mut log = Vec::with_capacity(1 << 16);
@@ -412,7 +415,17 @@ impl Load {
                 }
                 Ok(WriterOut { log, cpu_at_phase })
                 // ANCHOR_END: open_loop
-            }));
+            });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop_on_error.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    bail!("cannot start writer thread {w} of {writers}: {e}");
+                }
+            }
         }
         Ok(Load { epoch, start, stop, phase, log_lens, handles })
     }

@@ -97,6 +97,7 @@ fn cpu_seconds(server: &RedisServer) -> Result<(f64, f64)> {
 pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let empty_rss = {
         let empty = RedisServer::start_empty().context("starting an empty redis-server")?;
+        let _stop_on_signal = super::interrupt::watch(empty.pid());
         resident_bytes(Some(empty.pid() as i32))
     };
     let opts = ServerOptions {
@@ -107,6 +108,9 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     };
     let server = RedisServer::start(&opts).context("starting redis-server on the dataset")?;
     let pid = server.pid();
+    // Declared after the server, so dropped before it: the server's own drop then stops
+    // and reaps the process and removes its directory.
+    let _stop_on_signal = super::interrupt::watch(pid);
     let load_time = server.load_time();
     let version = server.info("server")?.get("redis_version").cloned().unwrap_or_default();
     let label = format!("redis-{} (fork)", version.split('.').next().unwrap_or("?"));
@@ -157,6 +161,7 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let finished = load.finish()?;
     let log = finished.log;
     let stats = LatencyStats::new(&log, start_ns, baseline_end_ns, called_ns, ended_ns);
+    let overload = super::overload::assess(&log, start_ns, baseline_end_ns, cfg.load.rate);
 
     let mut figures = std::collections::BTreeMap::new();
     let stat = server.info("stats")?;
@@ -189,7 +194,7 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
         cpu_saver_s: Some(secs(children_after - children_before)),
         cpu_writers_s: Some(secs(cpu_after - cpu_before)),
         figures,
-        ..row_figures(&stats, peak_until(&samples, ended - called), dataset_bytes)
+        ..row_figures(&stats, overload, peak_until(&samples, ended - called), dataset_bytes)
     };
     Ok((row, trace))
 }
