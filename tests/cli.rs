@@ -473,3 +473,51 @@ fn compare_interrupted_during_the_redis_row_leaves_no_server() {
     assert!(err.contains("interrupted: 0 of 2 rows finished"), "{err}");
     assert_nothing_left(&tmp);
 }
+
+/// The Redis row driven past its capacity (2,000,000 writes/s through one connection, a
+/// round trip each: no machine serves that) is flagged: `overloaded: true` with the rate
+/// it achieved in the JSON, `OVERLOADED` on its line, and no `x redis` ratio against it.
+#[test]
+fn compare_flags_a_redis_row_driven_past_its_capacity() {
+    if snaplab::harness::redis_server::RedisServer::find().is_none() {
+        snaplab::harness::skips::skipped(
+            "compare_flags_a_redis_row_driven_past_its_capacity",
+            "no redis-server on PATH",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--keys",
+        "2000",
+        "--value-size",
+        "16",
+        "--writers",
+        "1",
+        "--rate",
+        "2000000",
+        "--baseline-ms",
+        "200",
+        "--strategies",
+        "blocking",
+        "--with-redis",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let redis = &rows[0];
+    assert!(redis["strategy"].as_str().unwrap().starts_with("redis-"), "{redis}");
+    assert_eq!(redis["overloaded"], true, "{redis}");
+    let achieved = redis["achieved_rate_per_s"].as_f64().unwrap();
+    assert!(achieved > 0.0 && achieved < 1_900_000.0, "{achieved}");
+    let table = stdout(&out);
+    let line = table.lines().filter(|l| l.starts_with("redis-")).nth(1).unwrap();
+    assert!(line.ends_with("OVERLOADED"), "{table}");
+    let blocking_writes = table.lines().filter(|l| l.starts_with("blocking")).nth(1).unwrap();
+    assert_eq!(blocking_writes.split_whitespace().nth(7), Some("-"), "no x redis ratio: {table}");
+    assert!(table.contains("no x redis ratio is computed against it"), "{table}");
+}
