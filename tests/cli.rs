@@ -521,3 +521,54 @@ fn compare_flags_a_redis_row_driven_past_its_capacity() {
     assert_eq!(blocking_writes.split_whitespace().nth(7), Some("-"), "no x redis ratio: {table}");
     assert!(table.contains("no x redis ratio is computed against it"), "{table}");
 }
+
+/// A missing `--input` is said once, plainly, as `verify` says it: `cannot open <path>:
+/// No such file or directory`, not an I/O error at byte 0 repeated twice.
+#[test]
+fn compare_says_a_missing_input_cannot_be_opened() {
+    let out = snaplab(&["compare", "--input", "nosuch.rdb", "--no-redis", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot open nosuch.rdb: No such file or directory"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!err.contains("byte 0"), "{err}");
+}
+
+/// With `--out-dir`, every row's dump stays there for inspection (Redis's as
+/// `compare-redis.rdb`), each a valid dump; the run says how much disk it needs first.
+#[test]
+fn compare_out_dir_keeps_every_rows_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("dumps");
+    let redis = snaplab::harness::redis_server::RedisServer::find().is_some();
+    let out = snaplab(&[
+        "compare",
+        "--keys",
+        "500",
+        "--writers",
+        "1",
+        "--rate",
+        "1000",
+        "--baseline-ms",
+        "100",
+        "--strategies",
+        "blocking,clone",
+        "-q",
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("disk: needs about"), "{}", stderr(&out));
+    let mut want = vec!["compare-blocking.rdb", "compare-clone.rdb", "dataset.rdb"];
+    if redis {
+        want.insert(2, "compare-redis.rdb");
+    }
+    let mut found: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    found.sort();
+    assert_eq!(found, want);
+    for f in want {
+        let v = snaplab(&["verify", out_dir.join(f).to_str().unwrap()]);
+        assert!(v.status.success(), "{f}: {}", stderr(&v));
+    }
+}

@@ -357,6 +357,8 @@ fn open(file: &Path) -> Result<File> {
 
 /// Load a dump, with a progress bar if it takes more than a second.
 fn load_dump(file: &Path, show_progress: bool) -> Result<(Keyspace, LoadSummary)> {
+    // Opened first so a missing file is said once, plainly, as `verify` says it.
+    drop(open(file)?);
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let counter = Arc::new(AtomicU64::new(0));
     let _bar = progress::track("loading", "bytes", size, Arc::clone(&counter), show_progress);
@@ -578,6 +580,16 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}",
         args.writers, args.rate, args.keys_dist, args.mix
     );
+    let dump_bytes = std::fs::metadata(&source).with_context(|| format!("reading {}", source.display()))?.len();
+    let needs = compare::disk::needs(
+        dump_bytes,
+        entries.len(),
+        with_redis,
+        args.out_dir.is_some(),
+        &dir,
+        &std::env::temp_dir(),
+    );
+    eprintln!("{}", compare::disk::check(&needs, compare::disk::free_space)?);
     if !with_redis && !args.no_redis {
         eprintln!("no redis-server on PATH: the table has no redis row to compare with");
     }
@@ -620,6 +632,12 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         };
         if let Some(e) = &row.verify_error {
             eprintln!("{}: verification failed: {e}", row.strategy);
+        }
+        if args.out_dir.is_none()
+            && let Some(entry) = run
+        {
+            // Verified and measured: without --out-dir, nobody will look at it again.
+            let _ = std::fs::remove_file(dir.join(compare::dump_name(entry.name)));
         }
         let row = CompareRow { run: Some(run_info.clone()), ..row };
         rows.push(row);

@@ -17,6 +17,7 @@
 //!    and compared with the dataset plus exactly the writes the reported cut includes,
 //!    replayed in stamp order.
 
+pub mod disk;
 pub mod interrupt;
 pub mod overload;
 pub mod redis;
@@ -146,11 +147,18 @@ pub struct CompareConfig {
     pub baseline: Duration,
     /// Where dump files go.
     pub dir: PathBuf,
-    /// Where to keep a dump that failed verification (the `--out-dir`; `None`: the
-    /// current directory), since `dir` may be a temporary directory.
+    /// The `--out-dir`: where Redis's dump is copied (`compare-redis.rdb`) and where a
+    /// dump that failed verification is kept (`None`: no copy of Redis's, and a failed one
+    /// goes to the current directory), since `dir` may be a temporary directory.
     pub keep_dir: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
+}
+
+/// The file name of a row's dump in the run's directory (`compare-<strategy>.rdb`;
+/// Redis's, copied there with `--out-dir`, is `compare-redis.rdb`).
+pub fn dump_name(strategy: &str) -> String {
+    format!("compare-{strategy}.rdb")
 }
 
 /// How long writers go on after the save ended, so the plots show the recovery.
@@ -307,7 +315,7 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let load_time = load_started.elapsed();
     let dataset_bytes = store_resident_bytes(rss_before_load, resident_bytes(None), keys.heap_bytes());
 
-    let dest = cfg.dir.join(format!("compare-{}.rdb", entry.name));
+    let dest = cfg.dir.join(dump_name(entry.name));
     let load = Load::start(&cfg.load, Arc::clone(&keys), |_| {
         let store = Arc::clone(&store);
         Ok(move |cmd: &Command| store.apply(cmd).map(|a| a.stamp).map_err(anyhow::Error::from))

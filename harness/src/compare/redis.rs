@@ -181,6 +181,10 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
                 Err(keep) => e.context(format!("(and Redis's dump could not be kept: {keep:#})")),
             }
         });
+    if let Some(keep) = &cfg.keep_dir {
+        let kept = keep.join(super::dump_name("redis"));
+        std::fs::copy(&dump, &kept).with_context(|| format!("keeping {} as {}", dump.display(), kept.display()))?;
+    }
     let trace = make_trace(&label, &log, called_ns, &samples, returned - called, ended - called);
     let secs = |s: f64| (s * 1000.0).round() / 1000.0;
     let row = CompareRow {
