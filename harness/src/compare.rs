@@ -53,6 +53,12 @@ pub struct CompareRow {
     pub save_ms: f64,
     /// The longest write latency (from its intended start) that overlapped the save, ms.
     pub max_stall_ms: f64,
+    /// The longest time during the save that writers were held: a span in which a write
+    /// was due and no writer completed any write, ms ([`writers_held_ns`]). For a store that
+    /// blocks writers (SAVE, a copy under the lock, `fork()`), how long it blocked them, which
+    /// the cut alone does not show. `None` without writers.
+    #[serde(default)]
+    pub writers_held_ms: Option<f64>,
     /// Writes that completed between the BGSAVE call and the end of the save.
     pub writes_during_save: u64,
     /// Size of the dump, bytes.
@@ -108,7 +114,9 @@ pub struct CompareRow {
     /// Writes completed per second in the baseline window.
     pub baseline_writes_per_s: Option<f64>,
     /// Strategy-specific figures, each name ending in its unit (`fork_us`,
-    /// `rdb_last_cow_size_bytes`, ...).
+    /// `rdb_last_cow_size_bytes`, ...). A strategy's figure named like one of this row's
+    /// fields is its own measure of something the row measures differently, and is
+    /// renamed `strategy_reported_<name>` ([`figure_name`]), so one name has one meaning.
     #[serde(default)]
     pub figures: std::collections::BTreeMap<String, f64>,
     /// The run's settings and the machine it ran on, the same in every row of a run (set
@@ -395,10 +403,49 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         verify_error: verdict.err().map(|e| format!("{e:#}")),
         cpu_saver_s,
         cpu_writers_s: finished.cpu_during_save_ns.map(secs),
-        figures: report.figures.iter().map(|(n, v)| (n.to_string(), *v as f64)).collect(),
+        figures: report.figures.iter().map(|(n, v)| (figure_name(n), *v as f64)).collect(),
+        writers_held_ms: writers_held_ns(&log, called_ns, ended_ns).map(|ns| ns as f64 / 1e6),
         ..row_figures(&stats, overload, peak_extra, dataset_bytes)
     };
     Ok((row, trace))
+}
+
+/// The name a strategy's own figure takes in the row: `strategy_reported_<name>` when
+/// the row has a field of that name (cow reports `peak_extra_memory_bytes`, the resident
+/// peak it sampled at its own writes, whole process; the row's field is the harness's
+/// sampled peak with its own write log left out), else the name itself.
+pub fn figure_name(name: &str) -> String {
+    let fields = serde_json::to_value(row_figures(
+        &LatencyStats::new(&[], 0, 0, 0, 0),
+        overload::Overload::default(),
+        None,
+        None,
+    ))
+    .ok();
+    let taken = fields.as_ref().and_then(|v| v.as_object()).is_some_and(|o| o.contains_key(name));
+    if taken { format!("strategy_reported_{name}") } else { name.to_string() }
+}
+
+/// The longest span, overlapping `[called, ended)` (ns on the log's clock), in which some
+/// write was due and no write by any writer completed: for each write, from when it was
+/// due (or the completion just before its own, if later) until it completed. A writer
+/// idle between writes is not held; writers queued behind one lock are. `None` without
+/// writes.
+pub fn writers_held_ns(log: &[WriteRec], called: u64, ended: u64) -> Option<u64> {
+    if log.is_empty() {
+        return None;
+    }
+    let mut done: Vec<u64> = log.iter().map(|r| r.done_ns).collect();
+    done.sort_unstable();
+    let mut held = 0;
+    for r in log {
+        let i = done.partition_point(|&d| d < r.done_ns);
+        let from = r.intended_ns.max(if i == 0 { 0 } else { done[i - 1] });
+        if r.done_ns > called && from < ended {
+            held = held.max(r.done_ns.saturating_sub(from));
+        }
+    }
+    Some(held)
 }
 
 /// The resident memory a loaded store occupies, bytes: the process's growth from `before`
@@ -422,6 +469,7 @@ pub(crate) fn row_figures(
         time_to_cut_ms: 0.0,
         save_ms: 0.0,
         max_stall_ms: stats.max_stall_ns as f64 / 1e6,
+        writers_held_ms: None,
         writes_during_save: stats.done_during_save,
         file_bytes: 0,
         verified: false,
@@ -586,14 +634,15 @@ pub fn table(rows: &[CompareRow]) -> String {
     let w = rows.iter().map(|r| r.strategy.len()).max().unwrap_or(8).max(8);
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<w$} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
-        "SAVE", "cut ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
+        "{:<w$} {:>9} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
+        "SAVE", "cut ms", "held ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
     ));
     for r in rows {
         out.push_str(&format!(
-            "{:<w$} {:>9.3} {:>10.1} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
+            "{:<w$} {:>9.3} {:>9} {:>10.1} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
             r.strategy,
             r.time_to_cut_ms,
+            opt(r.writers_held_ms, 1),
             r.save_ms,
             opt(ratio(Some(r.save_ms), anchor.map(|a| a.save_ms)), 2),
             mib(Some(r.file_bytes)),
@@ -638,7 +687,7 @@ pub fn table(rows: &[CompareRow]) -> String {
     }
     out.push_str(&format!(
         "\n{:<w$} {:>10} {:>10} {:>10} {:>8}\n",
-        "MEMORY", "data MiB", "+peak MiB", "% of data", "x redis"
+        "MEMORY", "data MiB", "+peak MiB", "% own data", "x redis"
     ));
     for r in rows {
         out.push_str(&format!(
@@ -656,11 +705,14 @@ pub fn table(rows: &[CompareRow]) -> String {
             )
         ));
     }
-    out.push_str("\nWRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");
+    out.push_str("\nheld ms: the longest the writers were held during the save (writes due, none completing);\n");
+    out.push_str("cut ms is only when the snapshot's instant was fixed.\n");
+    out.push_str("WRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");
     out.push_str("x redis: their p99 over Redis's p99 during its save.\n");
     out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES). Redis's latencies include a\n");
     out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
     out.push_str("base w/s: writes completed per second before the save, to set beside the target rate.\n");
+    out.push_str("% own data: +peak over the row's own data MiB (each store holds the same keys its own way).\n");
     for r in rows.iter().filter(|r| r.overloaded) {
         out.push_str(&format!(
             "OVERLOADED {}: {}. The load is more than it serves here: its latencies measure a queue, not \
@@ -833,6 +885,7 @@ mod tests {
         let (row, trace) = run_one(&crate::registry::entry::<Stalling>("test"), &source, &cfg).unwrap();
         assert!(row.verified, "{:?}", row.verify_error);
         assert!(row.max_stall_ms >= 200.0, "max stall {} ms", row.max_stall_ms);
+        assert!(row.writers_held_ms.unwrap() >= 200.0, "held {:?} ms", row.writers_held_ms);
         assert!(row.latency_max_us.unwrap() >= 200_000.0);
         // At 2000 writes/s, ~400 writes were due during the stall; most waited > 100 ms.
         assert!(row.latency_p50_us.unwrap() >= 10_000.0, "p50 {:?} µs", row.latency_p50_us);
@@ -892,7 +945,7 @@ mod tests {
             ..row_figures(&LatencyStats::new(&[], 0, 0, 0, 0), overload::Overload::default(), Some(1 << 20), None)
         };
         let x_redis = |t: &str| -> Vec<String> {
-            // The `x redis` column of each table: SAVE's 4th field, WRITES' 8th, MEMORY's 5th.
+            // The `x redis` column of each table: SAVE's 5th field, WRITES' 8th, MEMORY's 5th.
             let mut cells = Vec::new();
             let mut section = "";
             for l in t.lines() {
@@ -901,7 +954,7 @@ mod tests {
                     Some(&"SAVE") | Some(&"WRITES") | Some(&"MEMORY") => section = f[0],
                     Some(&"cow") => cells.push(
                         match section {
-                            "SAVE" => f[3],
+                            "SAVE" => f[4],
                             "WRITES" => f[7],
                             _ => f[4],
                         }
@@ -917,5 +970,44 @@ mod tests {
         let over = table(&[row("redis-7 (fork)", 100.0, 50.0, true), row("cow", 50.0, 100.0, false)]);
         assert_eq!(x_redis(&over), ["-", "-", "-"], "{over}");
         assert!(over.contains("no x redis ratio is computed against it"), "{over}");
+    }
+
+    /// Writers held: the longest span in which a write was due and none completed. One
+    /// writer every 10 ms, each served in 1 ms, is held 1 ms at a time; a 300 ms lock in
+    /// the save holds it 300 ms (and a second writer completing meanwhile would free it).
+    #[test]
+    fn writers_held_is_the_longest_span_without_a_completion() {
+        const MS: u64 = 1_000_000;
+        let rec = |writer: u32, n: u64, due_ms: u64, done_ms: u64| WriteRec {
+            stamp: snaplab_core::WriteStamp { shard: 0, seq: n + 1 },
+            writer,
+            op: load::Op::Overwrite,
+            n,
+            key: 0,
+            intended_ns: due_ms * MS,
+            issued_ns: due_ms * MS,
+            done_ns: done_ms * MS,
+        };
+        let steady: Vec<WriteRec> = (0..100).map(|n| rec(0, n, n * 10, n * 10 + 1)).collect();
+        assert_eq!(writers_held_ns(&steady, 200 * MS, 600 * MS), Some(MS));
+        // Due at 300, 310, ... 590: all wait for a lock released at 600.
+        let mut locked = steady.clone();
+        for r in locked.iter_mut().filter(|r| (300 * MS..600 * MS).contains(&r.intended_ns)) {
+            r.done_ns = 600 * MS;
+        }
+        assert_eq!(writers_held_ns(&locked, 200 * MS, 700 * MS), Some(300 * MS));
+        // The same, outside the save window: not counted.
+        assert_eq!(writers_held_ns(&locked, 700 * MS, 900 * MS), Some(MS));
+        // Another writer completing at 450 ms splits the span in two.
+        locked.push(rec(1, 0, 449, 450));
+        assert_eq!(writers_held_ns(&locked, 200 * MS, 700 * MS), Some(150 * MS));
+        assert_eq!(writers_held_ns(&[], 0, 1), None);
+    }
+
+    /// A strategy's figure named like a row field is renamed; others keep their name.
+    #[test]
+    fn a_figure_named_like_a_row_field_is_renamed() {
+        assert_eq!(figure_name("peak_extra_memory_bytes"), "strategy_reported_peak_extra_memory_bytes");
+        assert_eq!(figure_name("fork_us"), "fork_us");
     }
 }

@@ -69,7 +69,7 @@ pub fn write_plots(dir: &Path, rows: &[CompareRow], traces: &[Trace]) -> Result<
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let names = strategy_names(rows, traces);
     let plots = [
-        ("latency.svg", latency_svg(&names, traces).context("drawing the latency plot")?),
+        ("latency.svg", latency_svg(&names, rows, traces).context("drawing the latency plot")?),
         ("memory.svg", memory_svg(&names, traces).context("drawing the memory plot")?),
         ("summary.svg", summary_svg(&names, rows).context("drawing the summary plot")?),
     ];
@@ -253,9 +253,15 @@ fn latency_y_range(traces: &[Trace]) -> Range<f64> {
     lo..hi
 }
 
-fn latency_caption(name: &str, trace: Option<&Trace>) -> String {
+/// The panel's title: the cut and the end of the save, then the worst write during the
+/// save (the table's `max ms`: writes due between the BGSAVE call and the end of the
+/// save), and, when a write outside the save was worse, that one too, labelled as such.
+fn latency_caption(name: &str, row: Option<&CompareRow>, trace: Option<&Trace>) -> String {
     let Some(t) = trace else { return format!("{name} (no trace)") };
     let mut parts = vec![name.to_string()];
+    if row.is_some_and(|r| r.overloaded) {
+        parts[0].push_str(" (OVERLOADED)");
+    }
     if let Some(cut) = finite(t.cut_ms) {
         parts.push(format!("cut {}", fmt_ms(cut)));
     }
@@ -268,13 +274,19 @@ fn latency_caption(name: &str, trace: Option<&Trace>) -> String {
         .map(|p| p.1)
         .filter(|v| v.is_finite())
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    if let Some(max) = max {
-        parts.push(format!("worst write {}", fmt_us(max)));
+    let in_save = row.and_then(|r| r.latency_max_us).filter(|v| v.is_finite());
+    if let Some(m) = in_save {
+        parts.push(format!("max during save {}", fmt_us(m)));
+    }
+    match (max, in_save) {
+        (Some(all), Some(m)) if all > m => parts.push(format!("worst in view {}", fmt_us(all))),
+        (Some(all), None) => parts.push(format!("worst in view {}", fmt_us(all))),
+        _ => {}
     }
     parts.join("   ·   ")
 }
 
-fn latency_svg(names: &[String], traces: &[Trace]) -> Result<String> {
+fn latency_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Result<String> {
     let panels = names.len().max(1) as u32;
     let height = LATENCY_HEADER + panels * PANEL_HEIGHT + LATENCY_FOOTER;
     render((WIDTH, height), |root| {
@@ -306,7 +318,8 @@ fn latency_svg(names: &[String], traces: &[Trace]) -> Result<String> {
         let x = latency_x_range(traces);
         let y = latency_y_range(traces);
         for (i, (name, area)) in names.iter().zip(panel_area.split_evenly((names.len(), 1))).enumerate() {
-            latency_panel(&area, name, trace_of(traces, name), colour(i), x.clone(), y.clone())?;
+            let row = rows.iter().find(|r| &r.strategy == name);
+            latency_panel(&area, name, row, trace_of(traces, name), colour(i), x.clone(), y.clone())?;
         }
         Ok(())
     })
@@ -373,12 +386,13 @@ fn legend_entry(area: &Area, (x, y): (i32, i32), label: &str, mark: &LegendMark,
 fn latency_panel(
     area: &Area,
     name: &str,
+    row: Option<&CompareRow>,
     trace: Option<&Trace>,
     colour: RGBColor,
     x: Range<f64>,
     y: Range<f64>,
 ) -> Result<()> {
-    let area = titled(area, &latency_caption(name, trace), 16)?;
+    let area = titled(area, &latency_caption(name, row, trace), 16)?;
     let mut chart = ChartBuilder::on(&area)
         .margin_top(4)
         .margin_left(LATENCY_MARGIN_LEFT)
@@ -568,7 +582,7 @@ fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
         let share = r
             .dataset_bytes
             .filter(|d| *d > 0)
-            .map(|d| format!(" ({:.0} % of dataset)", 100.0 * bytes as f64 / d as f64));
+            .map(|d| format!(" ({:.0} % of its own data)", 100.0 * bytes as f64 / d as f64));
         Some((mib, format!("{mib:.1} MiB{}", share.unwrap_or_default())))
     });
 
@@ -711,7 +725,7 @@ mod tests {
                 &["time since BGSAVE (ms)", "write latency (µs)", "max per 10 ms window", "no latency samples"],
             ),
             ("memory.svg", &["time since BGSAVE (ms)", "extra resident memory (MiB)", "blocking (no samples)"]),
-            ("summary.svg", &["(ms)", "peak extra memory (MiB)", "n/a", "180 ms", "64.0 MiB (12 % of dataset)"]),
+            ("summary.svg", &["(ms)", "peak extra memory (MiB)", "n/a", "180 ms", "64.0 MiB (12 % of its own data)"]),
         ];
         for (file, labels) in expected {
             let svg = read(&out.join(file));
@@ -722,6 +736,23 @@ mod tests {
                 assert!(svg.contains(strategy), "{file} lacks {strategy:?}");
             }
         }
+    }
+
+    /// A panel's title gives the table's figure (the worst write due during the save) as
+    /// "max during save", and a worse write outside the save only as "worst in view": a
+    /// spike before BGSAVE is not passed off as the save's.
+    #[test]
+    fn latency_titles_use_the_tables_max_and_label_a_worse_one_outside_the_save() {
+        let mut r = row("cow", 180.0, None, None);
+        r.latency_max_us = Some(4_000.0);
+        let spike_before = trace("cow", 180.0, Some(-100.0));
+        let title = latency_caption("cow", Some(&r), Some(&spike_before));
+        assert!(title.contains("max during save 4.00 ms") && title.contains("worst in view 40.0 ms"), "{title}");
+        let calm = trace("cow", 180.0, None);
+        let title = latency_caption("cow", Some(&r), Some(&calm));
+        assert!(title.contains("max during save 4.00 ms") && !title.contains("worst in view"), "{title}");
+        r.overloaded = true;
+        assert!(latency_caption("cow", Some(&r), Some(&calm)).starts_with("cow (OVERLOADED)"));
     }
 
     #[test]
