@@ -572,3 +572,43 @@ fn compare_out_dir_keeps_every_rows_dump() {
         assert!(v.status.success(), "{f}: {}", stderr(&v));
     }
 }
+
+/// With --input and no --value-size, writers' values are sized like the dump's own
+/// strings (sampled from their sizes) and the table's header and the JSON say so; with
+/// --value-size they are that size, said likewise.
+#[test]
+fn compare_on_a_dump_writes_values_sized_like_its_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path()); // strings of 40 bytes
+    let json = dir.path().join("rows.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--input",
+            input.to_str().unwrap(),
+            "--strategies",
+            "blocking",
+            "--no-redis",
+            "--rate",
+            "1000",
+            "--baseline-ms",
+            "100",
+            "-q",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = snaplab(&args);
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (stdout(&out), rows[0]["run"].clone())
+    };
+    let (table, info) = run(&[]);
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("LOAD:") && header.contains("sized like the dump's strings"), "{table}");
+    assert!(header.contains("median 40 B"), "{header}");
+    assert_eq!(info["value_size_bytes"], serde_json::Value::Null, "{info}");
+    let (table, info) = run(&["--value-size", "64"]);
+    assert!(table.lines().next().unwrap().contains("values 64 bytes each (--value-size)"), "{table}");
+    assert_eq!(info["value_size_bytes"], 64, "{info}");
+}

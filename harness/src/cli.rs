@@ -160,14 +160,16 @@ struct ConvertArgs {
 #[derive(Args)]
 struct CompareArgs {
     /// Run on this dump instead of the built-in dataset.
-    #[arg(long, conflicts_with_all = ["keys", "value_size"])]
+    #[arg(long, conflicts_with = "keys")]
     input: Option<PathBuf>,
     /// Built-in dataset: number of string keys.
     #[arg(long, default_value_t = 1_000_000)]
     keys: usize,
-    /// Built-in dataset: bytes per string value (also the size of the values writers store).
-    #[arg(long, default_value_t = 100)]
-    value_size: usize,
+    /// Bytes per value writers store (and, for the built-in dataset, per string value in
+    /// it; default 100). With --input and without this, writers' values are sized like the
+    /// dump's own strings, sampled from their sizes.
+    #[arg(long)]
+    value_size: Option<usize>,
     /// Strategies to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
@@ -243,12 +245,18 @@ struct WorkerArgs {
     #[arg(long)]
     value_size: usize,
     #[arg(long)]
+    sample_value_sizes: bool,
+    #[arg(long)]
     keys_dist: KeyDist,
     #[arg(long)]
     mix: WriteMix,
     #[arg(long)]
     quiet: bool,
 }
+
+/// Bytes per value writers store (and per string of the built-in dataset) unless
+/// `--value-size` says otherwise.
+pub const DEFAULT_VALUE_SIZE: usize = 100;
 
 /// Writer threads per core `compare` allows: each writer is a thread that sleeps until its
 /// next write is due, so a few per core keep their schedule; past that they only
@@ -334,6 +342,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
                 dir: w.dir,
                 keep_dir: None,
                 progress: !w.quiet,
+                sample_value_sizes: w.sample_value_sizes,
             };
             let (row, trace) = compare::run_one(&entry, &w.source, &cfg)?;
             println!("{}", serde_json::to_string(&WorkerOutput { row, trace })?);
@@ -500,6 +509,9 @@ fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<(Com
     if !cfg.progress {
         cmd.arg("--quiet");
     }
+    if cfg.sample_value_sizes {
+        cmd.arg("--sample-value-sizes");
+    }
     let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -545,13 +557,34 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             _tmp.path().to_path_buf()
         }
     };
+    let value_size = args.value_size.unwrap_or(DEFAULT_VALUE_SIZE);
+    let mut value_sizes = format!("{value_size} bytes each");
+    let mut sample_value_sizes = false;
     let (source, description, input) = match &args.input {
         Some(file) => {
             let (ks, _) = load_dump(file, show)?;
+            if args.value_size.is_some() {
+                value_sizes.push_str(" (--value-size)");
+            } else {
+                let mut list = crate::load::KeyList::new(&ks);
+                match list.sample_value_sizes(&ks) {
+                    Some(q) => {
+                        let at = |f: f64| q[((q.len() - 1) as f64 * f) as usize];
+                        value_sizes = format!(
+                            "sized like the dump's strings (sampled: median {} B, p90 {} B, max {} B)",
+                            at(0.5),
+                            at(0.9),
+                            at(1.0)
+                        );
+                        sample_value_sizes = true;
+                    }
+                    None => value_sizes.push_str(" (the dump has no strings to sample sizes from)"),
+                }
+            }
             (file.clone(), format!("{} ({} keys)", file.display(), ks.len()), file.display().to_string())
         }
         None => {
-            let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
+            let spec = DatasetSpec { keys: args.keys, value_size, seed: args.seed };
             let ks = dataset::generate(&spec);
             let d = dataset::describe(&spec, &ks);
             // Every strategy starts from this dump, as a restarted server would.
@@ -568,8 +601,8 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         writers: args.writers,
         keys_dist: args.keys_dist.to_string(),
         mix: args.mix.to_string(),
-        value_size_bytes: Some(args.value_size),
-        value_sizes: format!("{} bytes each", args.value_size),
+        value_size_bytes: (!sample_value_sizes).then_some(value_size),
+        value_sizes: value_sizes.clone(),
         baseline_ms: args.baseline_ms,
         snaplab_commit: run_info::SNAPLAB_COMMIT.to_string(),
         cores: run_info::cores(),
@@ -577,7 +610,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         kernel: run_info::kernel(),
     };
     eprintln!(
-        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}",
+        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}, values {value_sizes}",
         args.writers, args.rate, args.keys_dist, args.mix
     );
     let dump_bytes = std::fs::metadata(&source).with_context(|| format!("reading {}", source.display()))?.len();
@@ -598,7 +631,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             writers: args.writers,
             rate: args.rate,
             seed: args.seed,
-            value_size: args.value_size,
+            value_size,
             dist: args.keys_dist,
             mix: args.mix,
         },
@@ -606,6 +639,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         dir: dir.clone(),
         keep_dir: args.out_dir.clone(),
         progress: show,
+        sample_value_sizes,
     };
     let mut rows: Vec<CompareRow> = Vec::new();
     let mut traces: Vec<Trace> = Vec::new();

@@ -161,6 +161,9 @@ pub struct CompareConfig {
     pub keep_dir: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
+    /// Writers' values take sizes sampled from the dump's strings
+    /// ([`KeyList::sample_value_sizes`]) instead of `load.value_size`.
+    pub sample_value_sizes: bool,
 }
 
 /// The file name of a row's dump in the run's directory (`compare-<strategy>.rdb`;
@@ -317,7 +320,11 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let rss_before_load = resident_bytes(None);
     let load_started = Instant::now();
     let (loaded, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
-    let keys = Arc::new(KeyList::new(&loaded));
+    let mut keys = KeyList::new(&loaded);
+    if cfg.sample_value_sizes {
+        keys.sample_value_sizes(&loaded);
+    }
+    let keys = Arc::new(keys);
     let total_keys = loaded.len() as u64;
     let store = (entry.build)(loaded);
     let load_time = load_started.elapsed();
@@ -337,6 +344,12 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     // own write log.
     let log_bytes = load.log_bytes_fn();
     let (rss_at_call, log_at_call) = (resident_bytes(None), log_bytes());
+    let log_bytes_after = log_bytes.clone();
+    let extra_now = move || {
+        resident_bytes(None)
+            .zip(rss_at_call)
+            .map(|(now, base)| now.saturating_sub(base).saturating_sub(log_bytes_after().saturating_sub(log_at_call)))
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let opts = SaveOptions { progress: Some(Arc::clone(&counter)), ..SaveOptions::default() };
     let bar = progress::track(entry.name, "keys", total_keys, counter, cfg.progress);
@@ -362,6 +375,11 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         thread::sleep(AFTER_SAVE);
     }
     let samples = sampler.stop();
+    // What the save left resident once it ended, and what of that the allocator was only
+    // keeping for reuse: measured after the plotted samples, so the plot shows the store as
+    // it runs, untrimmed.
+    let after_save = extra_now();
+    let after_trim = trim_heap().then(extra_now).flatten();
     let (called_ns, ended_ns) = (load.ns(called), load.ns(ended));
     let (start_ns, baseline_end_ns) = (load.ns(load.start_time()), load.ns(baseline_end));
     let finished = load.finish()?;
@@ -403,11 +421,45 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         verify_error: verdict.err().map(|e| format!("{e:#}")),
         cpu_saver_s,
         cpu_writers_s: finished.cpu_during_save_ns.map(secs),
-        figures: report.figures.iter().map(|(n, v)| (figure_name(n), *v as f64)).collect(),
+        figures: report
+            .figures
+            .iter()
+            .map(|(n, v)| (figure_name(n), *v as f64))
+            .chain(after_save.map(|b| (AFTER_SAVE_FIGURE.to_string(), b as f64)))
+            .chain(after_trim.map(|b| (AFTER_TRIM_FIGURE.to_string(), b as f64)))
+            .collect(),
         writers_held_ms: writers_held_ns(&log, called_ns, ended_ns).map(|ns| ns as f64 / 1e6),
         ..row_figures(&stats, overload, peak_extra, dataset_bytes)
     };
     Ok((row, trace))
+}
+
+/// Figure: the resident memory the save had added that was still there [`AFTER_SAVE`]
+/// after it ended (the harness's write log left out), bytes.
+pub const AFTER_SAVE_FIGURE: &str = "after_save_extra_memory_bytes";
+/// Figure: the same, right after glibc's `malloc_trim(0)` handed free heap pages back to
+/// the kernel, bytes. The difference is memory the store had already freed and the
+/// allocator was keeping for reuse (glibc keeps freed chunks in its arenas, one arena
+/// per thread that allocated, and returns only the top of each heap on its own).
+pub const AFTER_TRIM_FIGURE: &str = "after_malloc_trim_extra_memory_bytes";
+
+/// Ask glibc to return the free memory of every arena to the kernel (`malloc_trim(0)`,
+/// glibc `malloc/malloc.c`). Returns whether it was asked (only glibc has it).
+///
+/// Production note: a store could call this after each save; Redis, on jemalloc, has its
+/// allocator purge dirty pages in the background instead.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // An FFI call; see the SAFETY note.
+fn trim_heap() -> bool {
+    // SAFETY: malloc_trim takes no pointers and only releases memory malloc holds free; it
+    // locks each arena while it works, so other threads may allocate meanwhile.
+    unsafe { libc::malloc_trim(0) };
+    true
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() -> bool {
+    false
 }
 
 /// The name a strategy's own figure takes in the row: `strategy_reported_<name>` when
@@ -633,6 +685,12 @@ pub fn table(rows: &[CompareRow]) -> String {
     let anchor = redis.filter(|r| !r.overloaded);
     let w = rows.iter().map(|r| r.strategy.len()).max().unwrap_or(8).max(8);
     let mut out = String::new();
+    if let Some(run) = rows.first().and_then(|r| r.run.as_ref()) {
+        out.push_str(&format!(
+            "LOAD: {} writer(s) at {} writes/s, keys {}, mix {}; values {}\n\n",
+            run.writers, run.rate_per_s, run.keys_dist, run.mix, run.value_sizes
+        ));
+    }
     out.push_str(&format!(
         "{:<w$} {:>9} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
         "SAVE", "cut ms", "held ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
@@ -881,6 +939,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             keep_dir: None,
             progress: false,
+            sample_value_sizes: false,
         };
         let (row, trace) = run_one(&crate::registry::entry::<Stalling>("test"), &source, &cfg).unwrap();
         assert!(row.verified, "{:?}", row.verify_error);
@@ -897,6 +956,12 @@ mod tests {
         assert!(trace.latency_max_us.iter().any(|(t, _)| *t < 0.0), "the baseline is in the series");
         assert!(!trace.extra_memory_bytes.is_empty());
         assert!(row.cpu_writers_s.is_some() && row.cpu_saver_s.is_some());
+        // What the save left resident, before and after malloc_trim (glibc only).
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            for f in [AFTER_SAVE_FIGURE, AFTER_TRIM_FIGURE] {
+                assert!(row.figures.contains_key(f), "{f} in {:?}", row.figures);
+            }
+        }
     }
 
     /// A store that serves at most 1,000 writes/s (each write sleeps 1 ms) under a load of
@@ -921,6 +986,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             keep_dir: None,
             progress: false,
+            sample_value_sizes: false,
         };
         let (row, _) = run_one(&crate::registry::entry::<Stalling<1>>("test"), &source, &cfg).unwrap();
         assert!(row.verified, "{:?}", row.verify_error);

@@ -57,8 +57,10 @@ type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 ///   one line per strategy (the trace's samples) with a dot where its save ended. The
 ///   samples include a forked child's copy-on-write pages (read every 20 ms), so the line's
 ///   top is the summary's peak unless the child lived between two reads.
-/// - `summary.svg`: bar charts of save duration (ms) and peak extra memory (MiB; with its
-///   share of the dataset when known) per strategy.
+/// - `summary.svg`, "latency bought for memory paid", four bar charts per strategy: save
+///   duration (ms); write p99 during the save (ms) with its baseline as the bar's light
+///   part and in the label; peak extra memory (MiB, with its share of the row's own
+///   dataset); resident memory, steady state (the loaded store, light) to the save's peak.
 ///
 /// Missing figures (`None`, non-finite values, empty series, a row without a trace) are
 /// left out or marked "n/a"; they never fail the call.
@@ -70,7 +72,7 @@ pub fn write_plots(dir: &Path, rows: &[CompareRow], traces: &[Trace]) -> Result<
     let names = strategy_names(rows, traces);
     let plots = [
         ("latency.svg", latency_svg(&names, rows, traces).context("drawing the latency plot")?),
-        ("memory.svg", memory_svg(&names, traces).context("drawing the memory plot")?),
+        ("memory.svg", memory_svg(&names, rows, traces).context("drawing the memory plot")?),
         ("summary.svg", summary_svg(&names, rows).context("drawing the summary plot")?),
     ];
     let mut written = Vec::with_capacity(plots.len());
@@ -474,7 +476,7 @@ fn note(
 const MEMORY_HEIGHT: u32 = 520;
 const MEMORY_LEGEND: u32 = 230;
 
-fn memory_svg(names: &[String], traces: &[Trace]) -> Result<String> {
+fn memory_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Result<String> {
     render((WIDTH, MEMORY_HEIGHT), |root| {
         let (plot_area, legend_area) = root.split_horizontally(WIDTH - MEMORY_LEGEND);
         let series: Vec<Vec<(f64, f64)>> = names
@@ -532,16 +534,42 @@ fn memory_svg(names: &[String], traces: &[Trace]) -> Result<String> {
 
         legend_area.draw(&Text::new("strategy", (4, 40), bold_style(16)))?;
         let mut y = 72;
+        let mut any_after = false;
         for (i, (name, points)) in names.iter().zip(&series).enumerate() {
-            let label = if points.is_empty() { format!("{name} (no samples)") } else { name.clone() };
+            let mut label = if points.is_empty() { format!("{name} (no samples)") } else { name.clone() };
+            if let Some((after, trimmed)) = rows.iter().find(|r| &r.strategy == name).and_then(after_save_mib) {
+                label.push_str(&format!("  {after:.0}→{trimmed:.0}"));
+                any_after = true;
+            }
             legend_entry(&legend_area, (4, y), &label, &LegendMark::Line(colour(i).stroke_width(3)), 15)?;
             y += 24;
         }
         y += 12;
         legend_entry(&legend_area, (4, y), "save ended", &LegendMark::Dot(RGBColor(70, 70, 70)), 15)?;
         legend_entry(&legend_area, (4, y + 24), "BGSAVE called", &LegendMark::Vertical(None), 15)?;
+        if any_after {
+            // Why a line stays up after its save: the allocator's, not the store's.
+            let after_ms = crate::compare::AFTER_SAVE.as_millis();
+            let first = format!("a → b: MiB still added {after_ms} ms");
+            let note = [
+                first.as_str(),
+                "after the save → after glibc's",
+                "malloc_trim(0). The difference",
+                "is memory the store freed and",
+                "the allocator kept for reuse.",
+            ];
+            for (k, line) in note.iter().enumerate() {
+                legend_area.draw(&Text::new(*line, (4, y + 64 + 19 * k as i32), text_style(13)))?;
+            }
+        }
         Ok(())
     })
+}
+
+/// A row's extra memory after its save, before and after `malloc_trim`, MiB.
+fn after_save_mib(row: &CompareRow) -> Option<(f64, f64)> {
+    let get = |name: &str| row.figures.get(name).copied().filter(|v| v.is_finite());
+    Some((get(crate::compare::AFTER_SAVE_FIGURE)? / MIB, get(crate::compare::AFTER_TRIM_FIGURE)? / MIB))
 }
 
 fn to_mib(bytes: u64) -> f64 {
@@ -555,12 +583,18 @@ struct Bar {
     name: String,
     colour: RGBColor,
     value: Option<f64>,
+    /// A lighter first part of the bar, from 0 to this: the same figure without a save
+    /// (baseline p99, steady-state memory), so the bar reads "without → with".
+    under: Option<f64>,
     label: String,
 }
 
+/// A bar's value, its light part and its label.
+type BarValue = (f64, Option<f64>, String);
+
 fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
     let row_of = |name: &str| rows.iter().find(|r| r.strategy == name);
-    let bars = |value: &dyn Fn(&CompareRow) -> Option<(f64, String)>| -> Vec<Bar> {
+    let bars = |value: &dyn Fn(&CompareRow) -> Option<BarValue>| -> Vec<Bar> {
         names
             .iter()
             .enumerate()
@@ -570,12 +604,32 @@ fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
                     name: name.clone(),
                     colour: colour(i),
                     value: v.as_ref().map(|v| v.0),
-                    label: v.map_or_else(|| "n/a".to_string(), |v| v.1),
+                    under: v.as_ref().and_then(|v| v.1),
+                    label: v.map_or_else(|| "n/a".to_string(), |v| v.2),
                 }
             })
             .collect()
     };
-    let save = bars(&|r| finite(r.save_ms).map(|ms| (ms, fmt_ms(ms))));
+    let save = bars(&|r| finite(r.save_ms).map(|ms| (ms, None, fmt_ms(ms))));
+    // Latency bought: p99 of the writes due during the save, its baseline as the light part.
+    let p99 = bars(&|r| {
+        let during = r.latency_p99_us.filter(|v| v.is_finite())?;
+        let base = r.baseline_p99_us.filter(|v| v.is_finite());
+        let mut label = match base {
+            Some(b) if b > 0.0 => format!("{} (base {}, ×{:.1})", fmt_us(during), fmt_us(b), during / b),
+            _ => fmt_us(during),
+        };
+        if r.overloaded {
+            label.push_str(" OVERLOADED");
+        }
+        Some((during / 1000.0, base.map(|b| (b / 1000.0).min(during / 1000.0)), label))
+    });
+    // Memory paid: the store's steady-state size (light) plus what the save added on top.
+    let total = bars(&|r| {
+        let steady = to_mib(r.dataset_bytes?);
+        let peak = steady + r.peak_extra_memory_bytes.map_or(0.0, to_mib);
+        Some((peak, Some(steady), format!("{steady:.0} → {peak:.0} MiB")))
+    });
     let memory = bars(&|r| {
         let bytes = r.peak_extra_memory_bytes?;
         let mib = to_mib(bytes);
@@ -583,14 +637,18 @@ fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
             .dataset_bytes
             .filter(|d| *d > 0)
             .map(|d| format!(" ({:.0} % of its own data)", 100.0 * bytes as f64 / d as f64));
-        Some((mib, format!("{mib:.1} MiB{}", share.unwrap_or_default())))
+        Some((mib, None, format!("{mib:.1} MiB{}", share.unwrap_or_default())))
     });
 
-    let height = 130 + names.len().max(1) as u32 * 42;
-    render((WIDTH, height), |root| {
-        let (left, right) = root.split_horizontally(WIDTH / 2);
+    let half = 130 + names.len().max(1) as u32 * 42;
+    render((WIDTH, 2 * half), |root| {
+        let (top, bottom) = root.split_vertically(half);
+        let (left, right) = top.split_horizontally(WIDTH / 2);
         bar_chart(&left, "Save duration", "BGSAVE call to file in place (ms)", &save)?;
-        bar_chart(&right, "Peak extra memory", "peak extra memory (MiB)", &memory)?;
+        bar_chart(&right, "Write p99: without → during the save", "p99 write latency (ms)", &p99)?;
+        let (left, right) = bottom.split_horizontally(WIDTH / 2);
+        bar_chart(&left, "Peak extra memory", "peak extra memory (MiB)", &memory)?;
+        bar_chart(&right, "Memory: steady state → at the save's peak", "resident memory (MiB)", &total)?;
         Ok(())
     })
 }
@@ -638,6 +696,14 @@ fn bar_chart(area: &Area, title: &str, x_desc: &str, bars: &[Bar]) -> Result<()>
                 Rectangle::new([(0.0, SegmentValue::Exact(p)), (v, SegmentValue::Exact(p + 1))], bar.colour.filled());
             rect.set_margin(7, 7, 0, 0);
             chart.draw_series(std::iter::once(rect))?;
+            if let Some(u) = bar.under.filter(|u| u.is_finite() && *u > 0.0) {
+                let mut light = Rectangle::new(
+                    [(0.0, SegmentValue::Exact(p)), (u.min(v), SegmentValue::Exact(p + 1))],
+                    tint(bar.colour, 0.35).filled(),
+                );
+                light.set_margin(7, 7, 0, 0);
+                chart.draw_series(std::iter::once(light))?;
+            }
         }
         let label_style = text_style(14).pos(Pos::new(HPos::Left, VPos::Center));
         chart.draw_series(std::iter::once(
@@ -705,11 +771,15 @@ mod tests {
     fn writes_three_plots_with_labels_and_every_strategy() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("plots");
-        let rows = vec![
+        let mut rows = vec![
             row("cow", 180.0, Some(64 << 20), Some(512 << 20)),
             row("redis-7 (fork)", 240.0, Some(96 << 20), Some(512 << 20)),
             row("blocking", f64::NAN, None, None),
         ];
+        rows[0].latency_p99_us = Some(12_000.0);
+        rows[0].baseline_p99_us = Some(100.0);
+        rows[0].figures.insert(crate::compare::AFTER_SAVE_FIGURE.into(), 239.0 * MIB);
+        rows[0].figures.insert(crate::compare::AFTER_TRIM_FIGURE.into(), 9.0 * MIB);
         let traces = vec![
             trace("cow", 180.0, Some(50.0)),
             trace("redis-7 (fork)", 240.0, None),
@@ -724,8 +794,29 @@ mod tests {
                 "latency.svg",
                 &["time since BGSAVE (ms)", "write latency (µs)", "max per 10 ms window", "no latency samples"],
             ),
-            ("memory.svg", &["time since BGSAVE (ms)", "extra resident memory (MiB)", "blocking (no samples)"]),
-            ("summary.svg", &["(ms)", "peak extra memory (MiB)", "n/a", "180 ms", "64.0 MiB (12 % of its own data)"]),
+            (
+                "memory.svg",
+                &[
+                    "time since BGSAVE (ms)",
+                    "extra resident memory (MiB)",
+                    "blocking (no samples)",
+                    "cow  239→9",
+                    "malloc_trim(0)",
+                ],
+            ),
+            (
+                "summary.svg",
+                &[
+                    "(ms)",
+                    "peak extra memory (MiB)",
+                    "n/a",
+                    "180 ms",
+                    "64.0 MiB (12 % of its own data)",
+                    "Write p99: without → during the save",
+                    "12.0 ms (base 100 µs, ×120.0)",
+                    "512 → 576 MiB",
+                ],
+            ),
         ];
         for (file, labels) in expected {
             let svg = read(&out.join(file));

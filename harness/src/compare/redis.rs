@@ -118,7 +118,11 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
 
     // Our reader's copy, for the writers' key list and to verify the dump.
     let (dataset, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
-    let keys = Arc::new(KeyList::new(&dataset));
+    let mut keys = KeyList::new(&dataset);
+    if cfg.sample_value_sizes {
+        keys.sample_value_sizes(&dataset);
+    }
+    let keys = Arc::new(keys);
     let load = Load::start(&cfg.load, Arc::clone(&keys), |w| {
         let mut con = server.connection().with_context(|| format!("writer {w}: connecting to redis-server"))?;
         let mut db = 0usize;
