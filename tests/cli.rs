@@ -612,3 +612,35 @@ fn compare_on_a_dump_writes_values_sized_like_its_strings() {
     assert!(table.lines().next().unwrap().contains("values 64 bytes each (--value-size)"), "{table}");
     assert_eq!(info["value_size_bytes"], 64, "{info}");
 }
+
+/// `inspect` prints expiries as UTC dates with milliseconds (the raw unix ms stays in
+/// --json), and its columns stay aligned whatever the length of a key: every field but
+/// the key starts at the same column on every line.
+#[test]
+fn inspect_prints_utc_expiries_in_aligned_columns() {
+    use snaplab_core::{Entry, Keyspace, SaveOptions, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("ttl.rdb");
+    let mut ks = Keyspace::new();
+    let at = 1_800_000_000_123i64; // 2027-01-15T08:00:00.123Z
+    ks.insert(0, b"a".to_vec(), Entry { value: Value::String(b"1".to_vec()), expire_at_ms: Some(at) });
+    ks.insert(0, vec![b'k'; 100], Entry { value: Value::String(b"22".to_vec()), expire_at_ms: Some(at) });
+    ks.insert(0, b"plain".to_vec(), Entry::new(Value::String(b"333".to_vec())));
+    snaplab_core::write_snapshot(&ks, &dump, &SaveOptions::default(), "test").unwrap();
+
+    let out = snaplab(&["inspect", dump.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for l in lines.iter().filter(|l| !l.ends_with("plain")) {
+        assert!(l.contains("2027-01-15T08:00:00.123Z"), "{l}");
+    }
+    // Each value's preview ("1", "22", "333") starts at the same column.
+    let col = |l: &str| l.find('"').unwrap();
+    assert!(lines.iter().all(|l| col(l) == col(lines[0])), "{text}");
+
+    let json = snaplab(&["inspect", "--json", dump.to_str().unwrap()]);
+    let rows: Vec<serde_json::Value> = stdout(&json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(rows.iter().any(|r| r["expire_at_ms"] == at), "{rows:?}");
+}

@@ -44,7 +44,8 @@ struct Cli {
 enum Cmd {
     /// List the snapshot strategies.
     Strategies,
-    /// Print every key of a dump: db, key, type, encoding found in the file, expiry, value.
+    /// Print every key of a dump: db, type, encoding found in the file, expiry (UTC, to the
+    /// ms; raw unix ms with --json), value, and the key last so long keys keep columns aligned.
     /// Values are printed as they are read, never held whole; a dump that turns out bad
     /// leaves the line of the key being read unfinished and exits 1.
     Inspect {
