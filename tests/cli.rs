@@ -213,9 +213,12 @@ fn compare_small_dataset_verifies_every_strategy() {
             "throughput_ratio",
             "cpu_saver_s",
             "cpu_writers_s",
+            "writers_held_ms",
+            "achieved_rate_per_s",
         ] {
             assert!(row[field].is_number(), "{field} missing in {row}");
         }
+        assert!(row["overloaded"].is_boolean(), "{row}");
         for field in ["peak_extra_memory_bytes", "dataset_bytes"] {
             assert!(row.get(field).is_some(), "{field} absent (null is allowed, absence is not) in {row}");
         }

@@ -199,6 +199,7 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
         file_bytes,
         verified: verdict.is_ok(),
         verify_error: verdict.err().map(|e| format!("{e:#}")),
+        writers_held_ms: super::writers_held_ns(&log, called_ns, ended_ns).map(|ns| ns as f64 / 1e6),
         cpu_saver_s: Some(secs(children_after - children_before)),
         cpu_writers_s: Some(secs(cpu_after - cpu_before)),
         figures,
