@@ -708,7 +708,8 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     if let Some(e) = failure {
-        return Err(e.context(format!("after {} of {planned} rows (printed above)", rows.len())));
+        let shown = if rows.is_empty() { "" } else { " (printed above)" };
+        return Err(e.context(format!("after {} of {planned} rows{shown}", rows.len())));
     }
     if rows.iter().all(|r| r.verified) { Ok(ExitCode::SUCCESS) } else { bail!("some snapshots did not verify") }
 }
