@@ -213,9 +213,12 @@ fn compare_small_dataset_verifies_every_strategy() {
             "throughput_ratio",
             "cpu_saver_s",
             "cpu_writers_s",
+            "writers_held_ms",
+            "achieved_rate_per_s",
         ] {
             assert!(row[field].is_number(), "{field} missing in {row}");
         }
+        assert!(row["overloaded"].is_boolean(), "{row}");
         for field in ["peak_extra_memory_bytes", "dataset_bytes"] {
             assert!(row.get(field).is_some(), "{field} absent (null is allowed, absence is not) in {row}");
         }
@@ -247,4 +250,400 @@ fn compare_refuses_a_bad_mix_or_distribution() {
     let out = snaplab(&["compare", "--keys", "10", "--keys-dist", "normal"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected uniform, zipf or zipf:EXPONENT"), "{}", stderr(&out));
+}
+
+/// `--writers` past what the machine can drive on schedule (8 per core) is refused before
+/// anything starts, with the limit and why; it used to panic spawning threads and leave a
+/// redis-server and two temporary directories behind.
+#[test]
+fn compare_refuses_more_writers_than_the_machine_drives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for writers in ["1000000", &(8 * cores + 1).to_string()] {
+        let out = Command::new(env!("CARGO_BIN_EXE_snaplab"))
+            .args(["compare", "--keys", "10", "--writers", writers])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("at most {}", 8 * cores)) && err.contains("per core"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was started");
+    // The limit itself is accepted (parsing only: --writers 0 of the same count is not run).
+    let out = snaplab(&["compare", "--keys", "10", "--writers", &(8 * cores).to_string(), "--rate", "0"]);
+    assert!(!stderr(&out).contains("writer threads is more"), "{}", stderr(&out));
+}
+
+/// `--rate 0`, a negative rate and a word are refused with a sentence saying what a rate
+/// is (0 used to run and print throughput ratios of 221; -5 was "unexpected argument").
+#[test]
+fn compare_refuses_a_rate_that_is_not_a_rate() {
+    for rate in ["0", "-5", "-0.5", "fast", "inf", "NaN"] {
+        let out = snaplab(&["compare", "--keys", "10", "--rate", rate]);
+        assert_eq!(out.status.code(), Some(2), "--rate {rate}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("a rate is the number of writes per second"), "--rate {rate}: {err}");
+        assert!(!err.contains("unexpected argument"), "--rate {rate}: {err}");
+    }
+}
+
+/// Every JSON row carries the run's settings and where it ran, so a row read alone says
+/// what produced it; the file is still an array of rows.
+#[test]
+fn compare_json_rows_carry_the_run_settings() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path());
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--strategies",
+        "blocking,clone",
+        "--no-redis",
+        "--writers",
+        "1",
+        "--rate",
+        "2000",
+        "--baseline-ms",
+        "100",
+        "--keys-dist",
+        "zipf",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = rows.as_array().expect("the file is an array of rows");
+    assert_eq!(rows.len(), 2);
+    let sha: String = Sha256::digest(std::fs::read(&input).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    for row in rows {
+        assert!(row["strategy"].is_string(), "{row}");
+        let run = &row["run"];
+        assert_eq!(run["input"], input.to_str().unwrap(), "{run}");
+        assert_eq!(run["input_sha256"], sha.as_str(), "{run}");
+        assert_eq!(run["rate_per_s"], 2000.0, "{run}");
+        assert_eq!(run["writers"], 1, "{run}");
+        assert_eq!(run["keys_dist"], "zipf:0.99", "{run}");
+        assert_eq!(run["mix"], "overwrite=85,insert=5,delete=5,collection=5", "{run}");
+        assert!(run["value_sizes"].as_str().is_some_and(|s| !s.is_empty()), "{run}");
+        assert_eq!(run["baseline_ms"], 100, "{run}");
+        let commit = run["snaplab_commit"].as_str().unwrap();
+        assert!(commit == "unknown" || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())), "{run}");
+        assert!(run["cores"].as_u64().unwrap() >= 1, "{run}");
+        for field in ["cpu", "kernel"] {
+            assert!(run[field].as_str().is_some_and(|s| !s.is_empty()), "{field}: {run}");
+        }
+        assert_eq!(run, &rows[0]["run"], "one run, one description");
+    }
+}
+
+/// Processes whose command line mentions `needle` (a test's own temporary directory).
+fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32)
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(needle).then_some((pid, cmd))
+        })
+        .collect()
+}
+
+/// Start `compare` with its temporary files under `tmp`, wait until `ready()` says the
+/// moment has come (bounded: 300 s), send SIGINT to it alone (its servers and workers must
+/// be stopped by it, not by the terminal), and return what it printed and its exit code.
+fn interrupt_compare(tmp: &Path, args: &[&str], ready: impl Fn() -> bool) -> (Option<i32>, String, String) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let child = Command::new(env!("CARGO_BIN_EXE_snaplab"))
+        .arg("compare")
+        .args(args)
+        .env("TMPDIR", tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "the moment to interrupt never came");
+        // Polling other processes: they announce nothing.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Nothing of the run is left: no file or directory under its temporary directory, no
+/// process (redis-server, a worker, a BGSAVE child) naming it.
+fn assert_nothing_left(tmp: &Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let procs = processes_mentioning(tmp.to_str().unwrap());
+    assert!(procs.is_empty(), "processes left running: {procs:?}");
+}
+
+/// Ctrl-C while a strategy's worker runs (the second of two rows): the worker is stopped,
+/// the temporary directory removed, the finished row printed (and written to --json), and
+/// the exit status is 130, as for a shell command ended by SIGINT.
+#[test]
+fn compare_interrupted_during_a_row_prints_the_rows_finished_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let json = dir.path().join("rows.json");
+    let needle = tmp.to_str().unwrap().to_string();
+    let (code, out, err) = interrupt_compare(
+        &tmp,
+        &[
+            "--keys",
+            "20000",
+            "--writers",
+            "1",
+            "--rate",
+            "1000",
+            "--baseline-ms",
+            "3000",
+            "--strategies",
+            "blocking,clone",
+            "--no-redis",
+            "-q",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        || {
+            processes_mentioning(&needle)
+                .iter()
+                .any(|(_, cmd)| cmd.contains("compare-worker") && cmd.contains("--strategy clone"))
+        },
+    );
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(out.lines().any(|l| l.starts_with("blocking ")), "the finished row is printed: {out}");
+    assert!(!out.lines().any(|l| l.starts_with("clone ")), "{out}");
+    assert!(err.contains("interrupted: 1 of 2 rows finished"), "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_nothing_left(&tmp);
+}
+
+/// Ctrl-C while the Redis row runs: the redis-server (and any BGSAVE child) is stopped and
+/// its directory, with its copy of the dump, removed, as is compare's own.
+#[test]
+fn compare_interrupted_during_the_redis_row_leaves_no_server() {
+    if snaplab::harness::redis_server::RedisServer::find().is_none() {
+        snaplab::harness::skips::skipped(
+            "compare_interrupted_during_the_redis_row_leaves_no_server",
+            "no redis-server on PATH",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The moment: the server loaded from the dataset (its directory holds the dump and the
+    // socket it answers on).
+    let server_up = || {
+        std::fs::read_dir(&tmp).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("snaplab-redis-")
+                && e.path().join("dump.rdb").exists()
+                && e.path().join("redis.sock").exists()
+        })
+    };
+    let args = [
+        "--keys",
+        "20000",
+        "--writers",
+        "1",
+        "--rate",
+        "1000",
+        "--baseline-ms",
+        "3000",
+        "--strategies",
+        "blocking",
+        "--with-redis",
+        "-q",
+    ];
+    let (code, out, err) = interrupt_compare(&tmp, &args, server_up);
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(err.contains("interrupted: 0 of 2 rows finished"), "{err}");
+    assert_nothing_left(&tmp);
+}
+
+/// The Redis row driven past its capacity (2,000,000 writes/s through one connection, a
+/// round trip each: no machine serves that) is flagged: `overloaded: true` with the rate
+/// it achieved in the JSON, `OVERLOADED` on its line, and no `x redis` ratio against it.
+#[test]
+fn compare_flags_a_redis_row_driven_past_its_capacity() {
+    if snaplab::harness::redis_server::RedisServer::find().is_none() {
+        snaplab::harness::skips::skipped(
+            "compare_flags_a_redis_row_driven_past_its_capacity",
+            "no redis-server on PATH",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--keys",
+        "2000",
+        "--value-size",
+        "16",
+        "--writers",
+        "1",
+        "--rate",
+        "2000000",
+        "--baseline-ms",
+        "200",
+        "--strategies",
+        "blocking",
+        "--with-redis",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let redis = &rows[0];
+    assert!(redis["strategy"].as_str().unwrap().starts_with("redis-"), "{redis}");
+    assert_eq!(redis["overloaded"], true, "{redis}");
+    let achieved = redis["achieved_rate_per_s"].as_f64().unwrap();
+    assert!(achieved > 0.0 && achieved < 1_900_000.0, "{achieved}");
+    let table = stdout(&out);
+    let line = table.lines().filter(|l| l.starts_with("redis-")).nth(1).unwrap();
+    assert!(line.ends_with("OVERLOADED"), "{table}");
+    let blocking_writes = table.lines().filter(|l| l.starts_with("blocking")).nth(1).unwrap();
+    assert_eq!(blocking_writes.split_whitespace().nth(7), Some("-"), "no x redis ratio: {table}");
+    assert!(table.contains("no x redis ratio is computed against it"), "{table}");
+}
+
+/// A missing `--input` is said once, plainly, as `verify` says it: `cannot open <path>:
+/// No such file or directory`, not an I/O error at byte 0 repeated twice.
+#[test]
+fn compare_says_a_missing_input_cannot_be_opened() {
+    let out = snaplab(&["compare", "--input", "nosuch.rdb", "--no-redis", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot open nosuch.rdb: No such file or directory"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!err.contains("byte 0"), "{err}");
+}
+
+/// With `--out-dir`, every row's dump stays there for inspection (Redis's as
+/// `compare-redis.rdb`), each a valid dump; the run says how much disk it needs first.
+#[test]
+fn compare_out_dir_keeps_every_rows_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("dumps");
+    let redis = snaplab::harness::redis_server::RedisServer::find().is_some();
+    let out = snaplab(&[
+        "compare",
+        "--keys",
+        "500",
+        "--writers",
+        "1",
+        "--rate",
+        "1000",
+        "--baseline-ms",
+        "100",
+        "--strategies",
+        "blocking,clone",
+        "-q",
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("disk: needs about"), "{}", stderr(&out));
+    let mut want = vec!["compare-blocking.rdb", "compare-clone.rdb", "dataset.rdb"];
+    if redis {
+        want.insert(2, "compare-redis.rdb");
+    }
+    let mut found: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    found.sort();
+    assert_eq!(found, want);
+    for f in want {
+        let v = snaplab(&["verify", out_dir.join(f).to_str().unwrap()]);
+        assert!(v.status.success(), "{f}: {}", stderr(&v));
+    }
+}
+
+/// With --input and no --value-size, writers' values are sized like the dump's own
+/// strings (sampled from their sizes) and the table's header and the JSON say so; with
+/// --value-size they are that size, said likewise.
+#[test]
+fn compare_on_a_dump_writes_values_sized_like_its_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path()); // strings of 40 bytes
+    let json = dir.path().join("rows.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--input",
+            input.to_str().unwrap(),
+            "--strategies",
+            "blocking",
+            "--no-redis",
+            "--rate",
+            "1000",
+            "--baseline-ms",
+            "100",
+            "-q",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = snaplab(&args);
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (stdout(&out), rows[0]["run"].clone())
+    };
+    let (table, info) = run(&[]);
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("LOAD:") && header.contains("sized like the dump's strings"), "{table}");
+    assert!(header.contains("median 40 B"), "{header}");
+    assert_eq!(info["value_size_bytes"], serde_json::Value::Null, "{info}");
+    let (table, info) = run(&["--value-size", "64"]);
+    assert!(table.lines().next().unwrap().contains("values 64 bytes each (--value-size)"), "{table}");
+    assert_eq!(info["value_size_bytes"], 64, "{info}");
+}
+
+/// `inspect` prints expiries as UTC dates with milliseconds (the raw unix ms stays in
+/// --json), and its columns stay aligned whatever the length of a key: every field but
+/// the key starts at the same column on every line.
+#[test]
+fn inspect_prints_utc_expiries_in_aligned_columns() {
+    use snaplab_core::{Entry, Keyspace, SaveOptions, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("ttl.rdb");
+    let mut ks = Keyspace::new();
+    let at = 1_800_000_000_123i64; // 2027-01-15T08:00:00.123Z
+    ks.insert(0, b"a".to_vec(), Entry { value: Value::String(b"1".to_vec()), expire_at_ms: Some(at) });
+    ks.insert(0, vec![b'k'; 100], Entry { value: Value::String(b"22".to_vec()), expire_at_ms: Some(at) });
+    ks.insert(0, b"plain".to_vec(), Entry::new(Value::String(b"333".to_vec())));
+    snaplab_core::write_snapshot(&ks, &dump, &SaveOptions::default(), "test").unwrap();
+
+    let out = snaplab(&["inspect", dump.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for l in lines.iter().filter(|l| !l.ends_with("plain")) {
+        assert!(l.contains("2027-01-15T08:00:00.123Z"), "{l}");
+    }
+    // Each value's preview ("1", "22", "333") starts at the same column.
+    let col = |l: &str| l.find('"').unwrap();
+    assert!(lines.iter().all(|l| col(l) == col(lines[0])), "{text}");
+
+    let json = snaplab(&["inspect", "--json", dump.to_str().unwrap()]);
+    let rows: Vec<serde_json::Value> = stdout(&json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(rows.iter().any(|r| r["expire_at_ms"] == at), "{rows:?}");
 }

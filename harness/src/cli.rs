@@ -17,6 +17,7 @@ use snaplab_core::rdb::{self, Checksum, Dialect, LoadSummary};
 use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
 use snaplab_formats::{self as formats, Codec, Compression, FormatError};
 
+use crate::compare::run_info::{self, RunInfo};
 use crate::compare::{self, CompareConfig, CompareRow, Trace};
 use crate::dataset::{self, DatasetSpec};
 use crate::formats::{self as format_table, FormatsConfig};
@@ -43,7 +44,8 @@ struct Cli {
 enum Cmd {
     /// List the snapshot strategies.
     Strategies,
-    /// Print every key of a dump: db, key, type, encoding found in the file, expiry, value.
+    /// Print every key of a dump: db, type, encoding found in the file, expiry (UTC, to the
+    /// ms; raw unix ms with --json), value, and the key last so long keys keep columns aligned.
     /// Values are printed as they are read, never held whole; a dump that turns out bad
     /// leaves the line of the key being read unfinished and exits 1.
     Inspect {
@@ -159,24 +161,27 @@ struct ConvertArgs {
 #[derive(Args)]
 struct CompareArgs {
     /// Run on this dump instead of the built-in dataset.
-    #[arg(long, conflicts_with_all = ["keys", "value_size"])]
+    #[arg(long, conflicts_with = "keys")]
     input: Option<PathBuf>,
     /// Built-in dataset: number of string keys.
     #[arg(long, default_value_t = 1_000_000)]
     keys: usize,
-    /// Built-in dataset: bytes per string value (also the size of the values writers store).
-    #[arg(long, default_value_t = 100)]
-    value_size: usize,
+    /// Bytes per value writers store (and, for the built-in dataset, per string value in
+    /// it; default 100). With --input and without this, writers' values are sized like the
+    /// dump's own strings, sampled from their sizes.
+    #[arg(long)]
+    value_size: Option<usize>,
     /// Strategies to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
-    /// Writer threads during each save (0 times the save alone).
-    #[arg(long, default_value_t = 1)]
+    /// Writer threads during each save (0 times the save alone); at most 8 per core, since
+    /// more only time-share the cores and miss their schedule.
+    #[arg(long, default_value_t = 1, value_parser = parse_writers)]
     writers: usize,
-    /// Target writes per second, all writer threads together (open-loop: latency counts
-    /// from each write's scheduled start, so a stall cannot hide). The default keeps one
-    /// core far from saturated.
-    #[arg(long, value_name = "OPS_PER_SEC", default_value_t = 10_000.0)]
+    /// Target writes per second, all writer threads together, above 0 (open-loop: latency
+    /// counts from each write's scheduled start, so a stall cannot hide). The default keeps
+    /// one core far from saturated.
+    #[arg(long, value_name = "OPS_PER_SEC", default_value_t = 10_000.0, value_parser = parse_rate, allow_negative_numbers = true)]
     rate: f64,
     /// Which existing keys writers update: `uniform`, or `zipf` (exponent 0.99, a few hot
     /// keys take most writes) or `zipf:EXPONENT`.
@@ -230,9 +235,9 @@ struct WorkerArgs {
     source: PathBuf,
     #[arg(long)]
     dir: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = parse_writers)]
     writers: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     rate: f64,
     #[arg(long)]
     baseline_ms: u64,
@@ -241,11 +246,52 @@ struct WorkerArgs {
     #[arg(long)]
     value_size: usize,
     #[arg(long)]
+    sample_value_sizes: bool,
+    #[arg(long)]
     keys_dist: KeyDist,
     #[arg(long)]
     mix: WriteMix,
     #[arg(long)]
     quiet: bool,
+}
+
+/// Bytes per value writers store (and per string of the built-in dataset) unless
+/// `--value-size` says otherwise.
+pub const DEFAULT_VALUE_SIZE: usize = 100;
+
+/// Writer threads per core `compare` allows: each writer is a thread that sleeps until its
+/// next write is due, so a few per core keep their schedule; past that they only
+/// time-share the cores, and a million of them cannot even be spawned.
+pub const WRITERS_PER_CORE: usize = 8;
+
+/// The most writer threads `compare` accepts on this machine: [`WRITERS_PER_CORE`] per
+/// core (`std::thread::available_parallelism`).
+pub fn max_writers() -> usize {
+    WRITERS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--writers`: a count from 0 to [`max_writers`].
+fn parse_writers(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of writer threads (0, 1, 2, ...)"))?;
+    let (max, cores) = (max_writers(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if n > max {
+        return Err(format!(
+            "{n} writer threads is more than this machine can drive on schedule: at most {max} \
+             ({WRITERS_PER_CORE} per core, {cores} cores); a writer is a thread, and the load's total is --rate"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--rate`: writes per second, a finite number above 0.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    const WHAT: &str = "a rate is the number of writes per second all writers together aim for, \
+                        a number above 0 (e.g. 10000 or 2.5e4); use --writers 0 to time the save without writes";
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err(format!("{s} is not a rate: {WHAT}")),
+        Err(_) => Err(format!("{s:?} is not a number: {WHAT}")),
+    }
 }
 
 /// What a compare worker prints: its row and its trace.
@@ -297,6 +343,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
                 dir: w.dir,
                 keep_dir: None,
                 progress: !w.quiet,
+                sample_value_sizes: w.sample_value_sizes,
             };
             let (row, trace) = compare::run_one(&entry, &w.source, &cfg)?;
             println!("{}", serde_json::to_string(&WorkerOutput { row, trace })?);
@@ -320,6 +367,8 @@ fn open(file: &Path) -> Result<File> {
 
 /// Load a dump, with a progress bar if it takes more than a second.
 fn load_dump(file: &Path, show_progress: bool) -> Result<(Keyspace, LoadSummary)> {
+    // Opened first so a missing file is said once, plainly, as `verify` says it.
+    drop(open(file)?);
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let counter = Arc::new(AtomicU64::new(0));
     let _bar = progress::track("loading", "bytes", size, Arc::clone(&counter), show_progress);
@@ -461,7 +510,17 @@ fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<(Com
     if !cfg.progress {
         cmd.arg("--quiet");
     }
-    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("running a compare worker")?;
+    if cfg.sample_value_sizes {
+        cmd.arg("--sample-value-sizes");
+    }
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("running a compare worker")?;
+    let _stop_on_signal = compare::interrupt::watch(child.id());
+    let out = child.wait_with_output().context("waiting for a compare worker")?;
     if !out.status.success() {
         bail!("{strategy}: the comparison run failed ({})", out.status);
     }
@@ -471,6 +530,9 @@ fn run_worker(strategy: &str, source: &Path, cfg: &CompareConfig) -> Result<(Com
 }
 
 fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
+    // From here on Ctrl-C stops the servers and workers this run starts and lets the drop
+    // guards remove its temporary directories, instead of ending the process where it is.
+    compare::interrupt::install().context("installing the Ctrl-C handler")?;
     let entries: Vec<StrategyEntry> = if args.strategies.is_empty() {
         registry.entries().to_vec()
     } else {
@@ -496,26 +558,72 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             _tmp.path().to_path_buf()
         }
     };
-    let (source, description) = match &args.input {
+    let value_size = args.value_size.unwrap_or(DEFAULT_VALUE_SIZE);
+    let mut value_sizes = format!("{value_size} bytes each");
+    let mut sample_value_sizes = false;
+    let (source, description, input) = match &args.input {
         Some(file) => {
             let (ks, _) = load_dump(file, show)?;
-            (file.clone(), format!("{} ({} keys)", file.display(), ks.len()))
+            if args.value_size.is_some() {
+                value_sizes.push_str(" (--value-size)");
+            } else {
+                let mut list = crate::load::KeyList::new(&ks);
+                match list.sample_value_sizes(&ks) {
+                    Some(q) => {
+                        let at = |f: f64| q[((q.len() - 1) as f64 * f) as usize];
+                        value_sizes = format!(
+                            "sized like the dump's strings (sampled: median {} B, p90 {} B, max {} B)",
+                            at(0.5),
+                            at(0.9),
+                            at(1.0)
+                        );
+                        sample_value_sizes = true;
+                    }
+                    None => value_sizes.push_str(" (the dump has no strings to sample sizes from)"),
+                }
+            }
+            (file.clone(), format!("{} ({} keys)", file.display(), ks.len()), file.display().to_string())
         }
         None => {
-            let spec = DatasetSpec { keys: args.keys, value_size: args.value_size, seed: args.seed };
+            let spec = DatasetSpec { keys: args.keys, value_size, seed: args.seed };
             let ks = dataset::generate(&spec);
             let d = dataset::describe(&spec, &ks);
             // Every strategy starts from this dump, as a restarted server would.
             let source = dir.join("dataset.rdb");
             snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "generate")
                 .with_context(|| format!("writing {}", source.display()))?;
-            (source, d)
+            (source, d.clone(), d)
         }
     };
+    let run_info = RunInfo {
+        input,
+        input_sha256: run_info::sha256_file(&source).with_context(|| format!("reading {}", source.display()))?,
+        rate_per_s: args.rate,
+        writers: args.writers,
+        keys_dist: args.keys_dist.to_string(),
+        mix: args.mix.to_string(),
+        value_size_bytes: (!sample_value_sizes).then_some(value_size),
+        value_sizes: value_sizes.clone(),
+        baseline_ms: args.baseline_ms,
+        snaplab_commit: run_info::SNAPLAB_COMMIT.to_string(),
+        cores: run_info::cores(),
+        cpu: run_info::cpu_model(),
+        kernel: run_info::kernel(),
+    };
     eprintln!(
-        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}",
+        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}, values {value_sizes}",
         args.writers, args.rate, args.keys_dist, args.mix
     );
+    let dump_bytes = std::fs::metadata(&source).with_context(|| format!("reading {}", source.display()))?.len();
+    let needs = compare::disk::needs(
+        dump_bytes,
+        entries.len(),
+        with_redis,
+        args.out_dir.is_some(),
+        &dir,
+        &std::env::temp_dir(),
+    );
+    eprintln!("{}", compare::disk::check(&needs, compare::disk::free_space)?);
     if !with_redis && !args.no_redis {
         eprintln!("no redis-server on PATH: the table has no redis row to compare with");
     }
@@ -524,7 +632,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             writers: args.writers,
             rate: args.rate,
             seed: args.seed,
-            value_size: args.value_size,
+            value_size,
             dist: args.keys_dist,
             mix: args.mix,
         },
@@ -532,25 +640,48 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         dir: dir.clone(),
         keep_dir: args.out_dir.clone(),
         progress: show,
+        sample_value_sizes,
     };
     let mut rows: Vec<CompareRow> = Vec::new();
     let mut traces: Vec<Trace> = Vec::new();
     // Redis first: it is the anchor the other rows are read against.
     let mut runs: Vec<Option<&StrategyEntry>> = if with_redis { vec![None] } else { vec![] };
     runs.extend(entries.iter().map(Some));
+    let planned = runs.len();
+    let mut failure = None;
     for run in runs {
-        let (row, trace) = match run {
-            None => compare::redis::run(&source, &cfg)?,
-            Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg)?,
-            Some(entry) => run_worker(entry.name, &source, &cfg)?,
+        if compare::interrupt::interrupted() {
+            break;
+        }
+        let result = match run {
+            None => compare::redis::run(&source, &cfg),
+            Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg),
+            Some(entry) => run_worker(entry.name, &source, &cfg),
+        };
+        let (row, trace) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
         };
         if let Some(e) = &row.verify_error {
             eprintln!("{}: verification failed: {e}", row.strategy);
         }
+        if args.out_dir.is_none()
+            && let Some(entry) = run
+        {
+            // Verified and measured: without --out-dir, nobody will look at it again.
+            let _ = std::fs::remove_file(dir.join(compare::dump_name(entry.name)));
+        }
+        let row = CompareRow { run: Some(run_info.clone()), ..row };
         rows.push(row);
         traces.push(trace);
     }
-    print!("{}", compare::table(&rows));
+    // Whatever ended the loop, the rows finished so far are printed and written.
+    if !rows.is_empty() {
+        print!("{}", compare::table(&rows));
+    }
     if let Some(path) = &args.json {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
@@ -566,6 +697,19 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         for f in files.iter().chain([&traces_path]) {
             eprintln!("wrote {}", f.display());
         }
+    }
+    if compare::interrupt::interrupted() {
+        eprintln!(
+            "interrupted: {} of {planned} rows finished{}; the servers, workers and temporary files this run \
+             started are gone",
+            rows.len(),
+            if rows.is_empty() { "" } else { " (printed above)" }
+        );
+        return Ok(ExitCode::from(130));
+    }
+    if let Some(e) = failure {
+        let shown = if rows.is_empty() { "" } else { " (printed above)" };
+        return Err(e.context(format!("after {} of {planned} rows{shown}", rows.len())));
     }
     if rows.iter().all(|r| r.verified) { Ok(ExitCode::SUCCESS) } else { bail!("some snapshots did not verify") }
 }

@@ -17,7 +17,11 @@
 //!    and compared with the dataset plus exactly the writes the reported cut includes,
 //!    replayed in stamp order.
 
+pub mod disk;
+pub mod interrupt;
+pub mod overload;
 pub mod redis;
+pub mod run_info;
 pub mod save_end;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +53,12 @@ pub struct CompareRow {
     pub save_ms: f64,
     /// The longest write latency (from its intended start) that overlapped the save, ms.
     pub max_stall_ms: f64,
+    /// The longest time during the save that writers were held: a span in which a write
+    /// was due and no writer completed any write, ms ([`writers_held_ns`]). For a store that
+    /// blocks writers (SAVE, a copy under the lock, `fork()`), how long it blocked them, which
+    /// the cut alone does not show. `None` without writers.
+    #[serde(default)]
+    pub writers_held_ms: Option<f64>,
     /// Writes that completed between the BGSAVE call and the end of the save.
     pub writes_during_save: u64,
     /// Size of the dump, bytes.
@@ -70,6 +80,19 @@ pub struct CompareRow {
     pub baseline_p99_us: Option<f64>,
     /// Writes completed per second during the save, divided by the same in the baseline.
     pub throughput_ratio: Option<f64>,
+    /// Whether the load was more than the row could serve before the save began: its
+    /// baseline fell more than 5% short of the target rate, or its latency grew through the
+    /// baseline window ([`overload`]). Its latencies then measure a queue, not the save,
+    /// and no ratio is computed against it.
+    #[serde(default)]
+    pub overloaded: bool,
+    /// Writes completed per second in the baseline window, to set beside the target rate
+    /// (the same count as `baseline_writes_per_s`).
+    #[serde(default)]
+    pub achieved_rate_per_s: Option<f64>,
+    /// Why the row is `overloaded`, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overload_reason: Option<String>,
     /// The most resident memory the save added above the moment BGSAVE was called (the
     /// harness's own write log excluded), plus memory it used in other processes (a forked
     /// child's copy-on-write pages), bytes.
@@ -91,9 +114,15 @@ pub struct CompareRow {
     /// Writes completed per second in the baseline window.
     pub baseline_writes_per_s: Option<f64>,
     /// Strategy-specific figures, each name ending in its unit (`fork_us`,
-    /// `rdb_last_cow_size_bytes`, ...).
+    /// `rdb_last_cow_size_bytes`, ...). A strategy's figure named like one of this row's
+    /// fields is its own measure of something the row measures differently, and is
+    /// renamed `strategy_reported_<name>` ([`figure_name`]), so one name has one meaning.
     #[serde(default)]
     pub figures: std::collections::BTreeMap<String, f64>,
+    /// The run's settings and the machine it ran on, the same in every row of a run (set
+    /// by `snaplab compare` once the row is in).
+    #[serde(default)]
+    pub run: Option<run_info::RunInfo>,
 }
 
 /// What one run recorded over time, for the plots. Times are ms relative to the moment
@@ -126,11 +155,21 @@ pub struct CompareConfig {
     pub baseline: Duration,
     /// Where dump files go.
     pub dir: PathBuf,
-    /// Where to keep a dump that failed verification (the `--out-dir`; `None`: the
-    /// current directory), since `dir` may be a temporary directory.
+    /// The `--out-dir`: where Redis's dump is copied (`compare-redis.rdb`) and where a
+    /// dump that failed verification is kept (`None`: no copy of Redis's, and a failed one
+    /// goes to the current directory), since `dir` may be a temporary directory.
     pub keep_dir: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
+    /// Writers' values take sizes sampled from the dump's strings
+    /// ([`KeyList::sample_value_sizes`]) instead of `load.value_size`.
+    pub sample_value_sizes: bool,
+}
+
+/// The file name of a row's dump in the run's directory (`compare-<strategy>.rdb`;
+/// Redis's, copied there with `--out-dir`, is `compare-redis.rdb`).
+pub fn dump_name(strategy: &str) -> String {
+    format!("compare-{strategy}.rdb")
 }
 
 /// How long writers go on after the save ended, so the plots show the recovery.
@@ -281,13 +320,17 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let rss_before_load = resident_bytes(None);
     let load_started = Instant::now();
     let (loaded, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
-    let keys = Arc::new(KeyList::new(&loaded));
+    let mut keys = KeyList::new(&loaded);
+    if cfg.sample_value_sizes {
+        keys.sample_value_sizes(&loaded);
+    }
+    let keys = Arc::new(keys);
     let total_keys = loaded.len() as u64;
     let store = (entry.build)(loaded);
     let load_time = load_started.elapsed();
     let dataset_bytes = store_resident_bytes(rss_before_load, resident_bytes(None), keys.heap_bytes());
 
-    let dest = cfg.dir.join(format!("compare-{}.rdb", entry.name));
+    let dest = cfg.dir.join(dump_name(entry.name));
     let load = Load::start(&cfg.load, Arc::clone(&keys), |_| {
         let store = Arc::clone(&store);
         Ok(move |cmd: &Command| store.apply(cmd).map(|a| a.stamp).map_err(anyhow::Error::from))
@@ -301,6 +344,12 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     // own write log.
     let log_bytes = load.log_bytes_fn();
     let (rss_at_call, log_at_call) = (resident_bytes(None), log_bytes());
+    let log_bytes_after = log_bytes.clone();
+    let extra_now = move || {
+        resident_bytes(None)
+            .zip(rss_at_call)
+            .map(|(now, base)| now.saturating_sub(base).saturating_sub(log_bytes_after().saturating_sub(log_at_call)))
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let opts = SaveOptions { progress: Some(Arc::clone(&counter)), ..SaveOptions::default() };
     let bar = progress::track(entry.name, "keys", total_keys, counter, cfg.progress);
@@ -326,12 +375,18 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         thread::sleep(AFTER_SAVE);
     }
     let samples = sampler.stop();
+    // What the save left resident once it ended, and what of that the allocator was only
+    // keeping for reuse: measured after the plotted samples, so the plot shows the store as
+    // it runs, untrimmed.
+    let after_save = extra_now();
+    let after_trim = trim_heap().then(extra_now).flatten();
     let (called_ns, ended_ns) = (load.ns(called), load.ns(ended));
     let (start_ns, baseline_end_ns) = (load.ns(load.start_time()), load.ns(baseline_end));
     let finished = load.finish()?;
     let log = finished.log;
     let report = report.with_context(|| format!("{}: BGSAVE failed", entry.name))?;
     let stats = LatencyStats::new(&log, start_ns, baseline_end_ns, called_ns, ended_ns);
+    let overload = overload::assess(&log, start_ns, baseline_end_ns, cfg.load.rate);
     drop(store);
     let verdict = rdb::load_file(source)
         .with_context(|| format!("loading {}", source.display()))
@@ -366,10 +421,83 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
         verify_error: verdict.err().map(|e| format!("{e:#}")),
         cpu_saver_s,
         cpu_writers_s: finished.cpu_during_save_ns.map(secs),
-        figures: report.figures.iter().map(|(n, v)| (n.to_string(), *v as f64)).collect(),
-        ..row_figures(&stats, peak_extra, dataset_bytes)
+        figures: report
+            .figures
+            .iter()
+            .map(|(n, v)| (figure_name(n), *v as f64))
+            .chain(after_save.map(|b| (AFTER_SAVE_FIGURE.to_string(), b as f64)))
+            .chain(after_trim.map(|b| (AFTER_TRIM_FIGURE.to_string(), b as f64)))
+            .collect(),
+        writers_held_ms: writers_held_ns(&log, called_ns, ended_ns).map(|ns| ns as f64 / 1e6),
+        ..row_figures(&stats, overload, peak_extra, dataset_bytes)
     };
     Ok((row, trace))
+}
+
+/// Figure: the resident memory the save had added that was still there [`AFTER_SAVE`]
+/// after it ended (the harness's write log left out), bytes.
+pub const AFTER_SAVE_FIGURE: &str = "after_save_extra_memory_bytes";
+/// Figure: the same, right after glibc's `malloc_trim(0)` handed free heap pages back to
+/// the kernel, bytes. The difference is memory the store had already freed and the
+/// allocator was keeping for reuse (glibc keeps freed chunks in its arenas, one arena
+/// per thread that allocated, and returns only the top of each heap on its own).
+pub const AFTER_TRIM_FIGURE: &str = "after_malloc_trim_extra_memory_bytes";
+
+/// Ask glibc to return the free memory of every arena to the kernel (`malloc_trim(0)`,
+/// glibc `malloc/malloc.c`). Returns whether it was asked (only glibc has it).
+///
+/// Production note: a store could call this after each save; Redis, on jemalloc, has its
+/// allocator purge dirty pages in the background instead.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // An FFI call; see the SAFETY note.
+fn trim_heap() -> bool {
+    // SAFETY: malloc_trim takes no pointers and only releases memory malloc holds free; it
+    // locks each arena while it works, so other threads may allocate meanwhile.
+    unsafe { libc::malloc_trim(0) };
+    true
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() -> bool {
+    false
+}
+
+/// The name a strategy's own figure takes in the row: `strategy_reported_<name>` when
+/// the row has a field of that name (cow reports `peak_extra_memory_bytes`, the resident
+/// peak it sampled at its own writes, whole process; the row's field is the harness's
+/// sampled peak with its own write log left out), else the name itself.
+pub fn figure_name(name: &str) -> String {
+    let fields = serde_json::to_value(row_figures(
+        &LatencyStats::new(&[], 0, 0, 0, 0),
+        overload::Overload::default(),
+        None,
+        None,
+    ))
+    .ok();
+    let taken = fields.as_ref().and_then(|v| v.as_object()).is_some_and(|o| o.contains_key(name));
+    if taken { format!("strategy_reported_{name}") } else { name.to_string() }
+}
+
+/// The longest span, overlapping `[called, ended)` (ns on the log's clock), in which some
+/// write was due and no write by any writer completed: for each write, from when it was
+/// due (or the completion just before its own, if later) until it completed. A writer
+/// idle between writes is not held; writers queued behind one lock are. `None` without
+/// writes.
+pub fn writers_held_ns(log: &[WriteRec], called: u64, ended: u64) -> Option<u64> {
+    if log.is_empty() {
+        return None;
+    }
+    let mut done: Vec<u64> = log.iter().map(|r| r.done_ns).collect();
+    done.sort_unstable();
+    let mut held = 0;
+    for r in log {
+        let i = done.partition_point(|&d| d < r.done_ns);
+        let from = r.intended_ns.max(if i == 0 { 0 } else { done[i - 1] });
+        if r.done_ns > called && from < ended {
+            held = held.max(r.done_ns.saturating_sub(from));
+        }
+    }
+    Some(held)
 }
 
 /// The resident memory a loaded store occupies, bytes: the process's growth from `before`
@@ -381,13 +509,19 @@ fn store_resident_bytes(before: Option<u64>, after: Option<u64>, harness_bytes: 
 }
 
 /// The figures every row computes the same way from the latency stats and memory.
-pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset_bytes: Option<u64>) -> CompareRow {
+pub(crate) fn row_figures(
+    stats: &LatencyStats,
+    overload: overload::Overload,
+    peak_extra: Option<u64>,
+    dataset_bytes: Option<u64>,
+) -> CompareRow {
     CompareRow {
         strategy: String::new(),
         load_ms: 0.0,
         time_to_cut_ms: 0.0,
         save_ms: 0.0,
         max_stall_ms: stats.max_stall_ns as f64 / 1e6,
+        writers_held_ms: None,
         writes_during_save: stats.done_during_save,
         file_bytes: 0,
         verified: false,
@@ -398,6 +532,9 @@ pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset
         latency_max_us: stats.save.as_ref().map(|h| us(h.max())),
         baseline_p99_us: stats.baseline.as_ref().map(|h| us(h.value_at_quantile(0.99))),
         throughput_ratio: stats.throughput_ratio,
+        overloaded: overload.overloaded(),
+        achieved_rate_per_s: overload.achieved_rate_per_s,
+        overload_reason: overload.reason,
         peak_extra_memory_bytes: peak_extra,
         dataset_bytes,
         peak_extra_memory_fraction: peak_extra
@@ -408,6 +545,7 @@ pub(crate) fn row_figures(stats: &LatencyStats, peak_extra: Option<u64>, dataset
         save_writes_per_s: stats.save_per_s,
         baseline_writes_per_s: stats.baseline_per_s,
         figures: Default::default(),
+        run: None,
     }
 }
 
@@ -538,19 +676,31 @@ fn ratio(value: Option<f64>, anchor: Option<f64>) -> Option<f64> {
 /// The comparison as text: three tables (the save, writes during it, memory), one line
 /// per row in each. When a Redis row is present (its label starts with `redis-`), the
 /// `x redis` columns give each row's figure divided by Redis's.
+///
+/// A row flagged `overloaded` (its baseline could not keep up with the load) says so at the
+/// end of its WRITES line, and when it is the Redis row, no `x redis` ratio is computed
+/// against it.
 pub fn table(rows: &[CompareRow]) -> String {
-    let anchor = rows.iter().find(|r| r.strategy.starts_with("redis-"));
+    let redis = rows.iter().find(|r| r.strategy.starts_with("redis-"));
+    let anchor = redis.filter(|r| !r.overloaded);
     let w = rows.iter().map(|r| r.strategy.len()).max().unwrap_or(8).max(8);
     let mut out = String::new();
+    if let Some(run) = rows.first().and_then(|r| r.run.as_ref()) {
+        out.push_str(&format!(
+            "LOAD: {} writer(s) at {} writes/s, keys {}, mix {}; values {}\n\n",
+            run.writers, run.rate_per_s, run.keys_dist, run.mix, run.value_sizes
+        ));
+    }
     out.push_str(&format!(
-        "{:<w$} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
-        "SAVE", "cut ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
+        "{:<w$} {:>9} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
+        "SAVE", "cut ms", "held ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
     ));
     for r in rows {
         out.push_str(&format!(
-            "{:<w$} {:>9.3} {:>10.1} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
+            "{:<w$} {:>9.3} {:>9} {:>10.1} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
             r.strategy,
             r.time_to_cut_ms,
+            opt(r.writers_held_ms, 1),
             r.save_ms,
             opt(ratio(Some(r.save_ms), anchor.map(|a| a.save_ms)), 2),
             mib(Some(r.file_bytes)),
@@ -560,7 +710,7 @@ pub fn table(rows: &[CompareRow]) -> String {
         ));
     }
     out.push_str(&format!(
-        "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8}\n",
+        "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9}\n",
         "WRITES",
         "p50 us",
         "p99 us",
@@ -571,12 +721,14 @@ pub fn table(rows: &[CompareRow]) -> String {
         "x redis",
         "tput ratio",
         "writes",
-        "cpu s"
+        "cpu s",
+        "base w/s"
     ));
     let rel = |r: &CompareRow| ratio(r.latency_p99_us, r.baseline_p99_us);
     for r in rows {
+        let flag = if r.overloaded { " OVERLOADED" } else { "" };
         out.push_str(&format!(
-            "{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8}\n",
+            "{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9}{flag}\n",
             r.strategy,
             opt(r.latency_p50_us, 0),
             opt(r.latency_p99_us, 0),
@@ -587,12 +739,13 @@ pub fn table(rows: &[CompareRow]) -> String {
             opt(ratio(r.latency_p99_us, anchor.and_then(|a| a.latency_p99_us)), 2),
             opt(r.throughput_ratio, 2),
             r.writes_during_save,
-            opt(r.cpu_writers_s, 2)
+            opt(r.cpu_writers_s, 2),
+            opt(r.achieved_rate_per_s, 0)
         ));
     }
     out.push_str(&format!(
         "\n{:<w$} {:>10} {:>10} {:>10} {:>8}\n",
-        "MEMORY", "data MiB", "+peak MiB", "% of data", "x redis"
+        "MEMORY", "data MiB", "+peak MiB", "% own data", "x redis"
     ));
     for r in rows {
         out.push_str(&format!(
@@ -610,10 +763,27 @@ pub fn table(rows: &[CompareRow]) -> String {
             )
         ));
     }
-    out.push_str("\nWRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");
+    out.push_str("\nheld ms: the longest the writers were held during the save (writes due, none completing);\n");
+    out.push_str("cut ms is only when the snapshot's instant was fixed.\n");
+    out.push_str("WRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");
     out.push_str("x redis: their p99 over Redis's p99 during its save.\n");
     out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES). Redis's latencies include a\n");
     out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
+    out.push_str("base w/s: writes completed per second before the save, to set beside the target rate.\n");
+    out.push_str("% own data: +peak over the row's own data MiB (each store holds the same keys its own way).\n");
+    for r in rows.iter().filter(|r| r.overloaded) {
+        out.push_str(&format!(
+            "OVERLOADED {}: {}. The load is more than it serves here: its latencies measure a queue, not \
+             the save{}. Lower --rate or --writers.\n",
+            r.strategy,
+            r.overload_reason.as_deref().unwrap_or("its baseline did not keep up"),
+            if redis.is_some_and(|a| std::ptr::eq(a, r)) {
+                ", and no x redis ratio is computed against it"
+            } else {
+                ""
+            }
+        ));
+    }
     out
 }
 
@@ -665,18 +835,23 @@ mod tests {
     }
 
     /// A strategy whose BGSAVE holds the write lock for 200 ms after taking its cut: an
-    /// injected stall, nothing else unusual.
-    struct Stalling {
+    /// injected stall, nothing else unusual. With `SLOW_MS` above 0, every write also
+    /// sleeps that long, so the store serves at most 1000 / `SLOW_MS` writes per second per
+    /// writer: a load above that is past its capacity whatever the machine.
+    struct Stalling<const SLOW_MS: u64 = 0> {
         store: Arc<snaplab_core::LockedKeyspace>,
         saves: Arc<snaplab_core::SaveState>,
     }
 
-    impl snaplab_core::SnapshotStrategy for Stalling {
+    impl<const SLOW_MS: u64> snaplab_core::SnapshotStrategy for Stalling<SLOW_MS> {
         const NAME: &'static str = "stalling";
         fn from_keyspace(ks: Keyspace) -> Self {
             Stalling { store: Arc::new(snaplab_core::LockedKeyspace::new(ks)), saves: snaplab_core::SaveState::new() }
         }
         fn apply(&self, cmd: &Command) -> Result<snaplab_core::Applied, snaplab_core::CommandError> {
+            if SLOW_MS > 0 {
+                thread::sleep(Duration::from_millis(SLOW_MS));
+            }
             self.store.apply(cmd)
         }
         fn get(&self, db: usize, key: &[u8]) -> Option<snaplab_core::Entry> {
@@ -764,10 +939,12 @@ mod tests {
             dir: dir.path().to_path_buf(),
             keep_dir: None,
             progress: false,
+            sample_value_sizes: false,
         };
         let (row, trace) = run_one(&crate::registry::entry::<Stalling>("test"), &source, &cfg).unwrap();
         assert!(row.verified, "{:?}", row.verify_error);
         assert!(row.max_stall_ms >= 200.0, "max stall {} ms", row.max_stall_ms);
+        assert!(row.writers_held_ms.unwrap() >= 200.0, "held {:?} ms", row.writers_held_ms);
         assert!(row.latency_max_us.unwrap() >= 200_000.0);
         // At 2000 writes/s, ~400 writes were due during the stall; most waited > 100 ms.
         assert!(row.latency_p50_us.unwrap() >= 10_000.0, "p50 {:?} µs", row.latency_p50_us);
@@ -779,5 +956,124 @@ mod tests {
         assert!(trace.latency_max_us.iter().any(|(t, _)| *t < 0.0), "the baseline is in the series");
         assert!(!trace.extra_memory_bytes.is_empty());
         assert!(row.cpu_writers_s.is_some() && row.cpu_saver_s.is_some());
+        // What the save left resident, before and after malloc_trim (glibc only).
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            for f in [AFTER_SAVE_FIGURE, AFTER_TRIM_FIGURE] {
+                assert!(row.figures.contains_key(f), "{f} in {:?}", row.figures);
+            }
+        }
+    }
+
+    /// A store that serves at most 1,000 writes/s (each write sleeps 1 ms) under a load of
+    /// 4,000 writes/s: the row is flagged overloaded, in the JSON (`overloaded: true`,
+    /// `achieved_rate_per_s` at most 1,000) and at the end of its line in the table.
+    #[test]
+    fn a_row_driven_past_its_capacity_is_flagged_overloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("dataset.rdb");
+        let ks = crate::dataset::generate(&crate::dataset::DatasetSpec { keys: 2000, value_size: 16, seed: 1 });
+        snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "test").unwrap();
+        let cfg = CompareConfig {
+            load: LoadSpec {
+                writers: 1,
+                rate: 4000.0,
+                seed: 1,
+                value_size: 16,
+                dist: load::KeyDist::Uniform,
+                mix: load::WriteMix::default(),
+            },
+            baseline: Duration::from_millis(300),
+            dir: dir.path().to_path_buf(),
+            keep_dir: None,
+            progress: false,
+            sample_value_sizes: false,
+        };
+        let (row, _) = run_one(&crate::registry::entry::<Stalling<1>>("test"), &source, &cfg).unwrap();
+        assert!(row.verified, "{:?}", row.verify_error);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["overloaded"], true, "{json}");
+        let achieved = json["achieved_rate_per_s"].as_f64().unwrap();
+        assert!(achieved > 0.0 && achieved <= 1000.0, "{achieved} writes/s from a store that serves 1000");
+        assert!(row.overload_reason.as_deref().is_some_and(|r| r.contains("of the 4000 writes/s due")), "{row:?}");
+        let table = table(std::slice::from_ref(&row));
+        assert!(table.lines().any(|l| l.starts_with("stalling") && l.ends_with("OVERLOADED")), "{table}");
+    }
+
+    /// An overloaded Redis row is left out of the ratios: every `x redis` cell is `-`, and
+    /// the note says why; a healthy Redis row anchors them.
+    #[test]
+    fn no_ratio_is_computed_against_an_overloaded_redis_row() {
+        let row = |name: &str, save_ms: f64, p99: f64, overloaded: bool| CompareRow {
+            strategy: name.into(),
+            save_ms,
+            latency_p99_us: Some(p99),
+            overloaded,
+            ..row_figures(&LatencyStats::new(&[], 0, 0, 0, 0), overload::Overload::default(), Some(1 << 20), None)
+        };
+        let x_redis = |t: &str| -> Vec<String> {
+            // The `x redis` column of each table: SAVE's 5th field, WRITES' 8th, MEMORY's 5th.
+            let mut cells = Vec::new();
+            let mut section = "";
+            for l in t.lines() {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                match f.first() {
+                    Some(&"SAVE") | Some(&"WRITES") | Some(&"MEMORY") => section = f[0],
+                    Some(&"cow") => cells.push(
+                        match section {
+                            "SAVE" => f[4],
+                            "WRITES" => f[7],
+                            _ => f[4],
+                        }
+                        .to_string(),
+                    ),
+                    _ => {}
+                }
+            }
+            cells
+        };
+        let healthy = table(&[row("redis-7 (fork)", 100.0, 50.0, false), row("cow", 50.0, 100.0, false)]);
+        assert_eq!(x_redis(&healthy), ["0.50", "2.00", "1.00"], "{healthy}");
+        let over = table(&[row("redis-7 (fork)", 100.0, 50.0, true), row("cow", 50.0, 100.0, false)]);
+        assert_eq!(x_redis(&over), ["-", "-", "-"], "{over}");
+        assert!(over.contains("no x redis ratio is computed against it"), "{over}");
+    }
+
+    /// Writers held: the longest span in which a write was due and none completed. One
+    /// writer every 10 ms, each served in 1 ms, is held 1 ms at a time; a 300 ms lock in
+    /// the save holds it 300 ms (and a second writer completing meanwhile would free it).
+    #[test]
+    fn writers_held_is_the_longest_span_without_a_completion() {
+        const MS: u64 = 1_000_000;
+        let rec = |writer: u32, n: u64, due_ms: u64, done_ms: u64| WriteRec {
+            stamp: snaplab_core::WriteStamp { shard: 0, seq: n + 1 },
+            writer,
+            op: load::Op::Overwrite,
+            n,
+            key: 0,
+            intended_ns: due_ms * MS,
+            issued_ns: due_ms * MS,
+            done_ns: done_ms * MS,
+        };
+        let steady: Vec<WriteRec> = (0..100).map(|n| rec(0, n, n * 10, n * 10 + 1)).collect();
+        assert_eq!(writers_held_ns(&steady, 200 * MS, 600 * MS), Some(MS));
+        // Due at 300, 310, ... 590: all wait for a lock released at 600.
+        let mut locked = steady.clone();
+        for r in locked.iter_mut().filter(|r| (300 * MS..600 * MS).contains(&r.intended_ns)) {
+            r.done_ns = 600 * MS;
+        }
+        assert_eq!(writers_held_ns(&locked, 200 * MS, 700 * MS), Some(300 * MS));
+        // The same, outside the save window: not counted.
+        assert_eq!(writers_held_ns(&locked, 700 * MS, 900 * MS), Some(MS));
+        // Another writer completing at 450 ms splits the span in two.
+        locked.push(rec(1, 0, 449, 450));
+        assert_eq!(writers_held_ns(&locked, 200 * MS, 700 * MS), Some(150 * MS));
+        assert_eq!(writers_held_ns(&[], 0, 1), None);
+    }
+
+    /// A strategy's figure named like a row field is renamed; others keep their name.
+    #[test]
+    fn a_figure_named_like_a_row_field_is_renamed() {
+        assert_eq!(figure_name("peak_extra_memory_bytes"), "strategy_reported_peak_extra_memory_bytes");
+        assert_eq!(figure_name("fork_us"), "fork_us");
     }
 }

@@ -177,15 +177,25 @@ pub struct KeyList {
     dbs: Vec<u8>,
     ends: Vec<u32>,
     bytes: Vec<u8>,
+    /// When set ([`KeyList::sample_value_sizes`]), the sizes writers' values take instead
+    /// of the load's fixed size: [`SIZE_QUANTILES`] quantiles of the dump's string sizes.
+    value_sizes: Option<Vec<u32>>,
 }
+
+/// How many quantiles of the dump's string sizes writers sample from.
+pub const SIZE_QUANTILES: usize = 1024;
 
 impl KeyList {
     /// The keys of `ks`, sorted by (db, key).
     pub fn new(ks: &Keyspace) -> Self {
         let mut keys: Vec<(usize, &[u8])> = ks.iter().map(|(db, k, _)| (db, k.as_slice())).collect();
         keys.sort_unstable();
-        let mut list =
-            KeyList { dbs: Vec::with_capacity(keys.len()), ends: Vec::with_capacity(keys.len()), bytes: Vec::new() };
+        let mut list = KeyList {
+            dbs: Vec::with_capacity(keys.len()),
+            ends: Vec::with_capacity(keys.len()),
+            bytes: Vec::new(),
+            value_sizes: None,
+        };
         for (db, k) in keys {
             list.dbs.push(db as u8);
             list.bytes.extend_from_slice(k);
@@ -208,7 +218,41 @@ impl KeyList {
     /// and four of offset per key, plus the keys' bytes and the spare capacity of the byte
     /// vector). The comparison leaves it out of the store's resident size.
     pub fn heap_bytes(&self) -> u64 {
-        (self.dbs.capacity() + self.ends.capacity() * size_of::<u32>() + self.bytes.capacity()) as u64
+        let sizes = self.value_sizes.as_ref().map_or(0, Vec::capacity);
+        (self.dbs.capacity() + (self.ends.capacity() + sizes) * size_of::<u32>() + self.bytes.capacity()) as u64
+    }
+
+    /// Make writers' values sized like `ks`'s string values: each write takes one of
+    /// [`SIZE_QUANTILES`] evenly spaced quantiles of their sizes, picked by its writer and
+    /// sequence number (so a write's value can be rebuilt from its record). Returns the
+    /// sizes (sorted) or `None`, leaving the fixed size in force, when `ks` has no strings.
+    pub fn sample_value_sizes(&mut self, ks: &Keyspace) -> Option<&[u32]> {
+        let mut sizes: Vec<u32> = ks
+            .iter()
+            .filter_map(|(_, _, e)| match &e.value {
+                snaplab_core::Value::String(v) => Some(v.len() as u32),
+                _ => None,
+            })
+            .collect();
+        if sizes.is_empty() {
+            return None;
+        }
+        sizes.sort_unstable();
+        let q: Vec<u32> =
+            (0..SIZE_QUANTILES).map(|i| sizes[(i * sizes.len() + sizes.len() / 2) / SIZE_QUANTILES]).collect();
+        self.value_sizes = Some(q);
+        self.value_sizes.as_deref()
+    }
+
+    /// The size writer `writer`'s `n`-th value takes when sizes are sampled.
+    fn sampled_size(&self, writer: u32, n: u64) -> Option<usize> {
+        let q = self.value_sizes.as_ref()?;
+        // SplitMix64's finaliser: a well-spread index from (writer, n).
+        let mut z = (u64::from(writer) << 40 ^ n).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Some(q[(z % q.len() as u64) as usize] as usize)
     }
 
     /// The `i`-th (db, key).
@@ -246,9 +290,11 @@ impl WriteRec {
         self.done_ns.saturating_sub(self.intended_ns)
     }
 
-    /// The command this record stands for.
+    /// The command this record stands for: values of `value_size` bytes, or of the size
+    /// `keys` samples for this write when it samples ([`KeyList::sample_value_sizes`]).
     pub fn command(&self, keys: &KeyList, value_size: usize) -> Command {
-        let value = write_value(self.writer, self.n, value_size);
+        let size = keys.sampled_size(self.writer, self.n).unwrap_or(value_size);
+        let value = write_value(self.writer, self.n, size);
         let (db, key) = keys.get(self.key as usize);
         match self.op {
             Op::Overwrite => Command::Set { db, key: key.to_vec(), value, expire_at_ms: None },
@@ -288,7 +334,7 @@ pub struct LoadSpec {
     pub rate: f64,
     /// Seed for key and op choice.
     pub seed: u64,
-    /// Bytes per value written.
+    /// Bytes per value written (unless the key list samples sizes).
     pub value_size: usize,
     /// Key choice.
     pub dist: KeyDist,
@@ -354,6 +400,7 @@ impl Load {
         let log_lens: Arc<Vec<AtomicUsize>> = Arc::new((0..writers).map(|_| AtomicUsize::new(0)).collect());
         let interval = Duration::from_secs_f64(writers.max(1) as f64 / spec.rate.max(1.0));
         let mut handles = Vec::with_capacity(writers);
+        let stop_on_error = Arc::clone(&stop);
         for w in 0..writers {
             let mut apply = connect(w)?;
             let chooser = KeyChooser::new(spec.dist, keys.len())?;
@@ -361,7 +408,9 @@ impl Load {
                 (Arc::clone(&stop), Arc::clone(&phase), Arc::clone(&keys), Arc::clone(&log_lens));
             let (seed, value_size, mix) =
                 (spec.seed.wrapping_mul(1000).wrapping_add(w as u64), spec.value_size, spec.mix);
-            handles.push(thread::spawn(move || -> Result<WriterOut> {
+            // A thread that cannot be spawned is an error, not a panic: the caller's guards
+            // (a redis-server, temporary directories) must still be dropped.
+            let spawned = thread::Builder::new().name(format!("writer-{w}")).spawn(move || -> Result<WriterOut> {
                 let ns = |t: Instant| t.duration_since(epoch).as_nanos() as u64;
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let mut log = Vec::with_capacity(1 << 16);
@@ -412,7 +461,17 @@ impl Load {
                 }
                 Ok(WriterOut { log, cpu_at_phase })
                 // ANCHOR_END: open_loop
-            }));
+            });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop_on_error.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    bail!("cannot start writer thread {w} of {writers}: {e}");
+                }
+            }
         }
         Ok(Load { epoch, start, stop, phase, log_lens, handles })
     }
@@ -664,5 +723,41 @@ mod tests {
         let at_100 = series.iter().find(|(t, _, _)| *t == 0.0).unwrap();
         assert!(at_100.1 >= 200_000.0, "{at_100:?}");
         assert_eq!(series.first().unwrap().0, -100.0, "baseline windows are before the call");
+    }
+
+    /// Sampled value sizes follow the dump's strings: 90% of 50 bytes and 10% of 4,000
+    /// give about that mix over 10,000 writes, the same write always gets the same size
+    /// (verification rebuilds it), and a keyspace without strings leaves the fixed size.
+    #[test]
+    fn sampled_value_sizes_follow_the_dumps_strings() {
+        let mut ks = Keyspace::new();
+        for i in 0..1000u32 {
+            let len = if i % 10 == 0 { 4000 } else { 50 };
+            ks.insert(
+                0,
+                format!("k{i}").into_bytes(),
+                snaplab_core::Entry::new(snaplab_core::Value::String(vec![b'x'; len])),
+            );
+        }
+        let mut keys = KeyList::new(&ks);
+        let q = keys.sample_value_sizes(&ks).unwrap().to_vec();
+        assert_eq!((q[0], q[q.len() - 1]), (50, 4000));
+        let big = (0..10_000u64).filter(|&n| keys.sampled_size((n % 3) as u32, n) == Some(4000)).count();
+        assert!((800..1200).contains(&big), "{big} of 10000 writes were 4000 bytes");
+        let rec = WriteRec {
+            stamp: WriteStamp { shard: 0, seq: 1 },
+            writer: 1,
+            op: Op::Overwrite,
+            n: 7,
+            key: 3,
+            intended_ns: 0,
+            issued_ns: 0,
+            done_ns: 0,
+        };
+        assert_eq!(rec.command(&keys, 100), rec.command(&keys, 100));
+        let Command::Set { value, .. } = rec.command(&keys, 100) else { panic!("an overwrite is a SET") };
+        assert!(value.len() == 50 || value.len() == 4000, "{}", value.len());
+        let mut none = KeyList::new(&Keyspace::new());
+        assert!(none.sample_value_sizes(&Keyspace::new()).is_none());
     }
 }

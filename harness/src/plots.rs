@@ -57,8 +57,10 @@ type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 ///   one line per strategy (the trace's samples) with a dot where its save ended. The
 ///   samples include a forked child's copy-on-write pages (read every 20 ms), so the line's
 ///   top is the summary's peak unless the child lived between two reads.
-/// - `summary.svg`: bar charts of save duration (ms) and peak extra memory (MiB; with its
-///   share of the dataset when known) per strategy.
+/// - `summary.svg`, "latency bought for memory paid", four bar charts per strategy: save
+///   duration (ms); write p99 during the save (ms) with its baseline as the bar's light
+///   part and in the label; peak extra memory (MiB, with its share of the row's own
+///   dataset); resident memory, steady state (the loaded store, light) to the save's peak.
 ///
 /// Missing figures (`None`, non-finite values, empty series, a row without a trace) are
 /// left out or marked "n/a"; they never fail the call.
@@ -69,8 +71,8 @@ pub fn write_plots(dir: &Path, rows: &[CompareRow], traces: &[Trace]) -> Result<
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let names = strategy_names(rows, traces);
     let plots = [
-        ("latency.svg", latency_svg(&names, traces).context("drawing the latency plot")?),
-        ("memory.svg", memory_svg(&names, traces).context("drawing the memory plot")?),
+        ("latency.svg", latency_svg(&names, rows, traces).context("drawing the latency plot")?),
+        ("memory.svg", memory_svg(&names, rows, traces).context("drawing the memory plot")?),
         ("summary.svg", summary_svg(&names, rows).context("drawing the summary plot")?),
     ];
     let mut written = Vec::with_capacity(plots.len());
@@ -253,9 +255,15 @@ fn latency_y_range(traces: &[Trace]) -> Range<f64> {
     lo..hi
 }
 
-fn latency_caption(name: &str, trace: Option<&Trace>) -> String {
+/// The panel's title: the cut and the end of the save, then the worst write during the
+/// save (the table's `max ms`: writes due between the BGSAVE call and the end of the
+/// save), and, when a write outside the save was worse, that one too, labelled as such.
+fn latency_caption(name: &str, row: Option<&CompareRow>, trace: Option<&Trace>) -> String {
     let Some(t) = trace else { return format!("{name} (no trace)") };
     let mut parts = vec![name.to_string()];
+    if row.is_some_and(|r| r.overloaded) {
+        parts[0].push_str(" (OVERLOADED)");
+    }
     if let Some(cut) = finite(t.cut_ms) {
         parts.push(format!("cut {}", fmt_ms(cut)));
     }
@@ -268,13 +276,19 @@ fn latency_caption(name: &str, trace: Option<&Trace>) -> String {
         .map(|p| p.1)
         .filter(|v| v.is_finite())
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    if let Some(max) = max {
-        parts.push(format!("worst write {}", fmt_us(max)));
+    let in_save = row.and_then(|r| r.latency_max_us).filter(|v| v.is_finite());
+    if let Some(m) = in_save {
+        parts.push(format!("max during save {}", fmt_us(m)));
+    }
+    match (max, in_save) {
+        (Some(all), Some(m)) if all > m => parts.push(format!("worst in view {}", fmt_us(all))),
+        (Some(all), None) => parts.push(format!("worst in view {}", fmt_us(all))),
+        _ => {}
     }
     parts.join("   ·   ")
 }
 
-fn latency_svg(names: &[String], traces: &[Trace]) -> Result<String> {
+fn latency_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Result<String> {
     let panels = names.len().max(1) as u32;
     let height = LATENCY_HEADER + panels * PANEL_HEIGHT + LATENCY_FOOTER;
     render((WIDTH, height), |root| {
@@ -306,7 +320,8 @@ fn latency_svg(names: &[String], traces: &[Trace]) -> Result<String> {
         let x = latency_x_range(traces);
         let y = latency_y_range(traces);
         for (i, (name, area)) in names.iter().zip(panel_area.split_evenly((names.len(), 1))).enumerate() {
-            latency_panel(&area, name, trace_of(traces, name), colour(i), x.clone(), y.clone())?;
+            let row = rows.iter().find(|r| &r.strategy == name);
+            latency_panel(&area, name, row, trace_of(traces, name), colour(i), x.clone(), y.clone())?;
         }
         Ok(())
     })
@@ -373,12 +388,13 @@ fn legend_entry(area: &Area, (x, y): (i32, i32), label: &str, mark: &LegendMark,
 fn latency_panel(
     area: &Area,
     name: &str,
+    row: Option<&CompareRow>,
     trace: Option<&Trace>,
     colour: RGBColor,
     x: Range<f64>,
     y: Range<f64>,
 ) -> Result<()> {
-    let area = titled(area, &latency_caption(name, trace), 16)?;
+    let area = titled(area, &latency_caption(name, row, trace), 16)?;
     let mut chart = ChartBuilder::on(&area)
         .margin_top(4)
         .margin_left(LATENCY_MARGIN_LEFT)
@@ -460,7 +476,7 @@ fn note(
 const MEMORY_HEIGHT: u32 = 520;
 const MEMORY_LEGEND: u32 = 230;
 
-fn memory_svg(names: &[String], traces: &[Trace]) -> Result<String> {
+fn memory_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Result<String> {
     render((WIDTH, MEMORY_HEIGHT), |root| {
         let (plot_area, legend_area) = root.split_horizontally(WIDTH - MEMORY_LEGEND);
         let series: Vec<Vec<(f64, f64)>> = names
@@ -518,16 +534,42 @@ fn memory_svg(names: &[String], traces: &[Trace]) -> Result<String> {
 
         legend_area.draw(&Text::new("strategy", (4, 40), bold_style(16)))?;
         let mut y = 72;
+        let mut any_after = false;
         for (i, (name, points)) in names.iter().zip(&series).enumerate() {
-            let label = if points.is_empty() { format!("{name} (no samples)") } else { name.clone() };
+            let mut label = if points.is_empty() { format!("{name} (no samples)") } else { name.clone() };
+            if let Some((after, trimmed)) = rows.iter().find(|r| &r.strategy == name).and_then(after_save_mib) {
+                label.push_str(&format!("  {after:.0}→{trimmed:.0}"));
+                any_after = true;
+            }
             legend_entry(&legend_area, (4, y), &label, &LegendMark::Line(colour(i).stroke_width(3)), 15)?;
             y += 24;
         }
         y += 12;
         legend_entry(&legend_area, (4, y), "save ended", &LegendMark::Dot(RGBColor(70, 70, 70)), 15)?;
         legend_entry(&legend_area, (4, y + 24), "BGSAVE called", &LegendMark::Vertical(None), 15)?;
+        if any_after {
+            // Why a line stays up after its save: the allocator's, not the store's.
+            let after_ms = crate::compare::AFTER_SAVE.as_millis();
+            let first = format!("a → b: MiB still added {after_ms} ms");
+            let note = [
+                first.as_str(),
+                "after the save → after glibc's",
+                "malloc_trim(0). The difference",
+                "is memory the store freed and",
+                "the allocator kept for reuse.",
+            ];
+            for (k, line) in note.iter().enumerate() {
+                legend_area.draw(&Text::new(*line, (4, y + 64 + 19 * k as i32), text_style(13)))?;
+            }
+        }
         Ok(())
     })
+}
+
+/// A row's extra memory after its save, before and after `malloc_trim`, MiB.
+fn after_save_mib(row: &CompareRow) -> Option<(f64, f64)> {
+    let get = |name: &str| row.figures.get(name).copied().filter(|v| v.is_finite());
+    Some((get(crate::compare::AFTER_SAVE_FIGURE)? / MIB, get(crate::compare::AFTER_TRIM_FIGURE)? / MIB))
 }
 
 fn to_mib(bytes: u64) -> f64 {
@@ -541,12 +583,18 @@ struct Bar {
     name: String,
     colour: RGBColor,
     value: Option<f64>,
+    /// A lighter first part of the bar, from 0 to this: the same figure without a save
+    /// (baseline p99, steady-state memory), so the bar reads "without → with".
+    under: Option<f64>,
     label: String,
 }
 
+/// A bar's value, its light part and its label.
+type BarValue = (f64, Option<f64>, String);
+
 fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
     let row_of = |name: &str| rows.iter().find(|r| r.strategy == name);
-    let bars = |value: &dyn Fn(&CompareRow) -> Option<(f64, String)>| -> Vec<Bar> {
+    let bars = |value: &dyn Fn(&CompareRow) -> Option<BarValue>| -> Vec<Bar> {
         names
             .iter()
             .enumerate()
@@ -556,27 +604,51 @@ fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
                     name: name.clone(),
                     colour: colour(i),
                     value: v.as_ref().map(|v| v.0),
-                    label: v.map_or_else(|| "n/a".to_string(), |v| v.1),
+                    under: v.as_ref().and_then(|v| v.1),
+                    label: v.map_or_else(|| "n/a".to_string(), |v| v.2),
                 }
             })
             .collect()
     };
-    let save = bars(&|r| finite(r.save_ms).map(|ms| (ms, fmt_ms(ms))));
+    let save = bars(&|r| finite(r.save_ms).map(|ms| (ms, None, fmt_ms(ms))));
+    // Latency bought: p99 of the writes due during the save, its baseline as the light part.
+    let p99 = bars(&|r| {
+        let during = r.latency_p99_us.filter(|v| v.is_finite())?;
+        let base = r.baseline_p99_us.filter(|v| v.is_finite());
+        let mut label = match base {
+            Some(b) if b > 0.0 => format!("{} (base {}, ×{:.1})", fmt_us(during), fmt_us(b), during / b),
+            _ => fmt_us(during),
+        };
+        if r.overloaded {
+            label.push_str(" OVERLOADED");
+        }
+        Some((during / 1000.0, base.map(|b| (b / 1000.0).min(during / 1000.0)), label))
+    });
+    // Memory paid: the store's steady-state size (light) plus what the save added on top.
+    let total = bars(&|r| {
+        let steady = to_mib(r.dataset_bytes?);
+        let peak = steady + r.peak_extra_memory_bytes.map_or(0.0, to_mib);
+        Some((peak, Some(steady), format!("{steady:.0} → {peak:.0} MiB")))
+    });
     let memory = bars(&|r| {
         let bytes = r.peak_extra_memory_bytes?;
         let mib = to_mib(bytes);
         let share = r
             .dataset_bytes
             .filter(|d| *d > 0)
-            .map(|d| format!(" ({:.0} % of dataset)", 100.0 * bytes as f64 / d as f64));
-        Some((mib, format!("{mib:.1} MiB{}", share.unwrap_or_default())))
+            .map(|d| format!(" ({:.0} % of its own data)", 100.0 * bytes as f64 / d as f64));
+        Some((mib, None, format!("{mib:.1} MiB{}", share.unwrap_or_default())))
     });
 
-    let height = 130 + names.len().max(1) as u32 * 42;
-    render((WIDTH, height), |root| {
-        let (left, right) = root.split_horizontally(WIDTH / 2);
+    let half = 130 + names.len().max(1) as u32 * 42;
+    render((WIDTH, 2 * half), |root| {
+        let (top, bottom) = root.split_vertically(half);
+        let (left, right) = top.split_horizontally(WIDTH / 2);
         bar_chart(&left, "Save duration", "BGSAVE call to file in place (ms)", &save)?;
-        bar_chart(&right, "Peak extra memory", "peak extra memory (MiB)", &memory)?;
+        bar_chart(&right, "Write p99: without → during the save", "p99 write latency (ms)", &p99)?;
+        let (left, right) = bottom.split_horizontally(WIDTH / 2);
+        bar_chart(&left, "Peak extra memory", "peak extra memory (MiB)", &memory)?;
+        bar_chart(&right, "Memory: steady state → at the save's peak", "resident memory (MiB)", &total)?;
         Ok(())
     })
 }
@@ -624,6 +696,14 @@ fn bar_chart(area: &Area, title: &str, x_desc: &str, bars: &[Bar]) -> Result<()>
                 Rectangle::new([(0.0, SegmentValue::Exact(p)), (v, SegmentValue::Exact(p + 1))], bar.colour.filled());
             rect.set_margin(7, 7, 0, 0);
             chart.draw_series(std::iter::once(rect))?;
+            if let Some(u) = bar.under.filter(|u| u.is_finite() && *u > 0.0) {
+                let mut light = Rectangle::new(
+                    [(0.0, SegmentValue::Exact(p)), (u.min(v), SegmentValue::Exact(p + 1))],
+                    tint(bar.colour, 0.35).filled(),
+                );
+                light.set_margin(7, 7, 0, 0);
+                chart.draw_series(std::iter::once(light))?;
+            }
         }
         let label_style = text_style(14).pos(Pos::new(HPos::Left, VPos::Center));
         chart.draw_series(std::iter::once(
@@ -691,11 +771,15 @@ mod tests {
     fn writes_three_plots_with_labels_and_every_strategy() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("plots");
-        let rows = vec![
+        let mut rows = vec![
             row("cow", 180.0, Some(64 << 20), Some(512 << 20)),
             row("redis-7 (fork)", 240.0, Some(96 << 20), Some(512 << 20)),
             row("blocking", f64::NAN, None, None),
         ];
+        rows[0].latency_p99_us = Some(12_000.0);
+        rows[0].baseline_p99_us = Some(100.0);
+        rows[0].figures.insert(crate::compare::AFTER_SAVE_FIGURE.into(), 239.0 * MIB);
+        rows[0].figures.insert(crate::compare::AFTER_TRIM_FIGURE.into(), 9.0 * MIB);
         let traces = vec![
             trace("cow", 180.0, Some(50.0)),
             trace("redis-7 (fork)", 240.0, None),
@@ -710,8 +794,29 @@ mod tests {
                 "latency.svg",
                 &["time since BGSAVE (ms)", "write latency (µs)", "max per 10 ms window", "no latency samples"],
             ),
-            ("memory.svg", &["time since BGSAVE (ms)", "extra resident memory (MiB)", "blocking (no samples)"]),
-            ("summary.svg", &["(ms)", "peak extra memory (MiB)", "n/a", "180 ms", "64.0 MiB (12 % of dataset)"]),
+            (
+                "memory.svg",
+                &[
+                    "time since BGSAVE (ms)",
+                    "extra resident memory (MiB)",
+                    "blocking (no samples)",
+                    "cow  239→9",
+                    "malloc_trim(0)",
+                ],
+            ),
+            (
+                "summary.svg",
+                &[
+                    "(ms)",
+                    "peak extra memory (MiB)",
+                    "n/a",
+                    "180 ms",
+                    "64.0 MiB (12 % of its own data)",
+                    "Write p99: without → during the save",
+                    "12.0 ms (base 100 µs, ×120.0)",
+                    "512 → 576 MiB",
+                ],
+            ),
         ];
         for (file, labels) in expected {
             let svg = read(&out.join(file));
@@ -722,6 +827,23 @@ mod tests {
                 assert!(svg.contains(strategy), "{file} lacks {strategy:?}");
             }
         }
+    }
+
+    /// A panel's title gives the table's figure (the worst write due during the save) as
+    /// "max during save", and a worse write outside the save only as "worst in view": a
+    /// spike before BGSAVE is not passed off as the save's.
+    #[test]
+    fn latency_titles_use_the_tables_max_and_label_a_worse_one_outside_the_save() {
+        let mut r = row("cow", 180.0, None, None);
+        r.latency_max_us = Some(4_000.0);
+        let spike_before = trace("cow", 180.0, Some(-100.0));
+        let title = latency_caption("cow", Some(&r), Some(&spike_before));
+        assert!(title.contains("max during save 4.00 ms") && title.contains("worst in view 40.0 ms"), "{title}");
+        let calm = trace("cow", 180.0, None);
+        let title = latency_caption("cow", Some(&r), Some(&calm));
+        assert!(title.contains("max during save 4.00 ms") && !title.contains("worst in view"), "{title}");
+        r.overloaded = true;
+        assert!(latency_caption("cow", Some(&r), Some(&calm)).starts_with("cow (OVERLOADED)"));
     }
 
     #[test]

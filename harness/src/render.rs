@@ -77,6 +77,19 @@ pub fn summary(v: &Value) -> String {
 /// How many bytes of a string `inspect` shows.
 const PREVIEW: usize = 40;
 
+/// Width of the value column of `inspect`'s text lines: a preview of [`PREVIEW`] plain
+/// bytes with its length fits; one with escaped bytes may run over, pushing only the key.
+const SUMMARY_WIDTH: usize = 64;
+
+/// Unix time in ms as a UTC date with milliseconds, `2026-12-03T07:07:18.123Z` (RFC 3339);
+/// a value no date can hold is printed as the raw `px@<ms>`.
+pub fn utc_ms(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        Err(_) => format!("px@{ms}"),
+    }
+}
+
 /// `"first 40 bytes"... (N bytes)` for a string of `len` bytes starting with `head`.
 fn string_preview(head: &[u8], len: usize) -> String {
     let shown = escape(&head[..head.len().min(PREVIEW)]);
@@ -84,7 +97,8 @@ fn string_preview(head: &[u8], len: usize) -> String {
 }
 
 /// Prints `snaplab inspect` output while [`rdb::check_each`] streams a dump: one line per
-/// key, as text (`db key type encoding expiry summary`) or as a JSON object holding the whole
+/// key, as text (`db type encoding expiry summary key`, the expiry a UTC date with
+/// milliseconds, [`utc_ms`]) or as a JSON object holding the whole
 /// value, written element by element so that no value is ever held in memory.
 ///
 /// A JSON line has the fields `db`, `key`, `type`, `expire_at_ms` (null if none), `value` and
@@ -162,16 +176,18 @@ impl<W: Write> InspectPrinter<W> {
                 format!("{} {unit}", info.elements)
             }
         };
-        let expiry = info.expire_at_ms.map_or_else(|| "-".to_string(), |ms| format!("px@{ms}"));
+        let expiry = info.expire_at_ms.map_or_else(|| "-".to_string(), utc_ms);
+        // Fixed-width columns first and the key last, as `ls -l` puts the name last: a long
+        // key cannot push the other columns out of line.
         writeln!(
             self.out,
-            "db{:<2} {:<30} {:<6} {:<24} {:<18} {}",
+            "db{:<2} {:<6} {:<24} {:<24} {:<SUMMARY_WIDTH$} {}",
             info.db,
-            escape(&info.key),
             info.value_type,
             info.encoding(),
             expiry,
-            summary
+            summary,
+            escape(&info.key)
         )
     }
 

@@ -97,6 +97,7 @@ fn cpu_seconds(server: &RedisServer) -> Result<(f64, f64)> {
 pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let empty_rss = {
         let empty = RedisServer::start_empty().context("starting an empty redis-server")?;
+        let _stop_on_signal = super::interrupt::watch(empty.pid());
         resident_bytes(Some(empty.pid() as i32))
     };
     let opts = ServerOptions {
@@ -107,6 +108,9 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     };
     let server = RedisServer::start(&opts).context("starting redis-server on the dataset")?;
     let pid = server.pid();
+    // Declared after the server, so dropped before it: the server's own drop then stops
+    // and reaps the process and removes its directory.
+    let _stop_on_signal = super::interrupt::watch(pid);
     let load_time = server.load_time();
     let version = server.info("server")?.get("redis_version").cloned().unwrap_or_default();
     let label = format!("redis-{} (fork)", version.split('.').next().unwrap_or("?"));
@@ -114,7 +118,11 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
 
     // Our reader's copy, for the writers' key list and to verify the dump.
     let (dataset, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
-    let keys = Arc::new(KeyList::new(&dataset));
+    let mut keys = KeyList::new(&dataset);
+    if cfg.sample_value_sizes {
+        keys.sample_value_sizes(&dataset);
+    }
+    let keys = Arc::new(keys);
     let load = Load::start(&cfg.load, Arc::clone(&keys), |w| {
         let mut con = server.connection().with_context(|| format!("writer {w}: connecting to redis-server"))?;
         let mut db = 0usize;
@@ -157,6 +165,7 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     let finished = load.finish()?;
     let log = finished.log;
     let stats = LatencyStats::new(&log, start_ns, baseline_end_ns, called_ns, ended_ns);
+    let overload = super::overload::assess(&log, start_ns, baseline_end_ns, cfg.load.rate);
 
     let mut figures = std::collections::BTreeMap::new();
     let stat = server.info("stats")?;
@@ -176,6 +185,10 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
                 Err(keep) => e.context(format!("(and Redis's dump could not be kept: {keep:#})")),
             }
         });
+    if let Some(keep) = &cfg.keep_dir {
+        let kept = keep.join(super::dump_name("redis"));
+        std::fs::copy(&dump, &kept).with_context(|| format!("keeping {} as {}", dump.display(), kept.display()))?;
+    }
     let trace = make_trace(&label, &log, called_ns, &samples, returned - called, ended - called);
     let secs = |s: f64| (s * 1000.0).round() / 1000.0;
     let row = CompareRow {
@@ -186,10 +199,11 @@ pub fn run(source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
         file_bytes,
         verified: verdict.is_ok(),
         verify_error: verdict.err().map(|e| format!("{e:#}")),
+        writers_held_ms: super::writers_held_ns(&log, called_ns, ended_ns).map(|ns| ns as f64 / 1e6),
         cpu_saver_s: Some(secs(children_after - children_before)),
         cpu_writers_s: Some(secs(cpu_after - cpu_before)),
         figures,
-        ..row_figures(&stats, peak_until(&samples, ended - called), dataset_bytes)
+        ..row_figures(&stats, overload, peak_until(&samples, ended - called), dataset_bytes)
     };
     Ok((row, trace))
 }
