@@ -30,13 +30,13 @@ use snaplab_core::{
 /// its own policy for large values); [`PerKeyCopy`]'s parameter changes it.
 pub const LARGE_VALUE_BYTES: usize = 64 * 1024;
 
-/// Keys the iterator walks per hold of the lock. It serializes while it holds the lock
-/// (the values are not its own to read otherwise), so this bounds a writer's wait behind
-/// it; 128 small keys take tens of microseconds to encode.
+/// Keys the iterator walks per hold of the lock. It copies them out (or, above the
+/// large-value threshold, encodes them) while it holds the lock, since the values are not
+/// its own to read otherwise, so this bounds a writer's wait behind it.
 pub const KEYS_PER_LOCK: usize = 128;
 
-/// Bytes the iterator encodes per hold of the lock at most, for the same reason: a batch of
-/// large values ends early.
+/// Bytes the iterator copies out or encodes per hold of the lock at most, for the same
+/// reason: a batch ends early at a large value.
 pub const BYTES_PER_LOCK: usize = 64 * 1024;
 // ANCHOR_END: consts
 
@@ -287,11 +287,18 @@ struct Encoder {
     compress: bool,
     /// Canonical mode: every record, sorted and written at the end.
     records: Option<Vec<Record>>,
-    /// Bytes encoded since the batch began.
+    /// Bytes encoded or copied out since the batch began.
     batch_bytes: usize,
+    /// Keys the walk copied out under the lock, encoded after it is released.
+    copied: Vec<Preserved>,
 }
 
 impl Encoder {
+    fn copy_out(&mut self, db: usize, key: &[u8], entry: &Entry, bytes: usize) {
+        self.copied.push(Preserved { db, key: key.to_vec(), entry: entry.clone() });
+        self.batch_bytes += bytes;
+    }
+
     fn key(&mut self, db: usize, key: &[u8], entry: EntryRef<'_>) {
         self.total += 1;
         if let Some(records) = &mut self.records {
@@ -331,10 +338,12 @@ impl Encoder {
 }
 
 // ANCHOR: walk
-/// Walk up to [`KEYS_PER_LOCK`] keys (or [`BYTES_PER_LOCK`] encoded) from the cursor,
-/// serializing each unvisited key and lifting it to `epoch`. Returns whether every
-/// database has been walked.
-fn walk(dbs: &mut [Db; DB_COUNT], next: &mut Cursor, epoch: u64, out: &mut Encoder) -> bool {
+/// Walk up to [`KEYS_PER_LOCK`] keys (or [`BYTES_PER_LOCK`] taken) from the cursor, taking
+/// each unvisited key for the dump and lifting it to `epoch`. A value of at most `large`
+/// bytes is copied out, to be encoded after the lock is released (a copy of a small value
+/// takes far less time under the lock than its encoding); a larger one is encoded in place,
+/// so that it is never copied. Returns whether every database has been walked.
+fn walk(dbs: &mut [Db; DB_COUNT], next: &mut Cursor, epoch: u64, large: usize, out: &mut Encoder) -> bool {
     let mut walked = 0;
     while next.db < DB_COUNT {
         let map = &mut dbs[next.db];
@@ -354,7 +363,12 @@ fn walk(dbs: &mut [Db; DB_COUNT], next: &mut Cursor, epoch: u64, out: &mut Encod
             // EXERCISE 14-perkey BEGIN
             if slot.epoch < epoch {
                 slot.epoch = epoch;
-                out.key(next.db, key, slot.entry.as_ref());
+                let bytes = key.len() + slot.entry.value.heap_bytes();
+                if bytes <= large {
+                    out.copy_out(next.db, key, &slot.entry, bytes);
+                } else {
+                    out.key(next.db, key, slot.entry.as_ref());
+                }
             }
             // EXERCISE 14-perkey END
             last = Some(key);
@@ -386,6 +400,7 @@ impl Drop for EndSave<'_> {
 fn iterate<W: std::io::Write>(
     inner: &Inner,
     epoch: u64,
+    large: usize,
     out: &mut Encoder,
     w: &mut RdbWriter<W>,
     opts: &SaveOptions,
@@ -412,8 +427,8 @@ fn iterate<W: std::io::Write>(
             }
         }
         let before = out.total;
-        let done = walk(dbs, &mut save.next, epoch, out);
-        stats.by_iterator.fetch_add(out.total - before, Ordering::Relaxed);
+        let done = walk(dbs, &mut save.next, epoch, large, out);
+        stats.by_iterator.fetch_add(out.total - before + out.copied.len() as u64, Ordering::Relaxed);
         let preserved = std::mem::take(&mut save.preserved);
         save.preserved_bytes = 0;
         let flushed = std::mem::take(&mut save.flushed);
@@ -426,7 +441,8 @@ fn iterate<W: std::io::Write>(
         if served || done {
             inner.served.notify_all();
         }
-        for p in &preserved {
+        let copied = std::mem::take(&mut out.copied);
+        for p in preserved.iter().chain(&copied) {
             out.key(p.db, &p.key, p.entry.as_ref());
         }
         for (db, map) in &flushed {
@@ -435,7 +451,7 @@ fn iterate<W: std::io::Write>(
             }
         }
         // The pre-images are freed here, outside the lock.
-        drop((preserved, flushed));
+        drop((preserved, copied, flushed));
         out.drain(w, opts)?;
         if done {
             return Ok(());
@@ -466,6 +482,7 @@ fn write_canonical<W: std::io::Write>(mut records: Vec<Record>, w: &mut RdbWrite
 fn write_dump(
     inner: &Inner,
     epoch: u64,
+    large: usize,
     mut file: AtomicFile,
     opts: &SaveOptions,
     stats: &Stats,
@@ -493,8 +510,9 @@ fn write_dump(
         compress: opts.compress,
         records: opts.canonical.then(Vec::new),
         batch_bytes: 0,
+        copied: Vec::new(),
     };
-    iterate(inner, epoch, &mut out, &mut w, opts, stats).map_err(io)?;
+    iterate(inner, epoch, large, &mut out, &mut w, opts, stats).map_err(io)?;
     if let Some(records) = out.records.take() {
         write_canonical(records, &mut w).map_err(io)?;
         if let Some(p) = &opts.progress {
@@ -594,7 +612,7 @@ impl<const LARGE: usize> SnapshotStrategy for PerKeyCopy<LARGE> {
 
         let (inner, opts, dest, report_cut) = (Arc::clone(&self.inner), opts.clone(), dest.to_path_buf(), cut.clone());
         let handle = thread::spawn(move || {
-            let result = write_dump(&inner, epoch, file, &opts, &stats).map(|(bytes, keys)| {
+            let result = write_dump(&inner, epoch, LARGE, file, &opts, &stats).map(|(bytes, keys)| {
                 let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 SaveReport {
                     strategy: Self::NAME,
