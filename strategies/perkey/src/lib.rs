@@ -478,16 +478,21 @@ fn write_canonical<W: std::io::Write>(mut records: Vec<Record>, w: &mut RdbWrite
     Ok(())
 }
 
-/// The save thread: header, iteration, trailer, commit. Returns (bytes, keys).
+/// The save thread: create the file, header, iteration, trailer, commit. Returns (bytes,
+/// keys). However it returns, the save is over for writers.
 fn write_dump(
     inner: &Inner,
     epoch: u64,
     large: usize,
-    mut file: AtomicFile,
+    dest: &Path,
     opts: &SaveOptions,
     stats: &Stats,
 ) -> Result<(u64, u64), SaveError> {
     let _end = EndSave(inner);
+    // Created here, after the cut, as Redis's child creates its temporary file in rdbSave
+    // (src/rdb.c): BGSAVE returns at the cut, and a failure to create the file fails the
+    // save, as any later I/O error does (the status says err, the previous dump stays).
+    let mut file = AtomicFile::create_with(dest, Arc::clone(&opts.io))?;
     let path = file.temp_path().to_path_buf();
     let io = |e| SaveError::io("write", &path, e);
     let enc = EncodeOptions {
@@ -586,11 +591,6 @@ impl<const LARGE: usize> SnapshotStrategy for PerKeyCopy<LARGE> {
     fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
         let ticket = self.inner.saves.begin()?;
         let started = Instant::now();
-        // Open the output before taking the cut, so a failure changes nothing.
-        let file = match AtomicFile::create_with(dest, Arc::clone(&opts.io)) {
-            Ok(f) => f,
-            Err(e) => return Err(ticket.finish(Err(e)).expect_err("an error was passed in")),
-        };
         let stats = Arc::new(Stats::default());
 
         // ANCHOR: cut
@@ -612,7 +612,7 @@ impl<const LARGE: usize> SnapshotStrategy for PerKeyCopy<LARGE> {
 
         let (inner, opts, dest, report_cut) = (Arc::clone(&self.inner), opts.clone(), dest.to_path_buf(), cut.clone());
         let handle = thread::spawn(move || {
-            let result = write_dump(&inner, epoch, LARGE, file, &opts, &stats).map(|(bytes, keys)| {
+            let result = write_dump(&inner, epoch, LARGE, &dest, &opts, &stats).map(|(bytes, keys)| {
                 let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 SaveReport {
                     strategy: Self::NAME,
