@@ -11,6 +11,7 @@
 //! | [`cow`] | persistent map: O(1) snapshot, path copying on write |
 //! | [`fork`] | fork: the child serializes what copy-on-write pages keep frozen |
 //! | [`sharded`] | Dragonfly-style: versioned buckets, serialize-before-mutate, parallel serializers |
+//! | [`perkey`] | Valkey's forkless save: an epoch per key, a writer copies a key's pre-cut value before changing it |
 //! | [`overlay`] | KeyDB-style: a frozen base for the save, writes in an overlay with tombstones, merged back after |
 //! | [`formats`] | the same snapshot in JSON lines, bincode's wire format and a length-delimited stream, beside RDB |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
@@ -22,6 +23,7 @@ pub use snaplab_cow as cow;
 pub use snaplab_fork as fork;
 pub use snaplab_formats as formats;
 pub use snaplab_harness as harness;
+pub use snaplab_perkey as perkey;
 pub use snaplab_overlay as overlay;
 pub use snaplab_sharded as sharded;
 
@@ -45,6 +47,7 @@ macro_rules! with_strategies {
             cow: $crate::cow::CowMap => "persistent map: O(1) snapshot of the root, writers copy the paths they touch",
             fork: $crate::fork::ForkSave => "Redis BGSAVE: fork, the child serializes the memory image copy-on-write keeps frozen",
             sharded: $crate::sharded::ShardedStore => "Dragonfly-style: shards with versioned buckets, serialize-before-mutate, one sink",
+            perkey: $crate::perkey::PerKeyCopy => "Valkey's forkless save: an epoch per key, writers copy a key's pre-cut value before changing it",
             overlay: $crate::overlay::OverlayStore => "KeyDB-style: BGSAVE freezes the map as a base, writes go to an overlay merged back after",
         }
     };

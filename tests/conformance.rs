@@ -28,3 +28,8 @@ snaplab::with_strategies!(suites);
 snaplab_harness::conformance_suite!(sharded_1, snaplab::sharded::ShardedStore<1>);
 snaplab_harness::conformance_suite!(sharded_2, snaplab::sharded::ShardedStore<2>);
 snaplab_harness::conformance_suite!(sharded_4, snaplab::sharded::ShardedStore<4>);
+
+// The perkey store with its large-value threshold at both ends: every writer of an unvisited
+// key waits for the iterator to serialize it (0), or every one clones its pre-image (MAX).
+snaplab_harness::conformance_suite!(perkey_wait, snaplab::perkey::PerKeyCopy<0>);
+snaplab_harness::conformance_suite!(perkey_clone, snaplab::perkey::PerKeyCopy<{ usize::MAX }>);
