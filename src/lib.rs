@@ -23,8 +23,8 @@ pub use snaplab_cow as cow;
 pub use snaplab_fork as fork;
 pub use snaplab_formats as formats;
 pub use snaplab_harness as harness;
-pub use snaplab_perkey as perkey;
 pub use snaplab_overlay as overlay;
+pub use snaplab_perkey as perkey;
 pub use snaplab_sharded as sharded;
 
 use snaplab_harness::registry::Registry;
