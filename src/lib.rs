@@ -11,6 +11,7 @@
 //! | [`cow`] | persistent map: O(1) snapshot, path copying on write |
 //! | [`fork`] | fork: the child serializes what copy-on-write pages keep frozen |
 //! | [`sharded`] | Dragonfly-style: versioned buckets, serialize-before-mutate, parallel serializers |
+//! | [`pingpong`] | live state plus ping/pong deltas and the saver's image: an O(1) cut, writers never wait |
 //! | [`formats`] | the same snapshot in JSON lines, bincode's wire format and a length-delimited stream, beside RDB |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
 
@@ -21,6 +22,7 @@ pub use snaplab_cow as cow;
 pub use snaplab_fork as fork;
 pub use snaplab_formats as formats;
 pub use snaplab_harness as harness;
+pub use snaplab_pingpong as pingpong;
 pub use snaplab_sharded as sharded;
 
 use snaplab_harness::registry::Registry;
@@ -43,6 +45,7 @@ macro_rules! with_strategies {
             cow: $crate::cow::CowMap => "persistent map: O(1) snapshot of the root, writers copy the paths they touch",
             fork: $crate::fork::ForkSave => "Redis BGSAVE: fork, the child serializes the memory image copy-on-write keeps frozen",
             sharded: $crate::sharded::ShardedStore => "Dragonfly-style: shards with versioned buckets, serialize-before-mutate, one sink",
+            pingpong: $crate::pingpong::PingPong => "wait-free ping-pong: writes go to the live state and a delta; BGSAVE flips deltas, the saver folds one into its image",
         }
     };
 }
