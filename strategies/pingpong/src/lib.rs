@@ -241,6 +241,7 @@ fn save_image(
     time_to_cut: Duration,
     ticket: SaveTicket,
 ) -> Result<SaveReport, SaveError> {
+    background_priority();
     let first = first_image.is_some();
     let mut image = lock(&inner.image);
     let folded = inner.fold(retired, &mut image, first_image);
@@ -272,6 +273,20 @@ fn save_image(
     ticket.finish(result)
 }
 // ANCHOR_END: saver
+
+/// Run the saver at background priority (Linux `SCHED_IDLE`): it uses whatever CPU the
+/// writers leave. No lock is shared, but a core is: on a 2-core machine a saver at equal
+/// priority serializing flat out delays a writer's wake-up by whole scheduler slices, so
+/// the writers would wait for the saver after all, for the CPU. The paper's checkpointer
+/// has a core of its own. Failure to change priority is harmless.
+fn background_priority() {
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    let _ = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
+}
 
 #[cfg(test)]
 mod tests;
