@@ -42,13 +42,13 @@ fn main() {
     let mut cuts = Vec::new();
     for n in 0..2 {
         let bg = store.bgsave(&dir.path().join(format!("dump{n}.rdb")), &SaveOptions::default()).expect("bgsave");
-        cuts.push(bg.time_to_cut().as_secs_f64() * 1e3);
+        cuts.push(bg.time_to_cut().as_secs_f64() * 1e6);
         bg.wait().expect("the save");
     }
     let after_mib = resident_bytes(None).unwrap_or(0).saturating_sub(rss0) as f64 / (1 << 20) as f64;
     println!(
         "{mode:?}: {keys} keys ({dataset_mib:.1} MiB of data): build {build_ms:.1} ms, +{added_mib:.1} MiB resident \
-         after the build, +{after_mib:.1} MiB after two saves; first cut {:.3} ms, second cut {:.3} ms",
+         after the build, +{after_mib:.1} MiB after two saves; first cut {:.1} us, second cut {:.1} us",
         cuts[0], cuts[1]
     );
 }

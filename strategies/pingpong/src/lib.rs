@@ -3,8 +3,8 @@
 pub mod delta;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use snaplab_core::{
@@ -49,8 +49,57 @@ struct Inner {
     /// Writers never touch it.
     image: Mutex<Option<Keyspace>>,
     saves: Arc<SaveState>,
+    /// A saver thread started ahead of the save that will use it (see [`Standby`]).
+    standby: Mutex<Option<Standby>>,
 }
 // ANCHOR_END: live
+
+/// What a saver thread runs: one whole save.
+type SaveJob = Box<dyn FnOnce() -> Result<SaveReport, SaveError> + Send>;
+
+/// A saver thread started ahead of time, waiting for its save. Starting a thread takes
+/// tens of microseconds (more on a busy machine), as long as the rest of the cut many
+/// times over, and `bgsave` must hand back the thread that finishes the save; so each
+/// saver starts the next one's thread before it finishes, off the writers' path, and the
+/// store starts the first when it is built. Dropping the store drops the sender, and the
+/// waiting thread ends.
+struct Standby {
+    job: mpsc::Sender<SaveJob>,
+    handle: JoinHandle<Result<SaveReport, SaveError>>,
+}
+
+impl Standby {
+    /// Start a thread that waits for one save. `None` if the thread cannot be started:
+    /// `bgsave` then starts one itself.
+    fn start() -> Option<Standby> {
+        let (job, jobs) = mpsc::channel::<SaveJob>();
+        let handle = thread::Builder::new()
+            .name("pingpong-save".into())
+            .spawn(move || match jobs.recv() {
+                Ok(save) => save(),
+                Err(_) => Err(SaveError::Aborted("the store was dropped before this saver was used".into())),
+            })
+            .ok()?;
+        Some(Standby { job, handle })
+    }
+}
+
+/// Run `save` on the standby saver thread, or on a new thread if there is none.
+///
+/// # Errors
+/// The thread could not be started; `save` was dropped without running.
+fn start_save(inner: &Inner, save: SaveJob) -> std::io::Result<JoinHandle<Result<SaveReport, SaveError>>> {
+    let save = match lock(&inner.standby).take() {
+        Some(standby) => match standby.job.send(save) {
+            Ok(()) => return Ok(standby.handle),
+            // The standby waits until it gets a job or the store is dropped, so this does
+            // not happen; if it did, the job comes back and gets a thread of its own.
+            Err(mpsc::SendError(save)) => save,
+        },
+        None => save,
+    };
+    thread::Builder::new().name("pingpong-save".into()).spawn(save)
+}
 
 /// A store that keeps, besides its live keyspace, two deltas (ping and pong) and an image
 /// owned by the saver. Every write goes to the live keyspace and to the current delta;
@@ -76,6 +125,7 @@ impl PingPong {
                 deltas: [Mutex::new(Delta::new()), Mutex::new(Delta::new())],
                 image: Mutex::new(image),
                 saves: SaveState::new(),
+                standby: Mutex::new(Standby::start()),
             }),
         }
     }
@@ -194,13 +244,13 @@ impl SnapshotStrategy for PingPong {
         // thread cannot start this thread still holds both (below).
         let slot = Arc::new(Mutex::new(Some((ticket, first_image))));
         let for_saver = Arc::clone(&slot);
-        let spawned = thread::Builder::new().name("pingpong-save".into()).spawn(move || {
-            // Cannot fail: the slot is filled before the thread starts and only emptied here
-            // or, if the thread never started, by this function's caller.
+        let save: SaveJob = Box::new(move || {
+            // Cannot fail: the slot is filled before the save starts and only emptied here
+            // or, if the save never started, by this function's caller.
             let (ticket, first_image) = lock(&for_saver).take().expect("the saver takes the hand-off once");
             save_image(&inner, retired, first_image, &dest, &opts, report_cut, started, time_to_cut, ticket)
         });
-        match spawned {
+        match start_save(&self.inner, save) {
             Ok(handle) => Ok(BgSave::new(cut, time_to_cut, handle)),
             Err(e) => {
                 let why = format!("could not start the save thread: {e}");
@@ -270,6 +320,8 @@ fn save_image(
             ("first_image_copies_count", u64::from(first)),
         ],
     });
+    // The next save's thread, started now, before the ticket frees the slot for it.
+    *lock(&inner.standby) = Standby::start();
     ticket.finish(result)
 }
 // ANCHOR_END: saver

@@ -244,3 +244,21 @@ fn figures_count_the_delta_and_the_image() {
     assert_eq!(report.figure("delta_applied_bytes"), Some(k1 + 2), "k1 and its value, and k2's key");
     assert_eq!(report.figure("image_bytes"), Some(store.to_keyspace().heap_bytes() as u64));
 }
+
+/// The thread that finishes a save is started ahead of it: the store starts one when it is
+/// built, each save starts the next before it finishes, and a waiting saver ends when its
+/// store (the sender of its job) goes away, so no thread outlives the store.
+#[test]
+fn the_next_saver_is_started_ahead_and_ends_with_the_store() {
+    let store = PingPong::from_keyspace(keyspace(10));
+    assert!(lock(&store.inner.standby).is_some(), "a saver waits from the start");
+    let dir = tempfile::tempdir().unwrap();
+    store.save(&dir.path().join("dump.rdb"), &SaveOptions::default()).unwrap();
+    let standby = lock(&store.inner.standby).take().expect("the save started the next saver");
+    drop(standby.job);
+    let ended = standby.handle.join().expect("the waiting saver does not panic");
+    assert!(matches!(ended, Err(SaveError::Aborted(_))), "without a job it ends, saying so: {ended:?}");
+    store
+        .save(&dir.path().join("dump.rdb"), &SaveOptions::default())
+        .expect("without a standby, a save starts its own thread");
+}
