@@ -132,6 +132,9 @@ fn a_write_during_a_save_never_waits_on_the_saver() {
     let dir = tempfile::tempdir().unwrap();
     let (opts, arrived, release) = held_save();
     let bg = store.bgsave(&dir.path().join("dump.rdb"), &opts).unwrap();
+    // The saver's copy of the options is now the only sender: if the saver dies before its
+    // first write, `recv` fails instead of waiting forever.
+    drop(opts);
     arrived.recv().expect("the saver reached its first write");
 
     assert!(store.inner.image.try_lock().is_err(), "the saver holds its image while it serializes it");
@@ -170,7 +173,8 @@ fn the_image_after_two_saves_is_the_live_state_at_the_second_cut() {
         let (opts, arrived, release) = held_save();
         let dest = dir.path().join(format!("dump{round}.rdb"));
         let bg = store.bgsave(&dest, &opts).unwrap();
-        arrived.recv().unwrap();
+        drop(opts);
+        arrived.recv().expect("the saver reached its first write");
         for i in 0..20 {
             store.apply(&set(&format!("k{i}"), &format!("during save {round}"))).unwrap();
         }
