@@ -13,6 +13,7 @@
 //! | [`sharded`] | Dragonfly-style: versioned buckets, serialize-before-mutate, parallel serializers |
 //! | [`perkey`] | Valkey's forkless save: an epoch per key, a writer copies a key's pre-cut value before changing it |
 //! | [`overlay`] | KeyDB-style: a frozen base for the save, writes in an overlay with tombstones, merged back after |
+//! | [`pingpong`] | live state plus ping/pong deltas and the saver's image: an O(1) cut, writers never wait |
 //! | [`formats`] | the same snapshot in JSON lines, bincode's wire format and a length-delimited stream, beside RDB |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
 
@@ -25,6 +26,7 @@ pub use snaplab_formats as formats;
 pub use snaplab_harness as harness;
 pub use snaplab_overlay as overlay;
 pub use snaplab_perkey as perkey;
+pub use snaplab_pingpong as pingpong;
 pub use snaplab_sharded as sharded;
 
 use snaplab_harness::registry::Registry;
@@ -49,6 +51,7 @@ macro_rules! with_strategies {
             sharded: $crate::sharded::ShardedStore => "Dragonfly-style: shards with versioned buckets, serialize-before-mutate, one sink",
             perkey: $crate::perkey::PerKeyCopy => "Valkey's forkless save: an epoch per key, writers copy a key's pre-cut value before changing it",
             overlay: $crate::overlay::OverlayStore => "KeyDB-style: BGSAVE freezes the map as a base, writes go to an overlay merged back after",
+            pingpong: $crate::pingpong::PingPong => "wait-free ping-pong: writes go to the live state and a delta; BGSAVE flips deltas, the saver folds one into its image",
         }
     };
 }
