@@ -15,6 +15,7 @@ pub mod redis_server;
 pub mod registry;
 pub mod render;
 pub mod skips;
+pub mod stops;
 
 /// The core crate, re-exported for the [`conformance_suite!`] macro.
 pub use snaplab_core;

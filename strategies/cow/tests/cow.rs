@@ -1,7 +1,5 @@
 //! The cow strategy's own figures, beyond the conformance suite.
 
-mod stops;
-
 use std::sync::Arc;
 
 use snaplab_core::{Command, Entry, Keyspace, SaveOptions, SnapshotStrategy, Value};
@@ -20,7 +18,7 @@ fn write_figure_counts_writes_while_the_snapshot_is_held() {
         ks.insert(0, format!("k{i}").into_bytes(), Entry::new(Value::String(b"v".to_vec())));
     }
     let store = CowMap::from_keyspace(ks);
-    let (io, at_sync, at_rename) = stops::two_stops();
+    let (io, at_sync, at_rename) = snaplab_harness::stops::two_stops();
     let dir = tempfile::tempdir().unwrap();
     let opts = SaveOptions { io: Arc::new(io), ..SaveOptions::default() };
     let bg = store.bgsave(&dir.path().join("dump.rdb"), &opts).unwrap();

@@ -1,8 +1,6 @@
 //! cow's `peak_extra_memory_bytes`, in a test binary of its own: it reads this process's
 //! resident size, which other tests running in parallel would disturb.
 
-mod stops;
-
 use std::sync::Arc;
 
 use snaplab_core::{Command, Entry, Keyspace, SaveOptions, SnapshotStrategy, Value};
@@ -21,7 +19,7 @@ fn peak_extra_memory_is_a_peak() {
         ks.insert(0, format!("k{i}").into_bytes(), Entry::new(Value::String(b"v".to_vec())));
     }
     let store = CowMap::from_keyspace(ks);
-    let (io, at_sync, at_rename) = stops::two_stops();
+    let (io, at_sync, at_rename) = snaplab_harness::stops::two_stops();
     let dir = tempfile::tempdir().unwrap();
     let opts = SaveOptions { io: Arc::new(io), ..SaveOptions::default() };
     let bg = store.bgsave(&dir.path().join("dump.rdb"), &opts).unwrap();

@@ -10,9 +10,6 @@
 //! Run with `cargo bench -p snaplab-overlay --bench merge`. CI only checks that it runs
 //! (`cargo test --benches`), with 10,000 base keys.
 
-#[path = "../tests/stops/mod.rs"]
-mod stops;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +45,7 @@ fn bench_merge(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut stalled = Duration::ZERO;
                 for _ in 0..iters {
-                    let (io, at_sync, at_rename) = stops::two_stops();
+                    let (io, at_sync, at_rename) = snaplab_harness::stops::two_stops();
                     let opts = SaveOptions { io: Arc::new(io), ..SaveOptions::default() };
                     let bg = store.bgsave(&dest, &opts).expect("the save starts");
                     at_sync.wait();

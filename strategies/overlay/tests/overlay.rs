@@ -2,8 +2,6 @@
 //! the overlay first and the frozen base below it, a delete of a base key is a tombstone,
 //! a write to a base key copies it up, and the merge at the end leaves one map.
 
-mod stops;
-
 use std::sync::Arc;
 
 use snaplab_core::{Command, Entry, Keyspace, Reply, SaveOptions, SnapshotStrategy, Value, rdb};
@@ -40,7 +38,7 @@ fn base() -> Keyspace {
 #[test]
 fn reads_during_a_save_see_the_overlay_then_the_base() {
     let store = OverlayStore::from_keyspace(base());
-    let (io, at_sync, at_rename) = stops::two_stops();
+    let (io, at_sync, at_rename) = snaplab_harness::stops::two_stops();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("dump.rdb");
     let bg = store.bgsave(&dest, &SaveOptions { io: Arc::new(io), ..SaveOptions::default() }).unwrap();
@@ -94,7 +92,7 @@ fn tombstones_only_hide_base_keys() {
 #[test]
 fn a_write_to_a_base_key_copies_it_up() {
     let store = OverlayStore::from_keyspace(base());
-    let (io, at_sync, at_rename) = stops::two_stops();
+    let (io, at_sync, at_rename) = snaplab_harness::stops::two_stops();
     let dir = tempfile::tempdir().unwrap();
     let bg = store.bgsave(&dir.path().join("dump.rdb"), &SaveOptions { io: Arc::new(io), ..SaveOptions::default() });
     let bg = bg.unwrap();
@@ -118,7 +116,7 @@ fn the_merge_restores_one_map() {
     let mut initial = base();
     initial.insert(3, s("gone"), Entry::new(Value::String(s("soon"))));
     let store = OverlayStore::from_keyspace(initial);
-    let (io, at_sync, at_rename) = stops::two_stops();
+    let (io, at_sync, at_rename) = snaplab_harness::stops::two_stops();
     let dir = tempfile::tempdir().unwrap();
     let bg = store.bgsave(&dir.path().join("a.rdb"), &SaveOptions { io: Arc::new(io), ..SaveOptions::default() });
     let bg = bg.unwrap();

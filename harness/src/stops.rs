@@ -1,7 +1,6 @@
 //! A file system for tests that holds a save at two steps, its fsync and its rename, until
 //! the test lets it go on: so a test can act while a save is certainly in progress, and
 //! again between those two steps.
-#![allow(dead_code)]
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -24,7 +23,7 @@ impl Stop {
     }
 }
 
-/// The test's side of one [`Stop`].
+/// The test's side of one step at which the save is held.
 pub struct StopHandle {
     arrived: Receiver<()>,
     release: Sender<()>,
