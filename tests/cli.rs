@@ -342,6 +342,47 @@ fn compare_json_rows_carry_the_run_settings() {
     }
 }
 
+/// `--large-hashes` puts large hashes where the collection writes go: every row still
+/// verifies (overwrites, which pick one of the ~400 keys, never turn one of the 8 into a
+/// string for the next HSET to fail on), the run's description names the
+/// knob, and a count or size it cannot honour is refused before anything runs.
+#[test]
+fn compare_with_large_hashes_verifies_and_names_the_knob() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--keys",
+        "100",
+        "--large-hashes",
+        "8:64KiB",
+        "--mix",
+        "overwrite=50,delete=10,collection=40",
+        "--strategies",
+        "perkey,overlay,sharded",
+        "--no-redis",
+        "--rate",
+        "5000",
+        "--baseline-ms",
+        "300",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row["verified"], true, "{row}");
+        assert!(row["run"]["input"].as_str().unwrap().contains("8 hashes snaplab:hash:* of 65536 bytes"), "{row}");
+    }
+    for bad in ["0:1MiB", "2000:1KiB", "8:1MB", "8"] {
+        let out = snaplab(&["compare", "--keys", "10", "--large-hashes", bad]);
+        assert_eq!(out.status.code(), Some(2), "--large-hashes {bad}: {}", stderr(&out));
+    }
+}
+
 /// Processes whose command line mentions `needle` (a test's own temporary directory).
 fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
     std::fs::read_dir("/proc")

@@ -19,7 +19,7 @@ use snaplab_formats::{self as formats, Codec, Compression, FormatError};
 
 use crate::compare::run_info::{self, RunInfo};
 use crate::compare::{self, CompareConfig, CompareRow, Trace};
-use crate::dataset::{self, DatasetSpec};
+use crate::dataset::{self, DatasetSpec, LargeHashes};
 use crate::formats::{self as format_table, FormatsConfig};
 use crate::load::{KeyDist, LoadSpec, WriteMix};
 use crate::progress;
@@ -99,6 +99,10 @@ enum Cmd {
         /// Bytes per string value.
         #[arg(long, default_value_t = 100)]
         value_size: usize,
+        /// Add COUNT large hashes `snaplab:hash:0` .. of SIZE bytes each (as `64:1MiB`),
+        /// the hashes `compare`'s collection writes go to.
+        #[arg(long, value_name = "COUNT:SIZE")]
+        large_hashes: Option<LargeHashes>,
         /// RNG seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -171,6 +175,14 @@ struct CompareArgs {
     /// dump's own strings, sampled from their sizes.
     #[arg(long)]
     value_size: Option<usize>,
+    /// Built-in dataset: add COUNT large hashes of SIZE bytes each (as `64:1MiB`; units B,
+    /// KiB, MiB, GiB), `snaplab:hash:0` .. in db 0, in 1 KiB fields. They are the hashes the
+    /// `collection` writes go to (one of 1,024, chosen by key), so COUNT/1024 of those writes
+    /// update a large value: the weak spot of the per-key designs (perkey, overlay, cow copy
+    /// the whole value before its first write during a save). Try
+    /// `--large-hashes 64:1MiB --mix overwrite=80,collection=20`.
+    #[arg(long, value_name = "COUNT:SIZE", conflicts_with = "input")]
+    large_hashes: Option<LargeHashes>,
     /// Strategies to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<String>,
@@ -349,8 +361,11 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
             println!("{}", serde_json::to_string(&WorkerOutput { row, trace })?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Generate { output, keys, value_size, seed } => {
-            let ks = dataset::generate(&DatasetSpec { keys, value_size, seed });
+        Cmd::Generate { output, keys, value_size, large_hashes, seed } => {
+            let mut ks = dataset::generate(&DatasetSpec { keys, value_size, seed });
+            if let Some(large) = &large_hashes {
+                dataset::add_large_hashes(&mut ks, large, seed);
+            }
             let stats = snaplab_core::write_snapshot(&ks, &output, &SaveOptions::default(), "generate")
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {} keys, {} bytes to {}", stats.keys, stats.bytes, output.display());
@@ -586,8 +601,15 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         }
         None => {
             let spec = DatasetSpec { keys: args.keys, value_size, seed: args.seed };
-            let ks = dataset::generate(&spec);
-            let d = dataset::describe(&spec, &ks);
+            let mut ks = dataset::generate(&spec);
+            let mut d = dataset::describe(&spec, &ks);
+            if let Some(large) = &args.large_hashes {
+                dataset::add_large_hashes(&mut ks, large, args.seed);
+                d.push_str(&format!(
+                    " + {} hashes snaplab:hash:* of {} bytes each (--large-hashes {large})",
+                    large.count, large.bytes
+                ));
+            }
             // Every strategy starts from this dump, as a restarted server would.
             let source = dir.join("dataset.rdb");
             snaplab_core::write_snapshot(&ks, &source, &SaveOptions::default(), "generate")

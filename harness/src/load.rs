@@ -111,6 +111,9 @@ pub enum Op {
 /// How many hashes the [`Op::Collection`] writes spread over.
 pub const COLLECTIONS: usize = 1024;
 
+/// The names of the [`Op::Collection`] hashes: this prefix, then 0 to [`COLLECTIONS`] - 1.
+pub const COLLECTION_PREFIX: &[u8] = b"snaplab:hash:";
+
 const OPS: [(Op, &str); 4] =
     [(Op::Overwrite, "overwrite"), (Op::Insert, "insert"), (Op::Delete, "delete"), (Op::Collection, "collection")];
 
@@ -186,9 +189,16 @@ pub struct KeyList {
 pub const SIZE_QUANTILES: usize = 1024;
 
 impl KeyList {
-    /// The keys of `ks`, sorted by (db, key).
+    /// The keys of `ks`, sorted by (db, key), except the [`Op::Collection`] targets
+    /// (`snaplab:hash:*` in db 0, present when the dump was made with large hashes or by
+    /// an earlier run): only `HSET` writes them, since an overwrite would turn one into a
+    /// string and the next `HSET` into a type error.
     pub fn new(ks: &Keyspace) -> Self {
-        let mut keys: Vec<(usize, &[u8])> = ks.iter().map(|(db, k, _)| (db, k.as_slice())).collect();
+        let mut keys: Vec<(usize, &[u8])> = ks
+            .iter()
+            .filter(|(db, k, _)| !(*db == 0 && k.starts_with(COLLECTION_PREFIX)))
+            .map(|(db, k, _)| (db, k.as_slice()))
+            .collect();
         keys.sort_unstable();
         let mut list = KeyList {
             dbs: Vec::with_capacity(keys.len()),
