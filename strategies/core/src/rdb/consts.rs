@@ -208,3 +208,7 @@ pub fn type_name(t: u8) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// A quicklist node's container holding a listpack (Redis src/quicklist.h,
+/// `QUICKLIST_NODE_CONTAINER_PACKED`), as saved before each node of a `LIST_QUICKLIST_2`.
+pub const QUICKLIST_NODE_PACKED: u64 = 2;

@@ -1,5 +1,5 @@
-//! The RDB writer: what Redis 7.0's `rdbSaveRio` writes, for the plain encodings every
-//! Redis from 5 to 7 loads.
+//! The RDB writer: what Redis 7.0's `rdbSaveRio` writes, with the compact encodings Redis
+//! 7.0 uses for small collections under its default thresholds ([`super::pack`]).
 //!
 //! A dump is, in order (Redis src/rdb.c, `rdbSaveRio`):
 //!
@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::consts::*;
 use super::crc::Crc64;
 use super::lzf;
+use super::pack;
 use crate::keyspace::{DB_COUNT, Entry, EntryRef, KeyspaceView, ValueRef};
 
 /// How to write a dump.
@@ -267,7 +268,7 @@ pub fn write_aux_fields<W: Write>(w: &mut RdbWriter<W>, opts: &EncodeOptions) ->
 }
 
 /// Append one key's record to `buf`: the expiry opcode if any, the type byte, the key,
-/// and the value in its plain encoding. `scratch` is reused for LZF output.
+/// and the value in the encoding Redis 7.0 would choose for it. `scratch` is reused for LZF output.
 pub fn encode_entry(
     buf: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
@@ -298,53 +299,97 @@ pub fn encode_entry_ref(
             put_string(buf, scratch, key, compress);
             put_string(buf, scratch, s, compress);
         }
-        ValueRef::List(len, items) => {
+        ValueRef::List(0, _) => {
+            // Redis never saves an empty list; a plain one loads everywhere as "skip it".
             buf.push(TYPE_LIST);
             put_string(buf, scratch, key, compress);
-            put_len(buf, len as u64);
+            put_len(buf, 0);
+        }
+        ValueRef::List(_, items) => {
+            // A quicklist (Redis src/rdb.c `rdbSaveObject`, OBJ_LIST): the node count, then
+            // per node its container (2: a packed listpack) and the listpack as a string.
+            // Nodes are cut at 8 KiB, as `list-max-listpack-size -2` cuts them.
+            let mut nodes: Vec<Vec<u8>> = Vec::new();
+            let mut node = pack::Listpack::new();
             for e in items {
-                put_string(buf, scratch, e, compress);
+                if !node.is_empty() && node.finished_len() + pack::Listpack::entry_len(e) > pack::QUICKLIST_NODE_BYTES {
+                    nodes.push(std::mem::take(&mut node).finish());
+                }
+                node.push(e);
             }
-        }
-        ValueRef::Set(len, members) => {
-            buf.push(TYPE_SET);
+            nodes.push(node.finish());
+            buf.push(TYPE_LIST_QUICKLIST_2);
             put_string(buf, scratch, key, compress);
-            put_len(buf, len as u64);
-            if canonical {
-                let mut sorted: Vec<&[u8]> = members.collect();
-                sorted.sort_unstable();
-                for m in sorted {
-                    put_string(buf, scratch, m, compress);
-                }
-            } else {
-                for m in members {
-                    put_string(buf, scratch, m, compress);
-                }
+            put_len(buf, nodes.len() as u64);
+            for n in nodes {
+                put_len(buf, QUICKLIST_NODE_PACKED);
+                put_string(buf, scratch, &n, compress);
             }
         }
+        ValueRef::Set(len, members) if (1..=pack::MAX_INTSET_ENTRIES).contains(&len) => {
+            // Small enough for an intset if every member is an integer (Redis src/t_set.c,
+            // `setTypeCreate` and `isSdsRepresentableAsLongLong`).
+            let members: Vec<&[u8]> = members.collect();
+            let ints: Option<Vec<i64>> = members.iter().map(|m| parse_redis_int(m)).collect();
+            match ints {
+                Some(mut ints) => {
+                    buf.push(TYPE_SET_INTSET);
+                    put_string(buf, scratch, key, compress);
+                    put_string(buf, scratch, &pack::intset(&mut ints), compress);
+                }
+                None => put_plain_set(buf, scratch, key, members, compress, canonical),
+            }
+        }
+        ValueRef::Set(_, members) => put_plain_set(buf, scratch, key, members.collect(), compress, canonical),
         ValueRef::Hash(len, pairs) => {
-            buf.push(TYPE_HASH);
-            put_string(buf, scratch, key, compress);
-            put_len(buf, len as u64);
-            let mut put = |(f, v): (&[u8], &[u8])| {
-                put_string(buf, scratch, f, compress);
-                put_string(buf, scratch, v, compress);
-            };
+            let mut pairs: Vec<(&[u8], &[u8])> = pairs.collect();
             if canonical {
-                let mut sorted: Vec<(&[u8], &[u8])> = pairs.collect();
-                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                sorted.into_iter().for_each(&mut put);
+                pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            }
+            let small = (1..=pack::MAX_LISTPACK_ENTRIES).contains(&len)
+                && pairs
+                    .iter()
+                    .all(|(f, v)| f.len() <= pack::MAX_LISTPACK_VALUE && v.len() <= pack::MAX_LISTPACK_VALUE);
+            if small {
+                // Fields and values alternate in one listpack (Redis src/t_hash.c).
+                let mut lp = pack::Listpack::new();
+                for (f, v) in &pairs {
+                    lp.push(f);
+                    lp.push(v);
+                }
+                buf.push(TYPE_HASH_LISTPACK);
+                put_string(buf, scratch, key, compress);
+                put_string(buf, scratch, &lp.finish(), compress);
             } else {
-                pairs.for_each(&mut put);
+                buf.push(TYPE_HASH);
+                put_string(buf, scratch, key, compress);
+                put_len(buf, len as u64);
+                for (f, v) in pairs {
+                    put_string(buf, scratch, f, compress);
+                    put_string(buf, scratch, v, compress);
+                }
             }
         }
         ValueRef::ZSet(_, pairs) => {
             // Collected once: deciding the encoding needs a look at every member first.
             let mut pairs: Vec<(&[u8], f64)> = pairs.collect();
-            if canonical || keeps_negative_zero_packed(&pairs) {
+            let small = (1..=pack::MAX_LISTPACK_ENTRIES).contains(&pairs.len())
+                && pairs.iter().all(|(m, _)| m.len() <= pack::MAX_LISTPACK_VALUE);
+            if canonical || small {
+                // A listpack sorted set is in (score, member) order (Redis src/t_zset.c, zzl*).
                 pairs.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
             }
-            if keeps_negative_zero_packed(&pairs) {
+            if small && !keeps_negative_zero_packed(&pairs) {
+                // Member and score alternate; the score as text (Redis `zzlInsertAt`).
+                let mut lp = pack::Listpack::new();
+                for (m, s) in &pairs {
+                    lp.push(m);
+                    lp.push(pack::score_text(*s).as_bytes());
+                }
+                buf.push(TYPE_ZSET_LISTPACK);
+                put_string(buf, scratch, key, compress);
+                put_string(buf, scratch, &lp.finish(), compress);
+            } else if keeps_negative_zero_packed(&pairs) {
                 buf.push(TYPE_ZSET_ZIPLIST);
                 put_string(buf, scratch, key, compress);
                 // Scores as text that Redis's zzlStrtod parses back exactly; `{:?}` is Rust's
@@ -375,6 +420,26 @@ pub fn encode_entry_ref(
             put_string(buf, scratch, key, compress);
             buf.extend_from_slice(payload);
         }
+    }
+}
+
+/// A set as RDB's plain encoding: its length, then each member (sorted when `canonical`).
+fn put_plain_set(
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    key: &[u8],
+    mut members: Vec<&[u8]>,
+    compress: bool,
+    canonical: bool,
+) {
+    if canonical {
+        members.sort_unstable();
+    }
+    buf.push(TYPE_SET);
+    put_string(buf, scratch, key, compress);
+    put_len(buf, members.len() as u64);
+    for m in members {
+        put_string(buf, scratch, m, compress);
     }
 }
 
@@ -514,6 +579,74 @@ pub fn parse_redis_int(s: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each collection takes the encoding Redis 7.0 would give it, just inside and just
+    /// outside each threshold, and reads back equal.
+    #[test]
+    fn collections_take_redis_7_encodings_at_the_thresholds() {
+        use crate::keyspace::{Keyspace, Value};
+        use std::collections::{HashMap, HashSet, VecDeque};
+        let b = |s: String| s.into_bytes();
+        let mut ks = Keyspace::new();
+        let mut put = |k: &str, v: Value| ks.insert(0, k.as_bytes().to_vec(), Entry::new(v));
+        let hash = |n: usize, len: usize| -> HashMap<Vec<u8>, Vec<u8>> {
+            (0..n)
+                .map(|i| {
+                    (b(format!("f{i}")), {
+                        let mut v = b(format!("{i}"));
+                        v.resize(len.max(v.len()), b'v');
+                        v
+                    })
+                })
+                .collect()
+        };
+        put("h-small", Value::Hash(hash(128, 64)));
+        put("h-many", Value::Hash(hash(129, 1)));
+        put("h-long", Value::Hash(hash(3, 65)));
+        put("s-ints", Value::Set((0..512).map(|i| b(format!("{}", i * 1000 - 7))).collect()));
+        put("s-many-ints", Value::Set((0..513).map(|i| b(format!("{i}"))).collect()));
+        put("s-text", Value::Set(HashSet::from([b("1".into()), b("x".into())])));
+        put("s-wide", Value::Set(HashSet::from([b(i64::MIN.to_string()), b("2".into())])));
+        let zset = |n: usize, len: usize| -> HashMap<Vec<u8>, f64> {
+            (0..n)
+                .map(|i| {
+                    let mut m = b(format!("m{i}"));
+                    m.resize(len.max(m.len()), b'm');
+                    (m, i as f64 * 0.5 - 3.0)
+                })
+                .collect()
+        };
+        put("z-small", Value::ZSet(zset(128, 64)));
+        put("z-many", Value::ZSet(zset(129, 1)));
+        put("z-long", Value::ZSet(zset(2, 65)));
+        put("l-one-node", Value::List(VecDeque::from([b("a".into()), b("17".into())])));
+        put("l-nodes", Value::List((0..3000).map(|i| b(format!("item:{i}"))).collect()));
+        let (bytes, _) = write_view(&ks, Vec::new(), &EncodeOptions::default(), None).unwrap();
+        let mut types = HashMap::new();
+        super::super::decode::scan(&bytes[..], |r| {
+            types.insert(String::from_utf8(r.key.clone()).unwrap(), r.rdb_type);
+        })
+        .unwrap();
+        let want = [
+            ("h-small", TYPE_HASH_LISTPACK),
+            ("h-many", TYPE_HASH),
+            ("h-long", TYPE_HASH),
+            ("s-ints", TYPE_SET_INTSET),
+            ("s-many-ints", TYPE_SET),
+            ("s-text", TYPE_SET),
+            ("s-wide", TYPE_SET_INTSET),
+            ("z-small", TYPE_ZSET_LISTPACK),
+            ("z-many", TYPE_ZSET_2),
+            ("z-long", TYPE_ZSET_2),
+            ("l-one-node", TYPE_LIST_QUICKLIST_2),
+            ("l-nodes", TYPE_LIST_QUICKLIST_2),
+        ];
+        for (k, t) in want {
+            assert_eq!(types.get(k), Some(&t), "{k}");
+        }
+        let (back, _) = super::super::decode::load(&bytes[..]).unwrap();
+        assert_eq!(back, ks);
+    }
 
     /// Only canonical decimals are integers; the edge cases Redis's string2ll rejects are
     /// rejected here too.

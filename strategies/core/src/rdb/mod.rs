@@ -1,5 +1,5 @@
 //! The Redis RDB format: a streaming reader for everything Redis 2.x to 8.6 and Valkey 7.2
-//! to 9.0 write, and a writer for the plain encodings every Redis from 5 to 7 loads.
+//! to 9.0 write, and a writer of what Redis 7.0 writes.
 //!
 //! Sources for every rule: Redis src/rdb.h (opcodes, types) and src/rdb.c (`rdbSaveRio`,
 //! `rdbLoadRioWithLoadingCtx`, `rdbLoadObject`), plus src/ziplist.c, src/listpack.c,
@@ -10,6 +10,7 @@ pub mod crc;
 pub mod decode;
 pub mod encode;
 pub mod lzf;
+pub mod pack;
 pub mod packed;
 
 pub use consts::{Dialect, type_name, type_name_in};
