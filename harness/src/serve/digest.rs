@@ -14,7 +14,9 @@ use thiserror::Error;
 
 /// A value `DEBUG DIGEST` cannot digest here.
 #[derive(Debug, Error)]
-#[error("DEBUG DIGEST cannot digest key {key} in db {db}: a {kind} carried verbatim from the dump (RDB type {rdb_type})")]
+#[error(
+    "DEBUG DIGEST cannot digest key {key} in db {db}: a {kind} carried verbatim from the dump (RDB type {rdb_type})"
+)]
 pub struct DigestError {
     /// The database.
     pub db: usize,
@@ -127,12 +129,7 @@ pub fn dataset_digest(ks: &Keyspace) -> Result<String, DigestError> {
         mix(&mut fin, &(db as u32).to_be_bytes());
         for (key, entry) in keys {
             if let Value::Opaque(o) = &entry.value {
-                return Err(DigestError {
-                    db,
-                    key: escape(key),
-                    kind: entry.value.type_name(),
-                    rdb_type: o.rdb_type,
-                });
+                return Err(DigestError { db, key: escape(key), kind: entry.value.type_name(), rdb_type: o.rdb_type });
             }
             let mut d = [0u8; 20];
             mix(&mut d, key);

@@ -49,7 +49,8 @@ fn match_from(mut p: &[u8], mut s: &[u8], nocase: bool) -> bool {
                     } else if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
                         let (lo, hi) = (p[i].min(p[i + 2]), p[i].max(p[i + 2]));
                         let x = if nocase { b.to_ascii_lowercase() } else { b };
-                        let (lo, hi) = if nocase { (lo.to_ascii_lowercase(), hi.to_ascii_lowercase()) } else { (lo, hi) };
+                        let (lo, hi) =
+                            if nocase { (lo.to_ascii_lowercase(), hi.to_ascii_lowercase()) } else { (lo, hi) };
                         hit |= (lo..=hi).contains(&x);
                         i += 3;
                     } else {

@@ -183,19 +183,12 @@ impl Server {
         let dump = opts.dir.join(&opts.dbfilename);
         let source = opts.input.clone().or_else(|| dump.exists().then(|| dump.clone()));
         let keyspace = match &source {
-            Some(path) => {
-                rdb::load_file(path).map_err(|source| ServeError::Load { path: path.clone(), source })?.0
-            }
+            Some(path) => rdb::load_file(path).map_err(|source| ServeError::Load { path: path.clone(), source })?.0,
             None => Default::default(),
         };
         let store = (entry.build)(keyspace);
-        let auto = Arc::new(AutoSave::new(
-            Arc::clone(&store),
-            dump,
-            rules,
-            Duration::from_secs(5),
-            opts.save_options.clone(),
-        ));
+        let auto =
+            Arc::new(AutoSave::new(Arc::clone(&store), dump, rules, Duration::from_secs(5), opts.save_options.clone()));
         auto.spawn_ticker(TICK);
 
         let listen_err = |addr: String| move |source| ServeError::Listen { addr, source };
@@ -354,8 +347,8 @@ fn serve_connection<S: Read + Write>(shared: &Shared, mut stream: S, id: u64) ->
 /// words with the name, `-n` at least `n`.
 fn arity(name: &str) -> Option<i32> {
     Some(match name {
-        "get" | "ttl" | "pttl" | "persist" | "type" | "llen" | "smembers" | "scard" | "hgetall" | "hlen"
-        | "zcard" | "select" | "echo" | "keys" => 2,
+        "get" | "ttl" | "pttl" | "persist" | "type" | "llen" | "smembers" | "scard" | "hgetall" | "hlen" | "zcard"
+        | "select" | "echo" | "keys" => 2,
         "set" | "expire" | "pexpire" | "expireat" | "pexpireat" | "lpush" | "rpush" | "sadd" | "srem" | "hdel"
         | "zrem" => -3,
         "del" | "exists" | "lpop" | "scan" | "config" | "debug" | "client" => -2,
@@ -882,8 +875,10 @@ fn config(shared: &Shared, args: &[Vec<u8>], out: &mut Out) {
     match text(&args[1]).to_ascii_uppercase().as_str() {
         "GET" if args.len() >= 3 => {
             let params = config_params(shared);
-            let hits: Vec<&(&str, String)> =
-                params.iter().filter(|(n, _)| args[2..].iter().any(|p| glob::matches_nocase(p, n.as_bytes()))).collect();
+            let hits: Vec<&(&str, String)> = params
+                .iter()
+                .filter(|(n, _)| args[2..].iter().any(|p| glob::matches_nocase(p, n.as_bytes())))
+                .collect();
             out.array(hits.len() * 2);
             for (n, v) in hits {
                 out.bulk(n.as_bytes());
@@ -893,13 +888,18 @@ fn config(shared: &Shared, args: &[Vec<u8>], out: &mut Out) {
         "SET" if args.len() >= 4 && args.len() % 2 == 0 => {
             for p in args[2..].chunks(2) {
                 if let Err(msg) = config_set(shared, &text(&p[0]).to_ascii_lowercase(), &text(&p[1])) {
-                    return out.error(&format!("ERR CONFIG SET failed (possibly related to argument '{}') - {msg}", text(&p[0])));
+                    return out.error(&format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{}') - {msg}",
+                        text(&p[0])
+                    ));
                 }
             }
             out.ok();
         }
         "RESETSTAT" => out.ok(),
-        "GET" | "SET" => out.error(&format!("ERR wrong number of arguments for 'config|{}' command", text(&args[1]).to_lowercase())),
+        "GET" | "SET" => {
+            out.error(&format!("ERR wrong number of arguments for 'config|{}' command", text(&args[1]).to_lowercase()))
+        }
         other => out.error(&format!("ERR unknown subcommand '{other}'. Try CONFIG HELP.")),
     }
 }

@@ -222,7 +222,10 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
             dirty: s.changes - s.saved_changes,
             in_progress: s.running.is_some(),
             last_bgsave_time_sec: s.last_bgsave_time.map_or(-1, secs),
-            current_bgsave_time_sec: s.running.as_ref().map_or(-1, |(_, _, at)| secs(now.saturating_duration_since(*at))),
+            current_bgsave_time_sec: s
+                .running
+                .as_ref()
+                .map_or(-1, |(_, _, at)| secs(now.saturating_duration_since(*at))),
             last_failure: s.last_failure.as_ref().map(|(_, why)| why.clone()),
             last_report: s.last_report.clone(),
             scheduled: s.scheduled,
