@@ -461,3 +461,27 @@ fn debug_digest_equals_redis_servers() {
         assert_eq!(cli(&sock, &["DEBUG", "DIGEST"]), redis.digest().unwrap());
     }
 }
+
+/// Under save rules, a failed BGSAVE makes writes fail with `-MISCONF` (reads still work)
+/// and INFO says why; without rules the same failure refuses nothing, as in Redis.
+#[test]
+fn a_failed_save_under_rules_refuses_writes_with_misconf() {
+    use snaplab::harness::faults::{Fault, FaultyIo};
+    if !tools_or_skip("a_failed_save_under_rules_refuses_writes_with_misconf", &["redis-cli"]) {
+        return;
+    }
+    let failing = || SaveOptions { io: Arc::new(FaultyIo::new(Fault::Fsync)), ..SaveOptions::default() };
+    let (_server, _dir, sock) =
+        start("clone", |o| ServeOptions { save: "3600 1000".into(), save_options: failing(), ..o });
+    assert_eq!(raw(&sock, b"SET k v\r\nBGSAVE\r\n", 33).0, "+OK\r\n+Background saving started\r\n");
+    let persistence = wait_for_bgsave(&sock);
+    assert_eq!(persistence["rdb_last_bgsave_status"], "err");
+    let (reply, _) = raw(&sock, b"SET k2 v\r\n", 8);
+    assert!(reply.starts_with("-MISCONF "), "{reply}");
+    assert_eq!(raw(&sock, b"GET k\r\n", 7).0, "$1\r\nv\r\n");
+
+    let (_server, _dir, sock) = start("clone", |o| ServeOptions { save_options: failing(), ..o });
+    assert_eq!(raw(&sock, b"BGSAVE\r\n", 28).0, "+Background saving started\r\n");
+    assert_eq!(wait_for_bgsave(&sock)["rdb_last_bgsave_status"], "err");
+    assert_eq!(raw(&sock, b"SET k v\r\n", 5).0, "+OK\r\n");
+}

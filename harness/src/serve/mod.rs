@@ -577,7 +577,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut O
         },
 
         "hset" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return out.error("ERR wrong number of arguments for 'hset' command");
             }
             let pairs = args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
@@ -610,7 +610,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut O
         },
 
         "zadd" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 // Flags (NX, XX, GT, LT, CH, INCR) are not in the model's ZADD.
                 return out.error(SYNTAX);
             }
@@ -885,7 +885,7 @@ fn config(shared: &Shared, args: &[Vec<u8>], out: &mut Out) {
                 out.bulk(v.as_bytes());
             }
         }
-        "SET" if args.len() >= 4 && args.len() % 2 == 0 => {
+        "SET" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             for p in args[2..].chunks(2) {
                 if let Err(msg) = config_set(shared, &text(&p[0]).to_ascii_lowercase(), &text(&p[1])) {
                     return out.error(&format!(

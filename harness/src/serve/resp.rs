@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(parse(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse(b"*99999999999\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(parse(b"*1\r\n:1\r\n"), Err(ProtocolError::ExpectedDollar(':')));
-        assert_eq!(parse(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf(8)));
+        assert_eq!(parse(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf(9)));
         // 512 MiB exactly is allowed: the parser waits for it.
         assert_eq!(parse(b"*1\r\n$536870912\r\n"), Ok(None));
         let long = vec![b'a'; PROTO_INLINE_MAX_SIZE + 1];
