@@ -485,3 +485,39 @@ fn a_failed_save_under_rules_refuses_writes_with_misconf() {
     assert_eq!(wait_for_bgsave(&sock)["rdb_last_bgsave_status"], "err");
     assert_eq!(raw(&sock, b"SET k v\r\n", 5).0, "+OK\r\n");
 }
+
+/// The `redis` crate with its default settings (it announces itself with `CLIENT SETINFO`)
+/// writes and reads every type, pipelined, and gets Redis's errors as errors.
+#[test]
+fn the_redis_crate_is_served() {
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    let (_server, _dir, sock) = start("pingpong", |o| o);
+    let client = redis::Client::open(ConnectionAddr::Unix(sock).into_connection_info().unwrap()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let (set, len, added, fields): (String, i64, i64, i64) = redis::pipe()
+        .cmd("SET")
+        .arg("k")
+        .arg(b"v\x00w".as_slice())
+        .cmd("RPUSH")
+        .arg("l")
+        .arg(&["a", "b"])
+        .cmd("SADD")
+        .arg("s")
+        .arg(&["x", "x", "y"])
+        .cmd("HSET")
+        .arg("h")
+        .arg(&["f", "1", "g", "2"])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((set.as_str(), len, added, fields), ("OK", 2, 2, 2));
+    let v: Vec<u8> = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert_eq!(v, b"v\x00w");
+    let h: HashMap<String, String> = redis::cmd("HGETALL").arg("h").query(&mut con).unwrap();
+    assert_eq!(h, HashMap::from([("f".into(), "1".into()), ("g".into(), "2".into())]));
+    let e = redis::cmd("LPUSH").arg("h").arg("x").query::<i64>(&mut con).unwrap_err();
+    assert_eq!(e.code(), Some("WRONGTYPE"), "{e}");
+    let z: i64 = redis::cmd("ZADD").arg("z").arg(1.5).arg("m").query(&mut con).unwrap();
+    assert_eq!(z, 1);
+    let score: f64 = redis::cmd("ZSCORE").arg("z").arg("m").query(&mut con).unwrap();
+    assert_eq!(score, 1.5);
+}
