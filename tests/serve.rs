@@ -238,6 +238,8 @@ fn four_gib_bulk_length_is_refused_from_its_header() {
     assert!(closed);
     let rss = info(&sock, "memory")["used_memory"].parse::<u64>().unwrap();
     assert!(rss < 1 << 30, "resident size {rss} B: nothing near 4 GiB was allocated");
+    let cpu = info(&sock, "cpu");
+    assert!(cpu["used_cpu_user"].parse::<f64>().unwrap() >= 0.0 && cpu.contains_key("used_cpu_sys_children"));
     assert_eq!(cli(&sock, &["PING"]), "PONG");
 }
 

@@ -1004,6 +1004,24 @@ fn info(shared: &Shared, sections: &[String]) -> String {
         // and buffers; Redis's used_memory is what its allocator handed out.
         t.push_str(&format!("used_memory:{rss}\r\nused_memory_rss:{rss}\r\n\r\n"));
     }
+    if want("stats") {
+        t.push_str("# Stats\r\n");
+        t.push_str(&format!("total_commands_processed:{}\r\n\r\n", shared.commands.load(Ordering::Relaxed)));
+    }
+    if want("cpu") {
+        // Seconds of CPU, as Redis's INFO cpu (getrusage): this process, and its children
+        // once reaped (a forked save's child).
+        use nix::sys::resource::{UsageWho, getrusage};
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        t.push_str("# CPU\r\n");
+        for (who, suffix) in [(UsageWho::RUSAGE_SELF, ""), (UsageWho::RUSAGE_CHILDREN, "_children")] {
+            if let Ok(r) = getrusage(who) {
+                t.push_str(&format!("used_cpu_sys{suffix}:{:.6}\r\n", secs(r.system_time())));
+                t.push_str(&format!("used_cpu_user{suffix}:{:.6}\r\n", secs(r.user_time())));
+            }
+        }
+        t.push_str("\r\n");
+    }
     if want("persistence") {
         let i = shared.auto.info(now);
         t.push_str("# Persistence\r\n");
