@@ -112,6 +112,38 @@ enum Cmd {
     Formats(FormatsArgs),
     /// Convert a snapshot between formats (e.g. a dump to JSON lines, to read it).
     Convert(ConvertArgs),
+    /// Serve a strategy over the Redis protocol (RESP2), for redis-cli, redis-benchmark and
+    /// any Redis client. Loads --input, or DIR/DBFILENAME if it exists, like redis-server.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Strategy name (see `snaplab strategies`).
+    #[arg(long)]
+    strategy: String,
+    /// Load this dump at start instead of DIR/DBFILENAME.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Working directory: saves go to DIR/DBFILENAME (Redis `dir`).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// The dump's file name (Redis `dbfilename`).
+    #[arg(long, default_value = "dump.rdb")]
+    dbfilename: String,
+    /// Listen on this unix socket (then TCP only with --port).
+    #[arg(long)]
+    unixsocket: Option<PathBuf>,
+    /// Listen on this TCP port (default 6379 without --unixsocket; 0 disables TCP).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind the TCP port to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Save rules, as Redis's `save`: "SECONDS CHANGES ..." pairs, e.g. "3600 1 300 100";
+    /// "" for none (the default).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    save: String,
 }
 
 #[derive(Args)]
@@ -373,6 +405,25 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
         }
         Cmd::Formats(args) => run_formats(args),
         Cmd::Convert(args) => convert(args),
+        Cmd::Serve(args) => {
+            let entry = registry.get(&args.strategy).map_err(anyhow::Error::msg)?;
+            let port = match (args.port, &args.unixsocket) {
+                (Some(0), _) | (None, Some(_)) => None,
+                (Some(p), _) => Some(p),
+                (None, None) => Some(6379),
+            };
+            let opts = crate::serve::ServeOptions {
+                dir: args.dir,
+                dbfilename: args.dbfilename,
+                input: args.input,
+                unixsocket: args.unixsocket,
+                tcp: port.map(|p| (args.bind, p)),
+                save: args.save,
+                save_options: SaveOptions::default(),
+            };
+            crate::serve::run(entry, opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod redis_server;
 pub mod registry;
 pub mod render;
+pub mod serve;
 pub mod skips;
 pub mod stops;
 

@@ -12,7 +12,7 @@
 //! Time is passed in ([`AutoSave::tick`]), so tests drive the rules without sleeping;
 //! [`AutoSave::spawn_ticker`] runs them on a thread in production.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,6 +46,48 @@ pub fn parse_rules(s: &str) -> Result<Vec<SaveRule>, String> {
     Ok(nums.chunks(2).map(|p| SaveRule { after: Duration::from_secs(p[0]), changes: p[1] }).collect())
 }
 
+/// What [`AutoSave`] needs of a store: the writes, the key count and the two saves. Every
+/// [`SnapshotStrategy`] has it; a store behind a trait object (a server choosing its
+/// strategy by name) implements it by forwarding.
+pub trait SaveTarget: Send + Sync {
+    /// As [`SnapshotStrategy::apply`].
+    ///
+    /// # Errors
+    /// As [`SnapshotStrategy::apply`].
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError>;
+    /// As [`SnapshotStrategy::len`].
+    fn len(&self) -> usize;
+    /// Whether the store holds no keys.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// As [`SnapshotStrategy::save`].
+    ///
+    /// # Errors
+    /// As [`SnapshotStrategy::save`].
+    fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError>;
+    /// As [`SnapshotStrategy::bgsave`].
+    ///
+    /// # Errors
+    /// As [`SnapshotStrategy::bgsave`].
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError>;
+}
+
+impl<S: SnapshotStrategy> SaveTarget for S {
+    fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        SnapshotStrategy::apply(self, cmd)
+    }
+    fn len(&self) -> usize {
+        SnapshotStrategy::len(self)
+    }
+    fn save(&self, dest: &Path, opts: &SaveOptions) -> Result<SaveReport, SaveError> {
+        SnapshotStrategy::save(self, dest, opts)
+    }
+    fn bgsave(&self, dest: &Path, opts: &SaveOptions) -> Result<BgSave, SaveError> {
+        SnapshotStrategy::bgsave(self, dest, opts)
+    }
+}
+
 /// What a [`AutoSave::tick`] did.
 #[derive(Debug)]
 pub enum Tick {
@@ -59,6 +101,26 @@ pub enum Tick {
     Running,
 }
 
+/// The save figures Redis's `INFO persistence` prints, as of one moment.
+#[derive(Clone, Debug)]
+pub struct SaveInfo {
+    /// Writes since the cut of the last successful save (`rdb_changes_since_last_save`).
+    pub dirty: u64,
+    /// Whether a background save is running (`rdb_bgsave_in_progress`).
+    pub in_progress: bool,
+    /// Seconds the last background save took, `-1` if none ran (`rdb_last_bgsave_time_sec`).
+    pub last_bgsave_time_sec: i64,
+    /// Seconds the running background save has taken so far, `-1` if none runs
+    /// (`rdb_current_bgsave_time_sec`).
+    pub current_bgsave_time_sec: i64,
+    /// Why the last save failed, `None` after a success (`rdb_last_bgsave_status:err`).
+    pub last_failure: Option<String>,
+    /// The report of the last successful save, for the strategy's own figures.
+    pub last_report: Option<SaveReport>,
+    /// Whether a `BGSAVE SCHEDULE` waits for the running save to end.
+    pub scheduled: bool,
+}
+
 struct State {
     /// Writes applied through this wrapper since it was created.
     changes: u64,
@@ -66,15 +128,20 @@ struct State {
     saved_changes: u64,
     last_success: Instant,
     last_failure: Option<(Instant, String)>,
-    running: Option<(BgSave, u64)>,
+    /// The save in flight, the change count at its cut, and when it started.
+    running: Option<(BgSave, u64, Instant)>,
+    /// A `BGSAVE SCHEDULE` is waiting for the running save to end.
+    scheduled: bool,
+    last_bgsave_time: Option<Duration>,
+    last_report: Option<SaveReport>,
+    rules: Vec<SaveRule>,
+    dest: PathBuf,
     opts: SaveOptions,
 }
 
 /// A strategy with save rules. See the module documentation.
-pub struct AutoSave<S> {
+pub struct AutoSave<S: ?Sized> {
     store: Arc<S>,
-    dest: PathBuf,
-    rules: Vec<SaveRule>,
     retry_delay: Duration,
     /// Writers hold it shared; starting a save holds it exclusively, so the change count
     /// read then is exactly the count at the strategy's cut.
@@ -82,14 +149,12 @@ pub struct AutoSave<S> {
     state: Mutex<State>,
 }
 
-impl<S: SnapshotStrategy> AutoSave<S> {
+impl<S: SaveTarget + ?Sized> AutoSave<S> {
     /// `store` saving to `dest` under `rules`, retrying a failed save no sooner than
     /// `retry_delay` later (Redis waits 5 s, `CONFIG_BGSAVE_RETRY_DELAY`).
     pub fn new(store: Arc<S>, dest: PathBuf, rules: Vec<SaveRule>, retry_delay: Duration, opts: SaveOptions) -> Self {
         AutoSave {
             store,
-            dest,
-            rules,
             retry_delay,
             gate: RwLock::new(()),
             state: Mutex::new(State {
@@ -98,6 +163,11 @@ impl<S: SnapshotStrategy> AutoSave<S> {
                 last_success: Instant::now(),
                 last_failure: None,
                 running: None,
+                scheduled: false,
+                last_bgsave_time: None,
+                last_report: None,
+                rules,
+                dest,
                 opts,
             }),
         }
@@ -117,10 +187,49 @@ impl<S: SnapshotStrategy> AutoSave<S> {
         self.state().opts = opts;
     }
 
+    /// The rules in force.
+    pub fn rules(&self) -> Vec<SaveRule> {
+        self.state().rules.clone()
+    }
+
+    /// Replace the rules (Redis `CONFIG SET save`); the change counter and the time of the
+    /// last save carry over, as in Redis.
+    pub fn set_rules(&self, rules: Vec<SaveRule>) {
+        self.state().rules = rules;
+    }
+
+    /// Where saves write.
+    pub fn dest(&self) -> PathBuf {
+        self.state().dest.clone()
+    }
+
+    /// Change where later saves write (Redis `CONFIG SET dir` / `dbfilename`).
+    pub fn set_dest(&self, dest: PathBuf) {
+        self.state().dest = dest;
+    }
+
     /// Writes since the cut of the last successful save (Redis `rdb_changes_since_last_save`).
     pub fn dirty(&self) -> u64 {
         let s = self.state();
         s.changes - s.saved_changes
+    }
+
+    /// The figures of `INFO persistence` as of `now`.
+    pub fn info(&self, now: Instant) -> SaveInfo {
+        let s = self.state();
+        let secs = |d: Duration| d.as_secs() as i64;
+        SaveInfo {
+            dirty: s.changes - s.saved_changes,
+            in_progress: s.running.is_some(),
+            last_bgsave_time_sec: s.last_bgsave_time.map_or(-1, secs),
+            current_bgsave_time_sec: s
+                .running
+                .as_ref()
+                .map_or(-1, |(_, _, at)| secs(now.saturating_duration_since(*at))),
+            last_failure: s.last_failure.as_ref().map(|(_, why)| why.clone()),
+            last_report: s.last_report.clone(),
+            scheduled: s.scheduled,
+        }
     }
 
     /// Apply a write, unless rules are configured and the last save failed.
@@ -130,10 +239,13 @@ impl<S: SnapshotStrategy> AutoSave<S> {
     /// that may modify the data set are disabled"), or the store's own refusal; either way
     /// nothing changed.
     pub fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
-        if !self.rules.is_empty()
-            && let Some((_, reason)) = &self.state().last_failure
         {
-            return Err(CommandError::Misconf(reason.clone()));
+            let s = self.state();
+            if !s.rules.is_empty()
+                && let Some((_, reason)) = &s.last_failure
+            {
+                return Err(CommandError::Misconf(reason.clone()));
+            }
         }
         let _shared = self.gate.read().unwrap_or_else(|p| p.into_inner());
         // FLUSHALL/FLUSHDB count one change per key they remove, as in Redis.
@@ -147,26 +259,19 @@ impl<S: SnapshotStrategy> AutoSave<S> {
     /// Wait for the running save, if any, and record its outcome as of `now` (for shutdown,
     /// and for tests that must not race the save).
     pub fn finish(&self, now: Instant) -> Option<Result<SaveReport, SaveError>> {
-        let (bg, changes_at_cut) = self.state().running.take()?;
+        let (bg, changes_at_cut, started) = self.state().running.take()?;
         let result = bg.wait();
         let mut s = self.state();
-        match &result {
-            Ok(_) => {
-                // Only the writes after this save's cut remain unsaved.
-                s.saved_changes = changes_at_cut;
-                s.last_success = now;
-                s.last_failure = None;
-            }
-            Err(e) => s.last_failure = Some((now, e.to_string())),
-        }
+        s.last_bgsave_time = Some(now.saturating_duration_since(started));
+        s.record(&result, changes_at_cut, now);
         Some(result)
     }
 
     /// Run the rules at time `now`: collect a finished save, or start one if a rule is met
-    /// (and, after a failure, the retry delay has passed).
+    /// (and, after a failure, the retry delay has passed), or if a `BGSAVE SCHEDULE` waits.
     pub fn tick(&self, now: Instant) -> Tick {
         let s = self.state();
-        if let Some((bg, _)) = &s.running {
+        if let Some((bg, _, _)) = &s.running {
             if !bg.is_finished() {
                 return Tick::Running;
             }
@@ -175,29 +280,93 @@ impl<S: SnapshotStrategy> AutoSave<S> {
         }
         let dirty = s.changes - s.saved_changes;
         let since = now.saturating_duration_since(s.last_success);
-        let due = self.rules.iter().any(|r| dirty >= r.changes && since >= r.after);
+        let due = s.rules.iter().any(|r| dirty >= r.changes && since >= r.after);
         let retry_ok =
             s.last_failure.as_ref().is_none_or(|(at, _)| now.saturating_duration_since(*at) >= self.retry_delay);
-        if !due || !retry_ok {
+        if !(s.scheduled || (due && retry_ok)) {
             return Tick::Idle;
         }
-        let opts = s.opts.clone();
         drop(s);
-        // Exclusive: no write is between the store and the counter while the cut is taken.
-        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        let changes_at_cut = self.state().changes;
-        match self.store.bgsave(&self.dest, &opts) {
-            Ok(bg) => {
-                self.state().running = Some((bg, changes_at_cut));
-                Tick::Started
-            }
-            Err(e) => {
-                self.state().last_failure = Some((now, e.to_string()));
-                Tick::Finished(Err(e))
-            }
+        match self.start(now) {
+            Ok(()) => Tick::Started,
+            Err(e) => Tick::Finished(Err(e)),
         }
     }
 
+    /// Start a background save now, whatever the rules say (Redis `BGSAVE`). Its outcome
+    /// is recorded by a later [`AutoSave::tick`] or [`AutoSave::finish`].
+    ///
+    /// # Errors
+    /// [`SaveError::InProgress`] if a save is running (nothing changes), or the store's
+    /// failure to start, which is recorded as the last save's failure.
+    pub fn bgsave(&self, now: Instant) -> Result<(), SaveError> {
+        if self.state().running.is_some() {
+            return Err(SaveError::InProgress);
+        }
+        self.start(now)
+    }
+
+    /// Ask for a background save as soon as the running one ends (Redis `BGSAVE SCHEDULE`);
+    /// start it now if none runs. Returns whether it started now.
+    ///
+    /// # Errors
+    /// As [`AutoSave::bgsave`], when it starts now.
+    pub fn schedule(&self, now: Instant) -> Result<bool, SaveError> {
+        {
+            let mut s = self.state();
+            if s.running.is_some() {
+                s.scheduled = true;
+                return Ok(false);
+            }
+        }
+        self.start(now).map(|()| true)
+    }
+
+    /// Save now and return when the file is in place (Redis `SAVE`). Writers through this
+    /// wrapper wait for the whole save, as every Redis client does during `SAVE`.
+    ///
+    /// # Errors
+    /// [`SaveError::InProgress`] if a background save is running, or the save's failure
+    /// (recorded as the last save's failure).
+    pub fn save(&self, now: Instant) -> Result<SaveReport, SaveError> {
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let (dest, opts, changes_at_cut) = {
+            let s = self.state();
+            if s.running.is_some() {
+                return Err(SaveError::InProgress);
+            }
+            (s.dest.clone(), s.opts.clone(), s.changes)
+        };
+        let result = self.store.save(&dest, &opts);
+        self.state().record(&result, changes_at_cut, now);
+        result
+    }
+
+    fn start(&self, now: Instant) -> Result<(), SaveError> {
+        // Exclusive: no write is between the store and the counter while the cut is taken.
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let (dest, opts, changes_at_cut) = {
+            let mut s = self.state();
+            if s.running.is_some() {
+                return Err(SaveError::InProgress);
+            }
+            s.scheduled = false;
+            (s.dest.clone(), s.opts.clone(), s.changes)
+        };
+        match self.store.bgsave(&dest, &opts) {
+            Ok(bg) => {
+                self.state().running = Some((bg, changes_at_cut, now));
+                Ok(())
+            }
+            Err(e) => {
+                self.state().last_failure = Some((now, e.to_string()));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<S: SaveTarget + ?Sized + 'static> AutoSave<S> {
     /// Run [`AutoSave::tick`] every `every` on a thread, until the `AutoSave` is dropped.
     pub fn spawn_ticker(self: &Arc<Self>, every: Duration) -> thread::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
@@ -209,6 +378,22 @@ impl<S: SnapshotStrategy> AutoSave<S> {
                 thread::sleep(every);
             }
         })
+    }
+}
+
+impl State {
+    /// Record a finished save whose cut came after `changes_at_cut` changes.
+    fn record(&mut self, result: &Result<SaveReport, SaveError>, changes_at_cut: u64, now: Instant) {
+        match result {
+            Ok(report) => {
+                // Only the writes after this save's cut remain unsaved.
+                self.saved_changes = changes_at_cut;
+                self.last_success = now;
+                self.last_failure = None;
+                self.last_report = Some(report.clone());
+            }
+            Err(e) => self.last_failure = Some((now, e.to_string())),
+        }
     }
 }
 

@@ -1,0 +1,231 @@
+//! The request side of RESP2 (the Redis serialization protocol), as Redis's
+//! `processMultibulkBuffer` and `processInlineBuffer` (src/networking.c) read it: a request
+//! is an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), or one line of words
+//! separated by spaces (an "inline" command, what a person types into telnet), and the
+//! replies are written by [`Out`].
+//!
+//! The parser is hand-written rather than taken from a RESP crate because the request side
+//! is this small and its limits are the point: every length is checked against Redis's
+//! limits *before* anything is allocated for it, so a header claiming a 4 GiB string costs
+//! nothing, and the bytes of a bulk string are only ever those that really arrived.
+
+use thiserror::Error;
+
+/// Redis's `proto-max-bulk-len` default: the largest bulk string a request may carry
+/// (512 MiB, src/config.c).
+pub const PROTO_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
+
+/// The most arguments one request may have (Redis refuses a multibulk length above
+/// `INT_MAX`; src/networking.c `processMultibulkBuffer`).
+pub const MAX_MULTIBULK_LEN: u64 = i32::MAX as u64;
+
+/// The longest inline command line, or array/bulk header line (Redis `PROTO_INLINE_MAX_SIZE`,
+/// 64 KiB, src/server.h).
+pub const PROTO_INLINE_MAX_SIZE: usize = 64 * 1024;
+
+/// Why a request could not be read. The text after `ERR ` is Redis's own; the connection
+/// is closed after the error reply, as Redis does (`setProtocolError`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    /// The `*<n>` header is not a number, or is out of range.
+    #[error("Protocol error: invalid multibulk length")]
+    MultibulkLength,
+    /// A `$<n>` header is not a number, or is negative, or is over [`PROTO_MAX_BULK_LEN`].
+    #[error("Protocol error: invalid bulk length")]
+    BulkLength,
+    /// An array element did not start with `$`.
+    #[error("Protocol error: expected '$', got '{0}'")]
+    ExpectedDollar(char),
+    /// A header or inline line longer than [`PROTO_INLINE_MAX_SIZE`] without its `\r\n`.
+    #[error("Protocol error: too big {0} request")]
+    TooBig(&'static str),
+    /// A bulk string not followed by `\r\n`.
+    #[error("Protocol error: bulk string at byte {0} is not followed by CRLF")]
+    MissingCrlf(usize),
+}
+
+/// One complete request: its arguments and how many bytes of the buffer it took.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The command name and its arguments.
+    pub args: Vec<Vec<u8>>,
+    /// Bytes consumed from the front of the buffer.
+    pub consumed: usize,
+}
+
+/// The line starting at `at`, without its `\r\n`, and the offset after it; `None` if the
+/// line has not fully arrived.
+fn line<'a>(buf: &'a [u8], at: usize, what: &'static str) -> Result<Option<(&'a [u8], usize)>, ProtocolError> {
+    let rest = &buf[at..];
+    match rest.iter().position(|&b| b == b'\n') {
+        Some(nl) => {
+            let end = if nl > 0 && rest[nl - 1] == b'\r' { nl - 1 } else { nl };
+            Ok(Some((&rest[..end], at + nl + 1)))
+        }
+        None if rest.len() > PROTO_INLINE_MAX_SIZE => Err(ProtocolError::TooBig(what)),
+        None => Ok(None),
+    }
+}
+
+/// A length header's number: ASCII digits with an optional leading `-`, as Redis's
+/// `string2ll` reads them.
+fn number(digits: &[u8]) -> Option<i64> {
+    std::str::from_utf8(digits).ok()?.parse().ok().filter(|_| !digits.starts_with(b"+"))
+}
+
+/// Read one request from the front of `buf`: `Ok(None)` if it has not fully arrived yet.
+/// Empty inline lines (a bare `\r\n`) are skipped and reported as a request with no
+/// arguments, which the caller ignores, as Redis does.
+///
+/// # Errors
+/// [`ProtocolError`] for a malformed or over-limit request; the caller replies with it and
+/// closes the connection.
+pub fn parse(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0] != b'*' {
+        let Some((text, next)) = line(buf, 0, "inline")? else { return Ok(None) };
+        let args = text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect();
+        return Ok(Some(Request { args, consumed: next }));
+    }
+    let Some((header, mut at)) = line(buf, 1, "mbulk count")? else { return Ok(None) };
+    let count = number(header).ok_or(ProtocolError::MultibulkLength)?;
+    if count > MAX_MULTIBULK_LEN as i64 {
+        return Err(ProtocolError::MultibulkLength);
+    }
+    if count <= 0 {
+        // Redis treats `*0` and `*-1` as an empty request and moves on.
+        return Ok(Some(Request { args: Vec::new(), consumed: at }));
+    }
+    // Capacity from what has arrived, never from the header: a header claiming two billion
+    // arguments must not reserve two billion slots.
+    let mut args = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
+    for _ in 0..count {
+        let Some(&first) = buf.get(at) else { return Ok(None) };
+        if first != b'$' {
+            return Err(ProtocolError::ExpectedDollar(first as char));
+        }
+        let Some((header, start)) = line(buf, at + 1, "bulk count")? else { return Ok(None) };
+        let len = number(header).ok_or(ProtocolError::BulkLength)?;
+        if len < 0 || len as u64 > PROTO_MAX_BULK_LEN {
+            return Err(ProtocolError::BulkLength);
+        }
+        let end = start + len as usize;
+        if buf.len() < end + 2 {
+            return Ok(None);
+        }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Err(ProtocolError::MissingCrlf(end));
+        }
+        args.push(buf[start..end].to_vec());
+        at = end + 2;
+    }
+    Ok(Some(Request { args, consumed: at }))
+}
+
+/// A reply buffer: RESP2 replies appended in order.
+#[derive(Debug, Default)]
+pub struct Out {
+    /// The encoded bytes not yet written to the client.
+    pub buf: Vec<u8>,
+}
+
+impl Out {
+    /// `+<s>`.
+    pub fn simple(&mut self, s: &str) {
+        self.buf.push(b'+');
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// `+OK`.
+    pub fn ok(&mut self) {
+        self.simple("OK");
+    }
+
+    /// `-<msg>`: `msg` starts with its Redis prefix (`ERR`, `WRONGTYPE`, `MISCONF`, ...).
+    /// Line breaks in it become spaces, since an error reply is one line.
+    pub fn error(&mut self, msg: &str) {
+        self.buf.push(b'-');
+        self.buf.extend(msg.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// `:<n>`.
+    pub fn int(&mut self, n: i64) {
+        self.buf.extend_from_slice(format!(":{n}\r\n").as_bytes());
+    }
+
+    /// `$<len>\r\n<bytes>\r\n`.
+    pub fn bulk(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+        self.buf.extend_from_slice(b);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// `$-1`, the nil bulk string.
+    pub fn nil(&mut self) {
+        self.buf.extend_from_slice(b"$-1\r\n");
+    }
+
+    /// `*<n>`, the header of an array whose `n` elements follow.
+    pub fn array(&mut self, n: usize) {
+        self.buf.extend_from_slice(format!("*{n}\r\n").as_bytes());
+    }
+
+    /// An array of bulk strings.
+    pub fn bulks<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a [u8]>) {
+        self.array(items.len());
+        for i in items {
+            self.bulk(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(r: &Request) -> Vec<&str> {
+        r.args.iter().map(|a| std::str::from_utf8(a).unwrap()).collect()
+    }
+
+    /// A request is read once whole, and not before: every strict prefix is incomplete.
+    #[test]
+    fn reads_a_request_only_when_whole() {
+        let req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n";
+        let first = req.len() - 6;
+        for n in 0..first {
+            assert_eq!(parse(&req[..n]), Ok(None), "prefix of {n} bytes");
+        }
+        let r = parse(req).unwrap().unwrap();
+        assert_eq!(args(&r), ["SET", "k", "hello"]);
+        assert_eq!(r.consumed, first);
+        let r = parse(&req[first..]).unwrap().unwrap();
+        assert_eq!(args(&r), ["PING"]);
+    }
+
+    /// Over-limit and malformed lengths are refused from the header alone.
+    #[test]
+    fn refuses_bad_lengths_from_the_header() {
+        assert_eq!(parse(b"*1\r\n$4294967296\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(parse(b"*1\r\n$536870913\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(parse(b"*1\r\n$-5\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(parse(b"*1\r\n$abc\r\n"), Err(ProtocolError::BulkLength));
+        assert_eq!(parse(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse(b"*99999999999\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(parse(b"*1\r\n:1\r\n"), Err(ProtocolError::ExpectedDollar(':')));
+        assert_eq!(parse(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf(9)));
+        // 512 MiB exactly is allowed: the parser waits for it.
+        assert_eq!(parse(b"*1\r\n$536870912\r\n"), Ok(None));
+        let long = vec![b'a'; PROTO_INLINE_MAX_SIZE + 1];
+        assert_eq!(parse(&long), Err(ProtocolError::TooBig("inline")));
+    }
+
+    /// A header claiming two billion arguments reserves room only for what arrived.
+    #[test]
+    fn a_huge_count_reserves_nothing() {
+        assert_eq!(parse(b"*2147483647\r\n$1\r\na\r\n"), Ok(None));
+    }
+}
