@@ -140,7 +140,8 @@ fn main() {
     println!("| component | bytes per key | what it is |");
     println!("|---|---:|---|");
     println!(
-        "| table slot | {:.1} | `size_of::<(Vec<u8>, Entry)>()` = {slot} (key header 24, `Entry` {}: `Value` {}, `Option<i64>` expiry {}) + 1 control byte, over the load factor |",
+        "| table slot | {:.1} | `size_of::<(Vec<u8>, Entry)>()` = {slot} (key header 24, `Entry` {}: `Value` {}, \
+         `Option<i64>` expiry {}) + 1 control byte, over the load factor |",
         per(table),
         size_of::<Entry>(),
         size_of::<Value>(),

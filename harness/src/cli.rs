@@ -229,8 +229,9 @@ struct CompareArgs {
     /// every run is fresh: a strategy's in a new process that loads the dump anew (a clean
     /// heap, a store built from the file), Redis's in a newly started redis-server. Each
     /// figure is then the median of the row's runs, printed with the min-max range beside
-    /// it, `0.41 (0.38-0.52)` (the median alone when every run prints the same); the x redis and p99/base ratios are of the medians, and the
-    /// plots are drawn from the run whose save time is nearest the median.
+    /// it, `0.41 (0.38-0.52)` (the median alone when every run prints the same); the x redis
+    /// and p99/base ratios are of the medians, and the plots are drawn from the run whose
+    /// save time is nearest the median.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Also write the rows as a JSON array to this file. Keys as documented in the
