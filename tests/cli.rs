@@ -383,6 +383,84 @@ fn compare_with_large_hashes_verifies_and_names_the_knob() {
     }
 }
 
+/// `--repeat 2`: one JSON row per strategy with the single-run keys holding the medians,
+/// every run kept under `runs`, and `spread` giving each figure's median, min and max; the
+/// table prints the range beside the median. (Shape only: no figure is asserted.)
+#[test]
+fn compare_repeat_keeps_every_run_and_reports_the_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_dump(dir.path());
+    let json = dir.path().join("rows.json");
+    let out = snaplab(&[
+        "compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--strategies",
+        "blocking,clone",
+        "--no-redis",
+        "--rate",
+        "2000",
+        "--baseline-ms",
+        "100",
+        "--repeat",
+        "2",
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2, "one row per strategy, not per run");
+    for (row, name) in rows.iter().zip(["blocking", "clone"]) {
+        assert_eq!(row["strategy"], name);
+        assert_eq!(row["verified"], true, "{row}");
+        assert_eq!(row["run"]["repeat"], 2, "{row}");
+        let runs = row["runs"].as_array().expect("runs is an array");
+        assert_eq!(runs.len(), 2);
+        for run in runs {
+            assert_eq!(run["strategy"], name);
+            assert!(run["save_ms"].is_number() && run.get("runs").is_none(), "{run}");
+        }
+        for field in ["save_ms", "load_ms", "time_to_cut_ms", "file_bytes", "latency_p99_us", "writes_during_save"] {
+            assert!(row[field].is_number(), "{field} in {row}");
+            let s = &row["spread"][field];
+            let (median, min, max) =
+                (s["median"].as_f64().unwrap(), s["min"].as_f64().unwrap(), s["max"].as_f64().unwrap());
+            assert_eq!(s["runs"], 2, "{field}: {s}");
+            let each: Vec<f64> = runs.iter().map(|r| r[field].as_f64().unwrap()).collect();
+            assert_eq!(min, each.iter().copied().fold(f64::INFINITY, f64::min), "{field}: {s}");
+            assert_eq!(max, each.iter().copied().fold(f64::NEG_INFINITY, f64::max), "{field}: {s}");
+            assert!((median - (each[0] + each[1]) / 2.0).abs() < 1e-9, "{field}: {s}");
+            // The row's own key holds the median (counts and bytes rounded to an integer).
+            assert!((row[field].as_f64().unwrap() - median).abs() <= 0.5, "{field}: {row}");
+        }
+    }
+    let table = stdout(&out);
+    assert!(table.contains("every row run 2 times"), "{table}");
+    let line = table.lines().find(|l| l.starts_with("blocking ")).unwrap();
+    assert!(line.contains(" (") && line.contains(")"), "the range is beside the median: {table}");
+}
+
+/// `noise-probe` prints one line of overshoots and writes them as JSON with the documented
+/// keys; a duration that is not one is refused. (No figure is asserted: the machine decides.)
+#[test]
+fn noise_probe_prints_and_writes_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("noise.json");
+    let out = snaplab(&["noise-probe", "--seconds", "0.2", "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("noise probe: 100 us sleeps for"), "{}", stdout(&out));
+    let probe: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for field in ["sleep_us", "seconds", "sleeps", "overshoot_p50_us", "overshoot_p99_us", "overshoot_max_us"] {
+        assert!(probe[field].is_number(), "{field} in {probe}");
+    }
+    assert_eq!(probe["sleep_us"], 100.0);
+    for bad in ["0", "-1", "soon"] {
+        let out = snaplab(&["noise-probe", "--seconds", bad]);
+        assert_eq!(out.status.code(), Some(2), "--seconds {bad}: {}", stderr(&out));
+    }
+}
+
 /// Processes whose command line mentions `needle` (a test's own temporary directory).
 fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
     std::fs::read_dir("/proc")

@@ -115,6 +115,29 @@ enum Cmd {
     /// Serve a strategy over the Redis protocol (RESP2), for redis-cli, redis-benchmark and
     /// any Redis client. Loads --input, or DIR/DBFILENAME if it exists, like redis-server.
     Serve(ServeArgs),
+    /// Measure this machine's scheduling noise: sleep 100 us again and again and print how
+    /// much later than asked each sleep returned (p50, p99, max overshoot). A write latency
+    /// no larger than these, measured at the same time, is the machine's noise, not the save.
+    NoiseProbe {
+        /// How long to probe, seconds.
+        #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+        seconds: f64,
+        /// The sleep each iteration asks for, us.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        sleep_us: u64,
+        /// Also write the figures as a JSON object to this file (keys: sleep_us, seconds,
+        /// sleeps, overshoot_p50_us, overshoot_p99_us, overshoot_max_us).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
+}
+
+/// `--seconds`: a finite number of seconds above 0, at most an hour.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 3600.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a number of seconds above 0 and at most 3600")),
+    }
 }
 
 #[derive(Args)]
@@ -246,7 +269,19 @@ struct CompareArgs {
     /// Leave out the Redis row even when `redis-server` is on PATH.
     #[arg(long)]
     no_redis: bool,
-    /// Also write the rows as a JSON array to this file.
+    /// Run every row N times. The runs go in rounds (each round runs every row once), and
+    /// every run is fresh: a strategy's in a new process that loads the dump anew (a clean
+    /// heap, a store built from the file), Redis's in a newly started redis-server. Each
+    /// figure is then the median of the row's runs, printed with the min-max range beside
+    /// it, `0.41 (0.38-0.52)` (the median alone when every run prints the same); the x redis
+    /// and p99/base ratios are of the medians, and the plots are drawn from the run whose
+    /// save time is nearest the median.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Also write the rows as a JSON array to this file. Keys as documented in the
+    /// harness README; with --repeat N above 1 they hold the medians, and each row adds
+    /// `runs` (every run's own row) and `spread` ({"median", "min", "max", "runs"} per
+    /// numeric field; a strategy's own figures as `figures.<name>`).
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Write SVG plots to this directory: latency.svg (write latency over time, save
@@ -422,6 +457,15 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
                 save_options: SaveOptions::default(),
             };
             crate::serve::run(entry, opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::NoiseProbe { seconds, sleep_us, json } => {
+            let probe = crate::noise::probe(Duration::from_micros(sleep_us), Duration::from_secs_f64(seconds));
+            println!("noise probe: {}", probe.line());
+            if let Some(path) = json {
+                let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                serde_json::to_writer_pretty(BufWriter::new(f), &probe).context("writing the probe's JSON")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -678,6 +722,7 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         value_size_bytes: (!sample_value_sizes).then_some(value_size),
         value_sizes: value_sizes.clone(),
         baseline_ms: args.baseline_ms,
+        repeat: args.repeat as usize,
         snaplab_commit: run_info::SNAPLAB_COMMIT.to_string(),
         cores: run_info::cores(),
         cpu: run_info::cpu_model(),
@@ -715,42 +760,61 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         progress: show,
         sample_value_sizes,
     };
-    let mut rows: Vec<CompareRow> = Vec::new();
-    let mut traces: Vec<Trace> = Vec::new();
     // Redis first: it is the anchor the other rows are read against.
     let mut runs: Vec<Option<&StrategyEntry>> = if with_redis { vec![None] } else { vec![] };
     runs.extend(entries.iter().map(Some));
     let planned = runs.len();
+    let repeat = args.repeat as usize;
+    // Per row, its runs so far and their traces.
+    let mut done: Vec<(Vec<CompareRow>, Vec<Trace>)> = vec![(Vec::new(), Vec::new()); planned];
     let mut failure = None;
-    for run in runs {
-        if compare::interrupt::interrupted() {
-            break;
-        }
-        let result = match run {
-            None => compare::redis::run(&source, &cfg),
-            Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg),
-            Some(entry) => run_worker(entry.name, &source, &cfg),
-        };
-        let (row, trace) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                failure = Some(e);
-                break;
+    'rounds: for round in 1..=repeat {
+        for (i, run) in runs.iter().enumerate() {
+            if compare::interrupt::interrupted() {
+                break 'rounds;
             }
-        };
-        if let Some(e) = &row.verify_error {
-            eprintln!("{}: verification failed: {e}", row.strategy);
+            if repeat > 1 && show {
+                let name = run.map_or("redis", |e| e.name);
+                eprintln!("round {round} of {repeat}: {name}");
+            }
+            let result = match run {
+                None => compare::redis::run(&source, &cfg),
+                Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg),
+                Some(entry) => run_worker(entry.name, &source, &cfg),
+            };
+            let (row, trace) = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    failure = Some(e);
+                    break 'rounds;
+                }
+            };
+            if let Some(e) = &row.verify_error {
+                eprintln!("{}: verification failed: {e}", row.strategy);
+            }
+            if args.out_dir.is_none()
+                && let Some(entry) = run
+            {
+                // Verified and measured: without --out-dir, nobody will look at it again.
+                let _ = std::fs::remove_file(dir.join(compare::dump_name(entry.name)));
+            }
+            done[i].0.push(row);
+            done[i].1.push(trace);
         }
-        if args.out_dir.is_none()
-            && let Some(entry) = run
-        {
-            // Verified and measured: without --out-dir, nobody will look at it again.
-            let _ = std::fs::remove_file(dir.join(compare::dump_name(entry.name)));
-        }
-        let row = CompareRow { run: Some(run_info.clone()), ..row };
-        rows.push(row);
-        traces.push(trace);
     }
+    let runs_done: usize = done.iter().map(|(r, _)| r.len()).sum();
+    let mut rows: Vec<CompareRow> = Vec::new();
+    let mut traces: Vec<Trace> = Vec::new();
+    for (row_runs, mut row_traces) in done.into_iter().filter(|(r, _)| !r.is_empty()) {
+        traces.push(row_traces.swap_remove(compare::repeat::median_run(&row_runs)));
+        let row = compare::repeat::aggregate(row_runs)?;
+        rows.push(CompareRow { run: Some(run_info.clone()), ..row });
+    }
+    let finished = if repeat > 1 {
+        format!("{runs_done} of {} runs ({planned} rows, {repeat} rounds) finished", planned * repeat)
+    } else {
+        format!("{} of {planned} rows finished", rows.len())
+    };
     // Whatever ended the loop, the rows finished so far are printed and written.
     if !rows.is_empty() {
         print!("{}", compare::table(&rows));
@@ -773,16 +837,14 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
     }
     if compare::interrupt::interrupted() {
         eprintln!(
-            "interrupted: {} of {planned} rows finished{}; the servers, workers and temporary files this run \
-             started are gone",
-            rows.len(),
+            "interrupted: {finished}{}; the servers, workers and temporary files this run started are gone",
             if rows.is_empty() { "" } else { " (printed above)" }
         );
         return Ok(ExitCode::from(130));
     }
     if let Some(e) = failure {
         let shown = if rows.is_empty() { "" } else { " (printed above)" };
-        return Err(e.context(format!("after {} of {planned} rows{shown}", rows.len())));
+        return Err(e.context(format!("after {finished}{shown}")));
     }
     if rows.iter().all(|r| r.verified) { Ok(ExitCode::SUCCESS) } else { bail!("some snapshots did not verify") }
 }

@@ -21,6 +21,7 @@ pub mod disk;
 pub mod interrupt;
 pub mod overload;
 pub mod redis;
+pub mod repeat;
 pub mod run_info;
 pub mod save_end;
 
@@ -45,7 +46,10 @@ use crate::registry::StrategyEntry;
 pub struct CompareRow {
     /// Strategy name.
     pub strategy: String,
-    /// Loading the dataset's dump into the strategy, ms.
+    /// Loading the dataset's dump into the strategy, ms: reading and decoding the file plus
+    /// building the store from it (for Redis: its log's load time; `null` when its log did
+    /// not say). The harness's own key list, built in between, is not timed.
+    #[serde(deserialize_with = "nan_if_null")]
     pub load_ms: f64,
     /// From the BGSAVE call until it returned with the cut taken, ms.
     pub time_to_cut_ms: f64,
@@ -123,6 +127,21 @@ pub struct CompareRow {
     /// by `snaplab compare` once the row is in).
     #[serde(default)]
     pub run: Option<run_info::RunInfo>,
+    /// With `--repeat N` above 1: every run's own row, in the order they ran (the fields
+    /// above then hold the medians, [`repeat`]). Absent for a single run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<CompareRow>,
+    /// With `--repeat N` above 1: each numeric field's median, min, max and how many runs
+    /// had it, by field name (a strategy's own figure as `figures.<name>`). Absent for a
+    /// single run.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub spread: std::collections::BTreeMap<String, repeat::Spread>,
+}
+
+/// A figure that could not be measured is NaN in memory and `null` in JSON (serde_json
+/// writes NaN as `null`); read `null` back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What one run recorded over time, for the plots. Times are ms relative to the moment
@@ -320,14 +339,19 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let rss_before_load = resident_bytes(None);
     let load_started = Instant::now();
     let (loaded, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
+    let read_time = load_started.elapsed();
+    // The harness's own key list (a copy of every key, for the writers) is built outside
+    // the timed load: the load is only the dump read into a store, as a restarted server
+    // does it. Its memory is left out of `dataset_bytes` below.
     let mut keys = KeyList::new(&loaded);
     if cfg.sample_value_sizes {
         keys.sample_value_sizes(&loaded);
     }
     let keys = Arc::new(keys);
     let total_keys = loaded.len() as u64;
+    let build_started = Instant::now();
     let store = (entry.build)(loaded);
-    let load_time = load_started.elapsed();
+    let load_time = read_time + build_started.elapsed();
     let dataset_bytes = store_resident_bytes(rss_before_load, resident_bytes(None), keys.heap_bytes());
 
     let dest = cfg.dir.join(dump_name(entry.name));
@@ -546,6 +570,8 @@ pub(crate) fn row_figures(
         baseline_writes_per_s: stats.baseline_per_s,
         figures: Default::default(),
         run: None,
+        runs: Vec::new(),
+        spread: Default::default(),
     }
 }
 
@@ -673,6 +699,43 @@ fn ratio(value: Option<f64>, anchor: Option<f64>) -> Option<f64> {
     value.zip(anchor.filter(|a| *a > 0.0)).map(|(v, a)| v / a)
 }
 
+/// One figure of a row as the table prints it: `show` formats a value in the field's own
+/// unit; with `--repeat`, the range of the runs follows in the same format, as in
+/// `0.41 (0.38-0.52)`, unless every run prints the same. `key` is the field's JSON name, as
+/// in [`CompareRow::spread`].
+fn cell(r: &CompareRow, key: &str, value: Option<f64>, show: impl Fn(Option<f64>) -> String) -> String {
+    let shown = show(value);
+    match r.spread.get(key).map(|s| (show(Some(s.min)), show(Some(s.max)))) {
+        Some((min, max)) if min != shown || max != shown => format!("{shown} ({min}-{max})"),
+        _ => shown,
+    }
+}
+
+/// One of the table's sections: a header line, then one line per row (label, cells, and a
+/// suffix after the last cell). The first column is left-aligned to `w`; every other is
+/// right-aligned to its header's width or its widest cell, whichever is wider.
+fn section(out: &mut String, w: usize, head: &[(&str, usize)], lines: Vec<(&str, Vec<String>, &str)>) {
+    let widths: Vec<usize> = head
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, (_, min))| lines.iter().filter_map(|(_, c, _)| c.get(i - 1)).map(String::len).fold(*min, usize::max))
+        .collect();
+    out.push_str(&format!("{:<w$}", head[0].0));
+    for ((name, _), width) in head[1..].iter().zip(&widths) {
+        out.push_str(&format!(" {name:>width$}"));
+    }
+    out.push('\n');
+    for (label, cells, suffix) in lines {
+        out.push_str(&format!("{label:<w$}"));
+        for (c, width) in cells.iter().zip(&widths) {
+            out.push_str(&format!(" {c:>width$}"));
+        }
+        out.push_str(suffix);
+        out.push('\n');
+    }
+}
+
 /// The comparison as text: three tables (the save, writes during it, memory), one line
 /// per row in each. When a Redis row is present (its label starts with `redis-`), the
 /// `x redis` columns give each row's figure divided by Redis's.
@@ -687,82 +750,116 @@ pub fn table(rows: &[CompareRow]) -> String {
     let mut out = String::new();
     if let Some(run) = rows.first().and_then(|r| r.run.as_ref()) {
         out.push_str(&format!(
-            "LOAD: {} writer(s) at {} writes/s, keys {}, mix {}; values {}\n\n",
+            "LOAD: {} writer(s) at {} writes/s, keys {}, mix {}; values {}\n",
             run.writers, run.rate_per_s, run.keys_dist, run.mix, run.value_sizes
         ));
+        if run.repeat > 1 {
+            out.push_str(&format!(
+                "REPEAT: every row run {} times, each in a fresh process; a figure is the median of its runs, \
+                 (min-max) beside it; ratios are of the medians\n",
+                run.repeat
+            ));
+        }
+        out.push('\n');
     }
-    out.push_str(&format!(
-        "{:<w$} {:>9} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
-        "SAVE", "cut ms", "held ms", "save ms", "x redis", "file MiB", "load ms", "cpu s", "verified"
-    ));
-    for r in rows {
-        out.push_str(&format!(
-            "{:<w$} {:>9.3} {:>9} {:>10.1} {:>8} {:>9} {:>9} {:>8} {:>8}\n",
-            r.strategy,
-            r.time_to_cut_ms,
-            opt(r.writers_held_ms, 1),
-            r.save_ms,
-            opt(ratio(Some(r.save_ms), anchor.map(|a| a.save_ms)), 2),
-            mib(Some(r.file_bytes)),
-            opt(Some(r.load_ms), 0),
-            opt(r.cpu_saver_s, 2),
-            if r.verified { "yes" } else { "NO" }
-        ));
-    }
-    out.push_str(&format!(
-        "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9}\n",
-        "WRITES",
-        "p50 us",
-        "p99 us",
-        "p99.9 us",
-        "max ms",
-        "base p99",
-        "p99/base",
-        "x redis",
-        "tput ratio",
-        "writes",
-        "cpu s",
-        "base w/s"
-    ));
+    let save = rows
+        .iter()
+        .map(|r| {
+            let cells = vec![
+                cell(r, "time_to_cut_ms", Some(r.time_to_cut_ms), |v| opt(v, 3)),
+                cell(r, "writers_held_ms", r.writers_held_ms, |v| opt(v, 1)),
+                cell(r, "save_ms", Some(r.save_ms), |v| opt(v, 1)),
+                opt(ratio(Some(r.save_ms), anchor.map(|a| a.save_ms)), 2),
+                cell(r, "file_bytes", Some(r.file_bytes as f64), |v| mib(v.map(|b| b as u64))),
+                cell(r, "load_ms", Some(r.load_ms), |v| opt(v, 0)),
+                cell(r, "cpu_saver_s", r.cpu_saver_s, |v| opt(v, 2)),
+                (if r.verified { "yes" } else { "NO" }).to_string(),
+            ];
+            (r.strategy.as_str(), cells, "")
+        })
+        .collect();
+    section(
+        &mut out,
+        w,
+        &[
+            ("SAVE", 0),
+            ("cut ms", 9),
+            ("held ms", 9),
+            ("save ms", 10),
+            ("x redis", 8),
+            ("file MiB", 9),
+            ("load ms", 9),
+            ("cpu s", 8),
+            ("verified", 8),
+        ],
+        save,
+    );
     let rel = |r: &CompareRow| ratio(r.latency_p99_us, r.baseline_p99_us);
-    for r in rows {
-        let flag = if r.overloaded { " OVERLOADED" } else { "" };
-        out.push_str(&format!(
-            "{:<w$} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9}{flag}\n",
-            r.strategy,
-            opt(r.latency_p50_us, 0),
-            opt(r.latency_p99_us, 0),
-            opt(r.latency_p999_us, 0),
-            opt(r.latency_max_us.map(|u| u / 1000.0), 2),
-            opt(r.baseline_p99_us, 0),
-            opt(rel(r), 2),
-            opt(ratio(r.latency_p99_us, anchor.and_then(|a| a.latency_p99_us)), 2),
-            opt(r.throughput_ratio, 2),
-            r.writes_during_save,
-            opt(r.cpu_writers_s, 2),
-            opt(r.achieved_rate_per_s, 0)
-        ));
-    }
-    out.push_str(&format!(
-        "\n{:<w$} {:>10} {:>10} {:>10} {:>8}\n",
-        "MEMORY", "data MiB", "+peak MiB", "% own data", "x redis"
-    ));
-    for r in rows {
-        out.push_str(&format!(
-            "{:<w$} {:>10} {:>10} {:>10} {:>8}\n",
-            r.strategy,
-            mib(r.dataset_bytes),
-            mib(r.peak_extra_memory_bytes),
-            opt(r.peak_extra_memory_fraction.map(|f| f * 100.0), 1),
-            opt(
-                ratio(
-                    r.peak_extra_memory_bytes.map(|b| b as f64),
-                    anchor.and_then(|a| a.peak_extra_memory_bytes).map(|b| b as f64)
+    let writes = rows
+        .iter()
+        .map(|r| {
+            let cells = vec![
+                cell(r, "latency_p50_us", r.latency_p50_us, |v| opt(v, 0)),
+                cell(r, "latency_p99_us", r.latency_p99_us, |v| opt(v, 0)),
+                cell(r, "latency_p999_us", r.latency_p999_us, |v| opt(v, 0)),
+                cell(r, "latency_max_us", r.latency_max_us, |v| opt(v.map(|u| u / 1000.0), 2)),
+                cell(r, "baseline_p99_us", r.baseline_p99_us, |v| opt(v, 0)),
+                opt(rel(r), 2),
+                opt(ratio(r.latency_p99_us, anchor.and_then(|a| a.latency_p99_us)), 2),
+                cell(r, "throughput_ratio", r.throughput_ratio, |v| opt(v, 2)),
+                cell(r, "writes_during_save", Some(r.writes_during_save as f64), |v| opt(v, 0)),
+                cell(r, "cpu_writers_s", r.cpu_writers_s, |v| opt(v, 2)),
+                cell(r, "achieved_rate_per_s", r.achieved_rate_per_s, |v| opt(v, 0)),
+            ];
+            (r.strategy.as_str(), cells, if r.overloaded { " OVERLOADED" } else { "" })
+        })
+        .collect();
+    out.push('\n');
+    section(
+        &mut out,
+        w,
+        &[
+            ("WRITES", 0),
+            ("p50 us", 8),
+            ("p99 us", 8),
+            ("p99.9 us", 9),
+            ("max ms", 9),
+            ("base p99", 9),
+            ("p99/base", 8),
+            ("x redis", 8),
+            ("tput ratio", 10),
+            ("writes", 8),
+            ("cpu s", 8),
+            ("base w/s", 9),
+        ],
+        writes,
+    );
+    let memory = rows
+        .iter()
+        .map(|r| {
+            let bytes = |v: Option<f64>| mib(v.map(|b| b as u64));
+            let cells = vec![
+                cell(r, "dataset_bytes", r.dataset_bytes.map(|b| b as f64), bytes),
+                cell(r, "peak_extra_memory_bytes", r.peak_extra_memory_bytes.map(|b| b as f64), bytes),
+                cell(r, "peak_extra_memory_fraction", r.peak_extra_memory_fraction, |v| opt(v.map(|f| f * 100.0), 1)),
+                opt(
+                    ratio(
+                        r.peak_extra_memory_bytes.map(|b| b as f64),
+                        anchor.and_then(|a| a.peak_extra_memory_bytes).map(|b| b as f64),
+                    ),
+                    2,
                 ),
-                2
-            )
-        ));
-    }
+            ];
+            (r.strategy.as_str(), cells, "")
+        })
+        .collect();
+    out.push('\n');
+    section(
+        &mut out,
+        w,
+        &[("MEMORY", 0), ("data MiB", 10), ("+peak MiB", 10), ("% own data", 10), ("x redis", 8)],
+        memory,
+    );
     out.push_str("\nheld ms: the longest the writers were held during the save (writes due, none completing);\n");
     out.push_str("cut ms is only when the snapshot's instant was fixed.\n");
     out.push_str("WRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod formats;
 pub mod load;
 pub mod model;
+pub mod noise;
 pub mod plots;
 pub mod progress;
 pub mod redis_server;

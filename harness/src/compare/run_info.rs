@@ -30,6 +30,10 @@ pub struct RunInfo {
     pub value_sizes: String,
     /// The baseline window before BGSAVE (`--baseline-ms`), ms.
     pub baseline_ms: u64,
+    /// How many times every row was run (`--repeat`); above 1, a row's figures are the
+    /// medians of its runs ([`super::repeat`]).
+    #[serde(default = "one")]
+    pub repeat: usize,
     /// The git commit snaplab was built from (`unknown` outside a checkout).
     pub snaplab_commit: String,
     /// Cores available to the run (`std::thread::available_parallelism`).
@@ -38,6 +42,10 @@ pub struct RunInfo {
     pub cpu: String,
     /// The kernel: `/proc/sys/kernel/ostype` and `osrelease` (what `uname -sr` prints).
     pub kernel: String,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The commit snaplab was built from (recorded by the harness's build script).

@@ -1,0 +1,179 @@
+//! Bytes per key of snaplab-core's `Keyspace`, by component, on the built-in dataset as
+//! `snaplab compare` loads it (the dataset written as a dump, then read back with
+//! `rdb::load_file`), measured with a counting allocator.
+//!
+//! ```text
+//! cargo run --release -p snaplab-harness --example bytes_per_key [-- KEYS [VALUE_SIZE]]
+//! ```
+//!
+//! Prints a Markdown table. Heap bytes are what the program asked the allocator for
+//! (`Layout::size`), "usable" what glibc gave (`malloc_usable_size(3)`, the request rounded
+//! up to its chunk size; each chunk also carries an 8-byte size header, glibc
+//! `malloc/malloc.c`). The table's own allocation is computed from `HashMap::capacity`
+//! as hashbrown lays it out: a power-of-two number of buckets, 7/8 of them usable, each a
+//! slot of `size_of::<(key, Entry)>()` plus one control byte.
+
+#![allow(unsafe_code)] // A counting allocator is an `unsafe impl`; see the SAFETY notes.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::mem::size_of;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use snaplab_core::{Bytes, Entry, SaveOptions, Value, rdb};
+use snaplab_harness::dataset::{self, DatasetSpec};
+
+/// The system allocator, counting live bytes requested, live bytes usable, live chunks.
+struct Counting;
+
+static REQUESTED: AtomicU64 = AtomicU64::new(0);
+static USABLE: AtomicU64 = AtomicU64::new(0);
+static CHUNKS: AtomicU64 = AtomicU64::new(0);
+
+fn usable(p: *const u8) -> u64 {
+    // SAFETY: `p` is a live pointer returned by the system allocator (glibc malloc), which
+    // is what malloc_usable_size accepts.
+    unsafe { libc::malloc_usable_size(p as *mut libc::c_void) as u64 }
+}
+
+fn count_in(p: *mut u8, size: usize) {
+    if !p.is_null() {
+        REQUESTED.fetch_add(size as u64, Ordering::Relaxed);
+        USABLE.fetch_add(usable(p), Ordering::Relaxed);
+        CHUNKS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn count_out(p: *mut u8, size: usize) {
+    REQUESTED.fetch_sub(size as u64, Ordering::Relaxed);
+    USABLE.fetch_sub(usable(p), Ordering::Relaxed);
+    CHUNKS.fetch_sub(1, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded to `System` with the caller's own arguments; the counting
+// only reads the pointers `System` returned, while they are live.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `alloc`'s contract, which `System.alloc` shares.
+        let p = unsafe { System.alloc(l) };
+        count_in(p, l.size());
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.alloc_zeroed(l) };
+        count_in(p, l.size());
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        count_out(p, l.size());
+        // SAFETY: `p` came from this allocator (so from `System`) with layout `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        count_out(p, l.size());
+        // SAFETY: `p` came from `System` with layout `l`; the caller upholds the rest.
+        let q = unsafe { System.realloc(p, l, new_size) };
+        if q.is_null() {
+            // The old block is still live.
+            count_in(p, l.size());
+        } else {
+            count_in(q, new_size);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn snapshot() -> (u64, u64, u64) {
+    (REQUESTED.load(Ordering::Relaxed), USABLE.load(Ordering::Relaxed), CHUNKS.load(Ordering::Relaxed))
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("KEYS [VALUE_SIZE]")).collect();
+    let spec = DatasetSpec {
+        keys: args.first().copied().unwrap_or(1_000_000),
+        value_size: args.get(1).copied().unwrap_or(100),
+        seed: 1,
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dump = dir.path().join("dataset.rdb");
+    {
+        let ks = dataset::generate(&spec);
+        snaplab_core::write_snapshot(&ks, &dump, &SaveOptions::default(), "bytes_per_key").expect("writing the dump");
+    }
+    let rss0 = snaplab_core::memory::resident_bytes(None).unwrap_or(0);
+    let (req0, use0, chunks0) = snapshot();
+    let (ks, _) = rdb::load_file(&dump).expect("loading the dump");
+    let (req1, use1, chunks1) = snapshot();
+    let rss1 = snaplab_core::memory::resident_bytes(None).unwrap_or(0);
+
+    // The string keys of db 0: the bulk of the dataset.
+    let db = ks.db(0);
+    let (mut n, mut klen, mut kcap, mut kuse, mut vlen, mut vcap, mut vuse, mut expiring) = (0u64, 0, 0, 0, 0, 0, 0, 0);
+    for (key, entry) in db.iter() {
+        if let Value::String(v) = &entry.value {
+            n += 1;
+            klen += key.len() as u64;
+            kcap += key.capacity() as u64;
+            kuse += usable(key.as_ptr());
+            vlen += v.len() as u64;
+            vcap += v.capacity() as u64;
+            vuse += usable(v.as_ptr());
+            expiring += entry.expire_at_ms.is_some() as u64;
+        }
+    }
+    let slot = size_of::<(Bytes, Entry)>() as u64;
+    let buckets = ((db.capacity() as u64 * 8).div_ceil(7)).next_power_of_two();
+    let table = buckets * (slot + 1) + 16;
+    let all = ks.len() as u64;
+    let per = |b: u64| b as f64 / n as f64;
+    println!(
+        "{} keys in all, {n} of them strings in db 0 ({expiring} with an expiry); db 0 holds {} keys in {buckets} buckets \
+         (load {:.2})",
+        all,
+        db.len(),
+        db.len() as f64 / buckets as f64
+    );
+    println!();
+    println!("| component | bytes per key | what it is |");
+    println!("|---|---:|---|");
+    println!(
+        "| table slot | {:.1} | `size_of::<(Vec<u8>, Entry)>()` = {slot} (key header 24, `Entry` {}: `Value` {}, \
+         `Option<i64>` expiry {}) + 1 control byte, over the load factor |",
+        per(table),
+        size_of::<Entry>(),
+        size_of::<Value>(),
+        size_of::<Option<i64>>()
+    );
+    println!(
+        "| key bytes | {:.1} | the key itself (capacity {:.1}); usable {:.1} after the allocator's rounding |",
+        per(klen),
+        per(kcap),
+        per(kuse)
+    );
+    println!(
+        "| value bytes | {:.1} | the string (capacity {:.1}); usable {:.1} after rounding |",
+        per(vlen),
+        per(vcap),
+        per(vuse)
+    );
+    println!(
+        "| allocator rounding | {:.1} | usable minus requested, keys and values |",
+        per((kuse - klen) + (vuse - vlen))
+    );
+    println!("| chunk headers | {:.1} | 8 bytes per heap chunk (key, value) |", per(16 * n));
+    println!(
+        "| total heap, requested | {:.1} | all the load allocated and kept ({} chunks), every db and type, per string key |",
+        per(req1 - req0),
+        chunks1 - chunks0
+    );
+    println!(
+        "| total heap, usable + headers | {:.1} | what glibc handed out, with its 8-byte headers |",
+        per((use1 - use0) + 8 * (chunks1 - chunks0))
+    );
+    println!("| resident growth | {:.1} | the process's resident size, before and after the load |", per(rss1 - rss0));
+    println!();
+    println!("payload (key + value bytes): {:.1} per key", per(klen + vlen));
+}
