@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicFile, SaveIo, real_io};
 use crate::command::{Command, CommandError, Reply};
@@ -316,6 +316,29 @@ impl BgSave {
     }
 }
 
+// ANCHOR: guarantee
+/// What a strategy's dumps promise, which the conformance suite checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarantee {
+    /// The dump is the keyspace at one instant between the BGSAVE call and its return.
+    PointInTime,
+    /// The dump (once its command tail is replayed) is the keyspace at one instant between
+    /// the request to close the change log and its acknowledgement
+    /// ([`SnapshotStrategy::last_log_close`]): what a replica needs, not a snapshot of the
+    /// call (Dragonfly's replication, src/server/snapshot.cc and src/server/journal/).
+    AtLogClose,
+}
+
+/// When a save's change log was closed: the dump is the state at one instant in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogClose {
+    /// Just before the saver asked for the store's lock to close the log.
+    pub requested: Instant,
+    /// Just after it released the lock with the log closed.
+    pub acknowledged: Instant,
+}
+// ANCHOR_END: guarantee
+
 // ANCHOR: snapshot_strategy
 /// A store that can take point-in-time snapshots of itself while serving writes.
 ///
@@ -324,6 +347,9 @@ impl BgSave {
 pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     /// The canonical id: CLI flag value, bench id, test-name prefix (`"blocking"`, ...).
     const NAME: &'static str;
+
+    /// What its dumps promise; every strategy but one gives a point-in-time snapshot.
+    const GUARANTEE: Guarantee = Guarantee::PointInTime;
 
     /// A store holding `keyspace`.
     fn from_keyspace(keyspace: Keyspace) -> Self;
@@ -379,6 +405,12 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
 
     /// Whether the last save succeeded (Redis `rdb_last_bgsave_status`).
     fn last_save_status(&self) -> SaveStatus;
+
+    /// For a [`Guarantee::AtLogClose`] strategy, when the last successful save closed its
+    /// change log; `None` for the others.
+    fn last_log_close(&self) -> Option<LogClose> {
+        None
+    }
 }
 // ANCHOR_END: snapshot_strategy
 
