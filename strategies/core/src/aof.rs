@@ -149,6 +149,9 @@ pub struct AofSummary {
     pub replay: Duration,
 }
 
+/// One command of the tail: the byte it starts at and its arguments.
+type RawCommand<'a> = (u64, Vec<&'a [u8]>);
+
 /// A cursor over the tail, counting from `base` (the preamble's length).
 struct Tail<'a> {
     bytes: &'a [u8],
@@ -183,7 +186,7 @@ impl<'a> Tail<'a> {
     }
 
     /// The next command's arguments, or `None` at the end.
-    fn command(&mut self) -> Result<Option<(u64, Vec<&'a [u8]>)>, AofError> {
+    fn command(&mut self) -> Result<Option<RawCommand<'a>>, AofError> {
         if self.pos == self.bytes.len() {
             return Ok(None);
         }
@@ -272,7 +275,7 @@ fn parse_step(offset: u64, db: usize, args: &[&[u8]]) -> Result<Step, AofError> 
         }
         "HSET" => {
             at_least(3)?;
-            if rest.len() % 2 == 0 {
+            if rest.len().is_multiple_of(2) {
                 return Err(bad("takes key field value [field value ...]"));
             }
             let pairs = rest[1..].chunks(2).map(|p| (p[0].to_vec(), p[1].to_vec())).collect();
@@ -280,7 +283,7 @@ fn parse_step(offset: u64, db: usize, args: &[&[u8]]) -> Result<Step, AofError> 
         }
         "ZADD" => {
             at_least(3)?;
-            if rest.len() % 2 == 0 {
+            if rest.len().is_multiple_of(2) {
                 return Err(bad("takes key score member [score member ...]"));
             }
             let mut pairs = Vec::new();

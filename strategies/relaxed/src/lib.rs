@@ -232,13 +232,14 @@ impl<R: LogRule> RelaxedStore<R> {
     fn traverse(&self, file: &mut AtomicFile, opts: &SaveOptions) -> std::io::Result<u64> {
         let enc = EncodeOptions {
             compress: opts.compress,
-            canonical: false,
+            canonical: opts.canonical,
             strategy: Some(Relaxed::NAME),
             ctime_s: unix_ms_now() / 1000,
         };
         let mut w = RdbWriter::new(&mut *file, opts.compress)?;
         write_aux_fields(&mut w, &enc)?;
         let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+        let mut sorted: Vec<(Bytes, Vec<u8>)> = Vec::new();
         for db in 0..DB_COUNT {
             let mut selected = false;
             for bucket in 0..BUCKETS {
@@ -254,7 +255,13 @@ impl<R: LogRule> RelaxedStore<R> {
                         break;
                     }
                     for (key, entry) in &table.dbs[db][bucket] {
-                        encode_entry(&mut buf, &mut scratch, key, entry, opts.compress, false);
+                        if opts.canonical {
+                            let mut one = Vec::new();
+                            encode_entry(&mut one, &mut scratch, key, entry, opts.compress, true);
+                            sorted.push((key.clone(), one));
+                        } else {
+                            encode_entry(&mut buf, &mut scratch, key, entry, opts.compress, false);
+                        }
                         keys += 1;
                     }
                     if keys > 0 && !selected {
@@ -268,12 +275,18 @@ impl<R: LogRule> RelaxedStore<R> {
                     w.select_db(db, n, ex)?;
                     selected = true;
                 }
-                if keys > 0 {
+                if keys > 0 && !opts.canonical {
                     w.raw_records(&buf, keys)?;
                     if let Some(p) = &opts.progress {
                         p.fetch_add(keys, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
+            }
+            // Canonical output (for byte-for-byte comparisons in tests) sorts each
+            // database's keys, so it holds them all until the database is done.
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (_, record) in sorted.drain(..) {
+                w.raw_records(&record, 1)?;
             }
         }
         let (_, stats) = w.finish()?;
