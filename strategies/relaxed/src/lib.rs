@@ -29,15 +29,18 @@ pub fn bucket_of(key: &[u8]) -> usize {
     (BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize) % BUCKETS
 }
 
-/// The keys, `DB_COUNT` databases of [`BUCKETS`] hash maps each.
+/// The keys, `DB_COUNT` databases of [`BUCKETS`] hash maps each, and the function
+/// libraries (written first, as Redis's `rdbSaveFunctions` does; no command here changes them).
 struct Table {
     dbs: Vec<Vec<HashMap<Bytes, Entry>>>,
     keys: usize,
+    functions: Vec<Bytes>,
 }
 
 impl Table {
     fn from_keyspace(ks: Keyspace) -> Self {
-        let mut t = Table { dbs: (0..DB_COUNT).map(|_| vec![HashMap::new(); BUCKETS]).collect(), keys: 0 };
+        let dbs = (0..DB_COUNT).map(|_| vec![HashMap::new(); BUCKETS]).collect();
+        let mut t = Table { dbs, keys: 0, functions: ks.functions().to_vec() };
         for (db, key, entry) in ks.iter() {
             t.dbs[db][bucket_of(key)].insert(key.clone(), entry.clone());
             t.keys += 1;
@@ -238,6 +241,10 @@ impl<R: LogRule> RelaxedStore<R> {
         };
         let mut w = RdbWriter::new(&mut *file, opts.compress)?;
         write_aux_fields(&mut w, &enc)?;
+        let functions = self.read().table.functions.clone();
+        for code in &functions {
+            w.function(code)?;
+        }
         let (mut buf, mut scratch) = (Vec::new(), Vec::new());
         let mut sorted: Vec<(Bytes, Vec<u8>)> = Vec::new();
         for db in 0..DB_COUNT {
@@ -409,6 +416,9 @@ impl<R: LogRule> SnapshotStrategy for RelaxedStore<R> {
     fn to_keyspace(&self) -> Keyspace {
         let s = self.read();
         let mut ks = Keyspace::new();
+        for code in &s.table.functions {
+            ks.add_function(code.clone());
+        }
         for (db, buckets) in s.table.dbs.iter().enumerate() {
             for (k, e) in buckets.iter().flatten() {
                 ks.insert(db, k.clone(), e.clone());
