@@ -136,6 +136,29 @@ pub enum AofError {
     },
 }
 
+impl AofError {
+    /// The byte of the file the error is at.
+    pub fn offset(&self) -> u64 {
+        match self {
+            AofError::Rdb(e) => e.offset(),
+            AofError::Truncated { offset }
+            | AofError::Malformed { offset, .. }
+            | AofError::UnknownCommand { offset, .. }
+            | AofError::BadArguments { offset, .. }
+            | AofError::Refused { offset, .. } => *offset,
+        }
+    }
+
+    /// As an [`RdbError`], for callers that report dump errors: a preamble error as it
+    /// was, a tail error as [`RdbError::Corrupt`] of the "AOF tail" at its byte.
+    pub fn into_rdb_error(self) -> RdbError {
+        match self {
+            AofError::Rdb(e) => e,
+            other => RdbError::Corrupt { offset: other.offset(), what: "AOF tail".into(), reason: other.to_string() },
+        }
+    }
+}
+
 /// What [`load`] found.
 #[derive(Clone, Debug, Default)]
 pub struct AofSummary {

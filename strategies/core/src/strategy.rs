@@ -354,17 +354,20 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     /// A store holding `keyspace`.
     fn from_keyspace(keyspace: Keyspace) -> Self;
 
-    /// A store holding the dump at `path`. Starting a store in a directory first removes
-    /// the temporary files that saves killed there left behind
+    /// A store holding the dump at `path` (an RDB dump, or an RDB-preamble AOF, whose
+    /// command tail is replayed: see [`crate::aof`]). Starting a store in a directory first
+    /// removes the temporary files that saves killed there left behind
     /// ([`remove_stale_temp_files`](crate::atomic::remove_stale_temp_files)).
     ///
     /// # Errors
-    /// Any [`RdbError`] from reading the dump.
+    /// Any [`RdbError`] from reading the dump; an error in the command tail is
+    /// [`RdbError::Corrupt`] of the "AOF tail".
     fn load(path: &Path) -> Result<Self, RdbError> {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         // Best effort: failing to tidy up must not stop the store from starting.
         let _ = crate::atomic::remove_stale_temp_files(dir);
-        Ok(Self::from_keyspace(rdb::load_file(path)?.0))
+        let (keyspace, _) = crate::aof::load_file(path).map_err(crate::aof::AofError::into_rdb_error)?;
+        Ok(Self::from_keyspace(keyspace))
     }
 
     /// Apply a write with Redis semantics.

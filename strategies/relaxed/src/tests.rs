@@ -97,3 +97,24 @@ fn the_file_is_the_state_at_the_close() {
     let (after, _) = aof::load_file(&quiet).unwrap();
     assert_eq!(after, store.to_keyspace(), "a save with no writer running is the store");
 }
+
+/// `SnapshotStrategy::load` replays the tail: a store loaded from an RDB-preamble file
+/// holds the writes its log carries, and a tail cut inside a command is an error, not a
+/// silent loss.
+#[test]
+fn load_replays_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("appendonly.aof");
+    let before = Relaxed::from_keyspace(Keyspace::new());
+    before.apply(&rpush("l", "a")).unwrap();
+    before.save(&dest, &SaveOptions::default()).unwrap();
+    let mut bytes = std::fs::read(&dest).unwrap();
+    aof::put_select(&mut bytes, 0);
+    aof::encode_command(&mut bytes, &rpush("l", "b"));
+    std::fs::write(&dest, &bytes).unwrap();
+    before.apply(&rpush("l", "b")).unwrap();
+    let loaded = Relaxed::load(&dest).unwrap();
+    assert_eq!(loaded.to_keyspace(), before.to_keyspace(), "the list holds both pushes, one of them from the tail");
+    std::fs::write(&dest, &bytes[..bytes.len() - 2]).unwrap();
+    assert!(Relaxed::load(&dest).is_err(), "a truncated tail does not load");
+}
