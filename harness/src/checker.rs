@@ -1241,6 +1241,21 @@ mod tests {
         assert!(matches!(&err, Violation::MissingCompletedWrite { write, .. } if write.contains("#2")), "{err}");
     }
 
+    /// Over a log close's window (the history's window fields carry it), the same two
+    /// violations are named by the log-close rules, in the close's words; the other
+    /// rules keep theirs.
+    #[test]
+    fn log_close_violations_name_the_close() {
+        let missing = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "1")])).unwrap_err();
+        assert_eq!(missing.rule_for(Guarantee::AtLogClose), AT_LOG_CLOSE_RULES[0]);
+        assert!(missing.detail_for(Guarantee::AtLogClose).contains("before the log's close was requested"));
+        assert_eq!(missing.rule_for(Guarantee::PointInTime), missing.rule());
+        let leaked = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "3"), ("b", "2")])).unwrap_err();
+        assert_eq!(leaked.rule_for(Guarantee::AtLogClose), AT_LOG_CLOSE_RULES[1]);
+        let bad = Violation::BadHistory("x".into());
+        assert_eq!(bad.rule_for(Guarantee::AtLogClose), bad.rule());
+    }
+
     /// Write 3 started after the return; finding it in the snapshot is a leak.
     #[test]
     fn names_a_leaked_write() {

@@ -38,12 +38,15 @@ struct Table {
 }
 
 impl Table {
-    fn from_keyspace(ks: Keyspace) -> Self {
+    fn from_keyspace(mut ks: Keyspace) -> Self {
         let dbs = (0..DB_COUNT).map(|_| vec![HashMap::new(); BUCKETS]).collect();
         let mut t = Table { dbs, keys: 0, functions: ks.functions().to_vec() };
-        for (db, key, entry) in ks.iter() {
-            t.dbs[db][bucket_of(key)].insert(key.clone(), entry.clone());
-            t.keys += 1;
+        for db in 0..DB_COUNT {
+            // Moved, not cloned: the keyspace is ours.
+            for (key, entry) in std::mem::take(ks.db_mut(db)) {
+                t.dbs[db][bucket_of(&key)].insert(key, entry);
+                t.keys += 1;
+            }
         }
         t
     }
@@ -280,6 +283,9 @@ impl<R: LogRule> RelaxedStore<R> {
                         hint = Some((n, ex));
                     }
                 }
+                // The lock is not fair: a saver that takes it again at once can keep a waiting
+                // writer out for many buckets. Let the writers in between buckets.
+                thread::yield_now();
                 if let Some((n, ex)) = hint {
                     w.select_db(db, n, ex)?;
                     selected = true;
