@@ -14,6 +14,7 @@
 //! | [`perkey`] | Valkey's forkless save: an epoch per key, a writer copies a key's pre-cut value before changing it |
 //! | [`overlay`] | KeyDB-style: a frozen base for the save, writes in an overlay with tombstones, merged back after |
 //! | [`pingpong`] | live state plus ping/pong deltas and the saver's image: an O(1) cut, writers never wait |
+//! | [`relaxed`] | no cut: a fuzzy traversal plus a log of writes to visited keys, an RDB-preamble AOF (the state at the log's close) |
 //! | [`formats`] | the same snapshot in JSON lines, bincode's wire format and a length-delimited stream, beside RDB |
 //! | [`harness`] | writers during a save, verification, measurements, the CLI |
 
@@ -27,6 +28,7 @@ pub use snaplab_harness as harness;
 pub use snaplab_overlay as overlay;
 pub use snaplab_perkey as perkey;
 pub use snaplab_pingpong as pingpong;
+pub use snaplab_relaxed as relaxed;
 pub use snaplab_sharded as sharded;
 
 use snaplab_harness::registry::Registry;
@@ -52,6 +54,7 @@ macro_rules! with_strategies {
             perkey: $crate::perkey::PerKeyCopy => "Valkey's forkless save: an epoch per key, writers copy a key's pre-cut value before changing it",
             overlay: $crate::overlay::OverlayStore => "KeyDB-style: BGSAVE freezes the map as a base, writes go to an overlay merged back after",
             pingpong: $crate::pingpong::PingPong => "wait-free ping-pong: writes go to the live state and a delta; BGSAVE flips deltas, the saver folds one into its image",
+            relaxed: $crate::relaxed::Relaxed => "no cut: a fuzzy traversal, writes to visited keys logged; an RDB-preamble AOF of the state at the log's close",
         }
     };
 }

@@ -766,3 +766,49 @@ fn inspect_prints_utc_expiries_in_aligned_columns() {
     let rows: Vec<serde_json::Value> = stdout(&json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(rows.iter().any(|r| r["expire_at_ms"] == at), "{rows:?}");
 }
+
+/// An RDB-preamble AOF (a dump, then RESP commands) is read whole: `verify` and `inspect`
+/// report its tail, `convert` writes the state after the tail, and a tail cut inside a
+/// command or holding an unknown command is refused with its byte offset, not a panic.
+#[test]
+fn an_rdb_preamble_aof_is_read_with_its_tail() {
+    use snaplab_core::{Command as Cmd, aof};
+    let dir = tempfile::tempdir().unwrap();
+    let rdb_file = small_dump(dir.path());
+    let rdb_bytes = std::fs::read(&rdb_file).unwrap();
+    let mut tail = Vec::new();
+    aof::put_select(&mut tail, 3);
+    let push = Cmd::RPush { db: 3, key: b"from-the-tail".to_vec(), elements: vec![b"x".to_vec()] };
+    aof::encode_command(&mut tail, &push);
+    let file = dir.path().join("appendonly.aof");
+    std::fs::write(&file, [rdb_bytes.as_slice(), tail.as_slice()].concat()).unwrap();
+
+    let out = snaplab(&["verify", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("AOF tail:  2 commands"), "{}", stdout(&out));
+    let out = snaplab(&["inspect", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("AOF tail: 2 commands"), "{}", stdout(&out));
+
+    let converted = dir.path().join("converted.rdb");
+    let out = snaplab(&["convert", "--to", "rdb", file.to_str().unwrap(), converted.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mut want, _) = rdb::load_file(&rdb_file).unwrap();
+    want.apply(&push, 0).unwrap();
+    let (got, _) = aof::load_file(&converted).unwrap();
+    assert_eq!(got, want, "the converted dump is the RDB with the tail applied");
+
+    let truncated = dir.path().join("truncated.aof");
+    std::fs::write(&truncated, [rdb_bytes.as_slice(), &tail[..tail.len() - 3]].concat()).unwrap();
+    let out = snaplab(&["verify", truncated.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("ends inside a command"), "{}", stderr(&out));
+
+    let unknown = dir.path().join("unknown.aof");
+    let mut bad = Vec::new();
+    aof::put_multibulk(&mut bad, &[b"INCR", b"k"]);
+    std::fs::write(&unknown, [rdb_bytes.as_slice(), bad.as_slice()].concat()).unwrap();
+    let out = snaplab(&["verify", unknown.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("unknown command 'INCR' at byte {}", rdb_bytes.len())), "{}", stderr(&out));
+}

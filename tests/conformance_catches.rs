@@ -4,8 +4,8 @@
 
 mod faulty;
 
-use faulty::{LateCut, LosesWrites, NoIsolation, TagShards, TwoLockCut, WritesInPlace};
-use snaplab_harness::checker::{ONE_INSTANT_RULE, POINT_IN_TIME_RULES, REPORTED_CUT_RULE};
+use faulty::{DropsVisited, LateCut, LogsUnvisited, LosesWrites, NoIsolation, TagShards, TwoLockCut, WritesInPlace};
+use snaplab_harness::checker::{AT_LOG_CLOSE_RULES, ONE_INSTANT_RULE, POINT_IN_TIME_RULES, REPORTED_CUT_RULE};
 use snaplab_harness::conformance::{self, Failure, SuiteConfig};
 
 fn cfg() -> SuiteConfig {
@@ -103,4 +103,45 @@ fn shard_by_shard_copy_is_caught() {
 #[test]
 fn a_cut_taken_apart_from_the_copy_is_caught() {
     expect_failure(conformance::bgsave_is_point_in_time::<TwoLockCut>(&cfg()), REPORTED_CUT_RULE, "a misreported cut");
+}
+
+/// The rules a relaxed dump that misses or repeats a write may be rejected by: a key in a
+/// state it never had (a push applied twice), a write that completed before the close
+/// missing, or two keys' writes no single instant had together.
+fn relaxed_rules() -> Vec<&'static str> {
+    let mut rules = POINT_IN_TIME_RULES.to_vec();
+    rules.extend(AT_LOG_CLOSE_RULES);
+    rules
+}
+
+/// A relaxed store that logs writes to keys the traversal has not reached yet applies
+/// them twice on load (once in the traversal's value, once from the log): pushes to lists
+/// issued while the save is held mid-file are in the dump twice.
+#[test]
+fn relaxed_logging_unvisited_keys_is_caught() {
+    expect_failure(
+        conformance::writes_during_a_held_save::<LogsUnvisited>(),
+        "the log's close being requested and acknowledged",
+        "a change log that repeats writes",
+    );
+}
+
+/// A relaxed store that logs nothing loses every write to a key the traversal had already
+/// serialized, and the held-save scenario shows it too.
+#[test]
+fn relaxed_dropping_visited_writes_is_caught_by_the_held_save() {
+    expect_failure(
+        conformance::writes_during_a_held_save::<DropsVisited>(),
+        "the log's close being requested and acknowledged",
+        "a change log that drops writes",
+    );
+}
+
+/// A relaxed store that logs nothing, under concurrent writers.
+#[test]
+fn relaxed_dropping_visited_writes_is_caught() {
+    match conformance::bgsave_is_point_in_time::<DropsVisited>(&cfg()) {
+        Ok(()) => panic!("the suite accepted a change log that drops writes"),
+        Err(f) => assert!(relaxed_rules().contains(&f.rule), "the failure should name a checker rule, got: {f}"),
+    }
 }

@@ -45,7 +45,9 @@ use std::fmt;
 
 use snaplab_core::rdb::crc::crc64;
 use snaplab_core::rdb::encode::encode_entry;
-use snaplab_core::{Command, DB_COUNT, Entry, Keyspace, SlotChange, WriteStamp, apply_to_slot, escape, unix_ms_now};
+use snaplab_core::{
+    Command, DB_COUNT, Entry, Guarantee, Keyspace, SlotChange, WriteStamp, apply_to_slot, escape, unix_ms_now,
+};
 
 // ANCHOR: history
 /// One write as a writer thread issued it.
@@ -215,7 +217,42 @@ pub const POINT_IN_TIME_RULES: [&str; 7] = [
 ];
 // ANCHOR_END: rules
 
+// ANCHOR: log_close_rules
+/// The two rules that read differently for a strategy whose dump is the state at its log's
+/// close ([`Guarantee::AtLogClose`]): the window is from the close's request to its
+/// acknowledgement, not BGSAVE's call and return. The other rules are the same words.
+pub const AT_LOG_CLOSE_RULES: [&str; 2] = [
+    "every write completed before the log's close was requested is in the dump",
+    "no write that started after the log's close was acknowledged is in the dump",
+];
+// ANCHOR_END: log_close_rules
+
 impl Violation {
+    /// The rule broken, in the words of the guarantee `g` the window of the history was
+    /// built for (see [`find_cut`]).
+    pub fn rule_for(&self, g: Guarantee) -> &'static str {
+        match (g, self) {
+            (Guarantee::AtLogClose, Violation::MissingCompletedWrite { .. }) => AT_LOG_CLOSE_RULES[0],
+            (Guarantee::AtLogClose, Violation::LeakedLaterWrite { .. }) => AT_LOG_CLOSE_RULES[1],
+            _ => self.rule(),
+        }
+    }
+
+    /// What happened, in the words of the guarantee `g`.
+    pub fn detail_for(&self, g: Guarantee) -> String {
+        match (g, self) {
+            (Guarantee::AtLogClose, Violation::MissingCompletedWrite { thread, write, before_call_us }) => format!(
+                "thread {thread}'s {write} completed {before_call_us} µs before the log's close was requested, but \
+                 the dump does not contain it: it is neither in the traversal nor in the log"
+            ),
+            (Guarantee::AtLogClose, Violation::LeakedLaterWrite { thread, write, after_return_us }) => format!(
+                "thread {thread}'s {write} started {after_return_us} µs after the log's close was acknowledged, but \
+                 the dump contains it"
+            ),
+            _ => self.detail(),
+        }
+    }
+
     /// The rule broken, in one line (the same words the harness README uses).
     pub fn rule(&self) -> &'static str {
         let [missing, leaked, prefix, one_instant, split, state, untouched] = POINT_IN_TIME_RULES;
@@ -523,6 +560,11 @@ fn key_instants(
 
 /// Find an instant between the BGSAVE call and its return at which the keyspace, starting
 /// from `initial` and changed by the writes in `history`, was exactly `snapshot`.
+///
+/// The window is `history.bgsave_called_ns ..= history.bgsave_returned_ns`. For a strategy
+/// whose guarantee is [`Guarantee::AtLogClose`], the suite puts the log's close request
+/// and acknowledgement there instead: the same search then finds the instant of the close
+/// (name the rules with [`Violation::rule_for`]).
 ///
 /// # Errors
 /// The [`Violation`] that shows there is none, in words a student can act on, or
@@ -1197,6 +1239,21 @@ mod tests {
     fn names_a_missing_completed_write() {
         let err = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "1")])).unwrap_err();
         assert!(matches!(&err, Violation::MissingCompletedWrite { write, .. } if write.contains("#2")), "{err}");
+    }
+
+    /// Over a log close's window (the history's window fields carry it), the same two
+    /// violations are named by the log-close rules, in the close's words; the other
+    /// rules keep theirs.
+    #[test]
+    fn log_close_violations_name_the_close() {
+        let missing = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "1")])).unwrap_err();
+        assert_eq!(missing.rule_for(Guarantee::AtLogClose), AT_LOG_CLOSE_RULES[0]);
+        assert!(missing.detail_for(Guarantee::AtLogClose).contains("before the log's close was requested"));
+        assert_eq!(missing.rule_for(Guarantee::PointInTime), missing.rule());
+        let leaked = find_cut(&Keyspace::new(), &history(), &snapshot(&[("a", "3"), ("b", "2")])).unwrap_err();
+        assert_eq!(leaked.rule_for(Guarantee::AtLogClose), AT_LOG_CLOSE_RULES[1]);
+        let bad = Violation::BadHistory("x".into());
+        assert_eq!(bad.rule_for(Guarantee::AtLogClose), bad.rule());
     }
 
     /// Write 3 started after the return; finding it in the snapshot is a leak.

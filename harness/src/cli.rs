@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use snaplab_core::rdb::{self, Checksum, Dialect, LoadSummary};
-use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, escape};
+use snaplab_core::{AtomicFile, DB_COUNT, Keyspace, SaveOptions, aof, escape};
 use snaplab_formats::{self as formats, Codec, Compression, FormatError};
 
 use crate::compare::run_info::{self, RunInfo};
@@ -482,8 +482,49 @@ fn load_dump(file: &Path, show_progress: bool) -> Result<(Keyspace, LoadSummary)
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let counter = Arc::new(AtomicU64::new(0));
     let _bar = progress::track("loading", "bytes", size, Arc::clone(&counter), show_progress);
-    rdb::load_file_with_progress(file, Some(counter))
-        .with_context(|| format!("{} is not a dump snaplab can load", file.display()))
+    let (mut ks, summary) = rdb::load_file_with_progress(file, Some(counter))
+        .with_context(|| format!("{} is not a dump snaplab can load", file.display()))?;
+    if let Some(tail) = aof_tail(file, summary.bytes)? {
+        let started = Instant::now();
+        let n = aof::replay_tail(&mut ks, &tail, summary.bytes)
+            .with_context(|| format!("the command tail of {} does not load", file.display()))?;
+        eprintln!(
+            "replayed the AOF tail of {}: {n} commands, {} bytes, in {:.1} ms",
+            file.display(),
+            tail.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok((ks, summary))
+}
+
+/// The bytes after the RDB dump at the start of `file` (`rdb_bytes` long): the command
+/// tail of an RDB-preamble AOF (Redis `aof-use-rdb-preamble`), or `None` for a plain dump.
+fn aof_tail(file: &Path, rdb_bytes: u64) -> Result<Option<Vec<u8>>> {
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    if size <= rdb_bytes {
+        return Ok(None);
+    }
+    let mut f = open(file)?;
+    io::Seek::seek(&mut f, io::SeekFrom::Start(rdb_bytes)).with_context(|| format!("reading {}", file.display()))?;
+    let mut tail = Vec::new();
+    io::Read::read_to_end(&mut f, &mut tail).with_context(|| format!("reading {}", file.display()))?;
+    Ok(Some(tail))
+}
+
+/// Check the command tail of `file`, if it has one, by loading the whole file; one line
+/// saying what it held and how long its replay took.
+fn check_aof_tail(file: &Path, rdb_bytes: u64) -> Result<Option<String>> {
+    if aof_tail(file, rdb_bytes)?.is_none() {
+        return Ok(None);
+    }
+    let (_, s) = aof::load_file(file).with_context(|| format!("{} is not a valid RDB-preamble AOF", file.display()))?;
+    Ok(Some(format!(
+        "{} commands, {} bytes after the RDB (an RDB-preamble AOF), replayed in {:.1} ms",
+        s.commands,
+        s.tail_bytes,
+        s.replay.as_secs_f64() * 1e3
+    )))
 }
 
 fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
@@ -502,7 +543,12 @@ fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
         None => {}
     }
     let _ = printer.flush();
-    result.with_context(|| format!("{} is not a valid dump", file.display()))?;
+    let summary = result.with_context(|| format!("{} is not a valid dump", file.display()))?;
+    if let Some(line) = check_aof_tail(file, summary.bytes)?
+        && !json
+    {
+        println!("AOF tail: {line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -565,6 +611,9 @@ fn verify(file: &Path) -> Result<ExitCode> {
     };
     println!("checksum:  {checksum}");
     println!("size:      {} bytes, read in {:.1} ms", summary.bytes, started.elapsed().as_secs_f64() * 1e3);
+    if let Some(line) = check_aof_tail(file, summary.bytes)? {
+        println!("AOF tail:  {line}");
+    }
     println!("RDB looks OK");
     Ok(ExitCode::SUCCESS)
 }
@@ -851,6 +900,13 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
 
 /// Read a snapshot in any format snaplab reads, with a progress bar in bytes.
 fn load_any(file: &Path, show_progress: bool) -> Result<(Codec, Keyspace)> {
+    // An RDB dump, or an RDB-preamble AOF (the dump, then a command tail), loads with its
+    // tail applied; the formats' RDB decoder refuses bytes after the dump.
+    let mut head = [0u8; 5];
+    let n = io::Read::read(&mut open(file)?, &mut head).with_context(|| format!("reading {}", file.display()))?;
+    if let Some(codec) = formats::detect(&head[..n], false).filter(|c| c.format.name() == "rdb") {
+        return Ok((codec, load_dump(file, show_progress)?.0));
+    }
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let counter = Arc::new(AtomicU64::new(0));
     let _bar = progress::track("loading", "bytes", size, Arc::clone(&counter), show_progress);

@@ -417,3 +417,34 @@ impl TagShards {
         Ok(Applied::new(reply, WriteStamp { shard: i as u32, seq: g.1 }))
     }
 }
+
+// ---- relaxed: the change log's rule broken both ways ------------------------------------
+
+// ANCHOR: relaxed_faulty
+/// Wrong on purpose: every write during the traversal is logged, visited key or not. A
+/// write to a key the traversal reaches later is then in the dump twice, once in the
+/// traversal's value and once replayed from the log: harmless for SET, wrong for RPUSH.
+pub struct LogEveryWrite;
+
+impl snaplab::relaxed::LogRule for LogEveryWrite {
+    fn logs(_visited: bool) -> bool {
+        true
+    }
+}
+
+/// Wrong on purpose: no write is logged. A write to a key the traversal has already
+/// serialized is in neither the traversal nor the log.
+pub struct LogNoWrite;
+
+impl snaplab::relaxed::LogRule for LogNoWrite {
+    fn logs(_visited: bool) -> bool {
+        false
+    }
+}
+// ANCHOR_END: relaxed_faulty
+
+/// The relaxed store logging writes to unvisited keys too (double-applies them).
+pub type LogsUnvisited = snaplab::relaxed::RelaxedStore<LogEveryWrite>;
+
+/// The relaxed store dropping writes to visited keys.
+pub type DropsVisited = snaplab::relaxed::RelaxedStore<LogNoWrite>;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aof;
 pub mod atomic;
 pub mod command;
 pub mod error;
@@ -16,6 +17,6 @@ pub use keyspace::{Bytes, DB_COUNT, Db, Entry, EntryRef, Keyspace, KeyspaceView,
 pub use locked::{Counted, LockedKeyspace};
 pub use rdb::RdbError;
 pub use strategy::{
-    Applied, BgSave, Cut, EXTRA_MEMORY_ELSEWHERE, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus,
-    SaveTicket, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot, write_snapshot_to,
+    Applied, BgSave, Cut, EXTRA_MEMORY_ELSEWHERE, Guarantee, LogClose, SaveError, SaveOptions, SaveReport, SaveState,
+    SaveStatus, SaveTicket, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot, write_snapshot_to,
 };

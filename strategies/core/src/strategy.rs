@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicFile, SaveIo, real_io};
 use crate::command::{Command, CommandError, Reply};
@@ -316,6 +316,29 @@ impl BgSave {
     }
 }
 
+// ANCHOR: guarantee
+/// What a strategy's dumps promise, which the conformance suite checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guarantee {
+    /// The dump is the keyspace at one instant between the BGSAVE call and its return.
+    PointInTime,
+    /// The dump (once its command tail is replayed) is the keyspace at one instant between
+    /// the request to close the change log and its acknowledgement
+    /// ([`SnapshotStrategy::last_log_close`]): what a replica needs, not a snapshot of the
+    /// call (Dragonfly's replication, src/server/snapshot.cc and src/server/journal/).
+    AtLogClose,
+}
+
+/// When a save's change log was closed: the dump is the state at one instant in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogClose {
+    /// Just before the saver asked for the store's lock to close the log.
+    pub requested: Instant,
+    /// Just after it released the lock with the log closed.
+    pub acknowledged: Instant,
+}
+// ANCHOR_END: guarantee
+
 // ANCHOR: snapshot_strategy
 /// A store that can take point-in-time snapshots of itself while serving writes.
 ///
@@ -325,20 +348,26 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     /// The canonical id: CLI flag value, bench id, test-name prefix (`"blocking"`, ...).
     const NAME: &'static str;
 
+    /// What its dumps promise; every strategy but one gives a point-in-time snapshot.
+    const GUARANTEE: Guarantee = Guarantee::PointInTime;
+
     /// A store holding `keyspace`.
     fn from_keyspace(keyspace: Keyspace) -> Self;
 
-    /// A store holding the dump at `path`. Starting a store in a directory first removes
-    /// the temporary files that saves killed there left behind
+    /// A store holding the dump at `path` (an RDB dump, or an RDB-preamble AOF, whose
+    /// command tail is replayed: see [`crate::aof`]). Starting a store in a directory first
+    /// removes the temporary files that saves killed there left behind
     /// ([`remove_stale_temp_files`](crate::atomic::remove_stale_temp_files)).
     ///
     /// # Errors
-    /// Any [`RdbError`] from reading the dump.
+    /// Any [`RdbError`] from reading the dump; an error in the command tail is
+    /// [`RdbError::Corrupt`] of the "AOF tail".
     fn load(path: &Path) -> Result<Self, RdbError> {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         // Best effort: failing to tidy up must not stop the store from starting.
         let _ = crate::atomic::remove_stale_temp_files(dir);
-        Ok(Self::from_keyspace(rdb::load_file(path)?.0))
+        let (keyspace, _) = crate::aof::load_file(path).map_err(crate::aof::AofError::into_rdb_error)?;
+        Ok(Self::from_keyspace(keyspace))
     }
 
     /// Apply a write with Redis semantics.
@@ -379,6 +408,12 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
 
     /// Whether the last save succeeded (Redis `rdb_last_bgsave_status`).
     fn last_save_status(&self) -> SaveStatus;
+
+    /// For a [`Guarantee::AtLogClose`] strategy, when the last successful save closed its
+    /// change log; `None` for the others.
+    fn last_log_close(&self) -> Option<LogClose> {
+        None
+    }
 }
 // ANCHOR_END: snapshot_strategy
 
