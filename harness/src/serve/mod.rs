@@ -58,8 +58,12 @@ const FLUSH_AT: usize = 64 * 1024;
 const QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
 /// How often the save rules are checked (Redis's `serverCron` runs at `hz 10`).
 const TICK: Duration = Duration::from_millis(100);
-/// Stack reserved per connection thread.
-const CONNECTION_STACK: usize = 256 * 1024;
+/// Stack reserved per connection thread: Rust's default for spawned threads. A BGSAVE runs
+/// on the connection's thread, and the fork strategy's child serializes the whole keyspace
+/// on the copy of that thread's stack, so it needs what a main thread would have (256 KiB
+/// overflowed in a debug build). The reservation is virtual: 1,000 connections reserve
+/// 2 GiB of address space, not of memory.
+const CONNECTION_STACK: usize = 2 * 1024 * 1024;
 /// The Redis version we answer to `HELLO` and `INFO server`: the one whose behaviour and
 /// error texts the server follows.
 pub const REDIS_VERSION: &str = "7.0.15";
