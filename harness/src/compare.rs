@@ -378,15 +378,19 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let opts = SaveOptions { progress: Some(Arc::clone(&counter)), ..SaveOptions::default() };
     let bar = progress::track(entry.name, "keys", total_keys, counter, cfg.progress);
     let (cpu_before, children_before) = (process_cpu_ns(), children_cpu_ns());
-    let called = Instant::now();
+    // The sampler's clock starts just before the BGSAVE call's (its samples are placed at
+    // most that thread start late, far below its 2 ms interval); the call's own clock starts
+    // after the sampler thread is running, so `cut ms` and `save ms` time the strategy only.
+    let sampler_origin = Instant::now();
     let mut children = ChildMemory::new(std::process::id());
     let child_seen = children.seen_flag();
-    let sampler = MemorySampler::start(called, move || {
+    let sampler = MemorySampler::start(sampler_origin, move || {
         let now = resident_bytes(None)?;
         let here = now.saturating_sub(rss_at_call?).saturating_sub(log_bytes().saturating_sub(log_at_call));
         Some(here + children.read())
     });
     load.set_phase(load::PHASE_SAVE);
+    let called = Instant::now();
     let save = store.bgsave(&dest, &opts);
     let cut_taken = Instant::now();
     let report = save.and_then(|bg| bg.wait());
