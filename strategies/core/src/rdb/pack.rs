@@ -10,6 +10,7 @@
 //! `set-max-intset-entries 512`, `list-max-listpack-size -2`, that is 8 KiB per node).
 
 use super::encode::parse_redis_int;
+use super::packed::backlen_size;
 
 /// Redis 7.0's `hash-max-listpack-entries` and `zset-max-listpack-entries`: the most
 /// fields (members) a hash (sorted set) keeps in a listpack.
@@ -66,7 +67,7 @@ impl Listpack {
             Some(v) => int_header_len(v),
             None => str_header_len(s.len()) + s.len(),
         };
-        body + backlen_len(body)
+        body + backlen_size(body)
     }
 
     /// Append `s`: as an integer entry when it is the canonical decimal form of an i64,
@@ -158,21 +159,11 @@ fn str_header_len(n: usize) -> usize {
     }
 }
 
-fn backlen_len(body: usize) -> usize {
-    match body {
-        0..=127 => 1,
-        128..=16382 => 2,
-        16383..=2097150 => 3,
-        2097151..=268435454 => 4,
-        _ => 5,
-    }
-}
-
 /// The back-length (Redis src/listpack.c, `lpEncodeBacklen`): the entry's size in 7-bit
 /// groups, most significant first, every byte but the first with its high bit set, so a
 /// reader walking backwards stops at the byte without it.
 fn put_backlen(out: &mut Vec<u8>, body: usize) {
-    let n = backlen_len(body);
+    let n = backlen_size(body);
     for i in (0..n).rev() {
         let group = ((body >> (7 * i)) & 127) as u8;
         out.push(if i == n - 1 { group } else { group | 128 });

@@ -231,8 +231,8 @@ pub fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
 }
 
 /// The size of a listpack entry's back-length field for an entry of `len` bytes
-/// (Redis src/listpack.c, `lpEncodeBacklen`).
-fn backlen_size(len: usize) -> usize {
+/// (Redis src/listpack.c, `lpEncodeBacklen`). The encoder ([`super::pack`]) uses it too.
+pub(super) fn backlen_size(len: usize) -> usize {
     match len {
         0..=127 => 1,
         128..=16382 => 2,
