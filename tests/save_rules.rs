@@ -103,3 +103,38 @@ fn a_failed_save_refuses_writes_until_a_retry_succeeds() {
     a.apply(&set(2)).unwrap();
     assert_eq!(a.dirty(), 1);
 }
+
+/// A save whose outcome `finish` is waiting for is still in progress to every reader until
+/// that outcome is recorded: `INFO` cannot show "no save running" next to the status of the
+/// save before it (a client polling `rdb_bgsave_in_progress` would read a stale `ok`), and
+/// a second BGSAVE is refused meanwhile.
+#[test]
+fn a_save_being_collected_is_still_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = GateIo::new();
+    let opts = SaveOptions { io: Arc::new(GatedIo(Arc::clone(&gate))), ..SaveOptions::default() };
+    let a = Arc::new(auto(dir.path(), Vec::new(), opts));
+    a.apply(&set(1)).unwrap();
+    let now = Instant::now();
+    a.bgsave(now).unwrap();
+    assert!(gate.wait_for_a_held_write(Duration::from_secs(30)), "the save is in progress");
+    let collector = {
+        let a = Arc::clone(&a);
+        std::thread::spawn(move || a.finish(now))
+    };
+    // Time for the collector to take the save and wait for it; were it late, the checks
+    // below would pass without testing anything, never fail wrongly.
+    std::thread::sleep(Duration::from_millis(300));
+    let info = a.info(now);
+    assert!(info.in_progress, "the save is held at the gate, so it is in progress");
+    assert!(info.current_bgsave_time_sec >= 0);
+    assert!(matches!(a.bgsave(now), Err(snaplab_core::SaveError::InProgress)));
+    assert!(matches!(a.tick(now), Tick::Running));
+    gate.open();
+    collector.join().unwrap().expect("the collector found the save").unwrap();
+    let info = a.info(now);
+    assert!(!info.in_progress);
+    assert!(info.last_failure.is_none() && info.last_report.is_some());
+    assert_eq!(a.dirty(), 0);
+    assert!(a.finish(now).is_none(), "nothing left to collect");
+}

@@ -306,11 +306,11 @@ fn serve_connection<S: Read + Write>(shared: &Shared, mut stream: S, id: u64) ->
         let mut at = 0;
         loop {
             match resp::parse(&input[at..]) {
-                Ok(Some(req)) => {
+                Ok(Some(mut req)) => {
                     at += req.consumed;
                     if !req.args.is_empty() {
                         shared.commands.fetch_add(1, Ordering::Relaxed);
-                        execute(shared, &mut session, &req.args, &mut out);
+                        execute(shared, &mut session, &mut req.args, &mut out);
                     }
                     if out.buf.len() >= FLUSH_AT {
                         stream.write_all(&out.buf)?;
@@ -459,10 +459,25 @@ fn sorted_zset(z: &std::collections::HashMap<Bytes, f64>) -> Vec<(&Bytes, f64)> 
     v
 }
 
-/// Run one request and append its reply.
-fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut Out) {
-    let name = text(&args[0]).to_ascii_lowercase();
-    let Some(n) = arity(&name) else {
+/// The longest command name we serve (`pexpireat`, `sismember`), and then some: a longer
+/// name is an unknown command.
+const MAX_NAME: usize = 16;
+
+/// `raw` lowercased into `buf`, without allocating: every request pays for this, so it
+/// stays off the heap. `""` (an unknown command) if it is too long or not UTF-8.
+fn command_name<'b>(raw: &[u8], buf: &'b mut [u8; MAX_NAME]) -> &'b str {
+    let Some(dst) = buf.get_mut(..raw.len()) else { return "" };
+    dst.copy_from_slice(raw);
+    dst.make_ascii_lowercase();
+    std::str::from_utf8(dst).unwrap_or("")
+}
+
+/// Run one request and append its reply. `args` is the request's (non-empty) argument
+/// list; SET takes its key and value out of it instead of copying them.
+fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &mut Out) {
+    let mut name_buf = [0u8; MAX_NAME];
+    let name = command_name(&args[0], &mut name_buf);
+    let Some(n) = arity(name) else {
         let mut msg = format!("ERR unknown command '{}', with args beginning with: ", text(&args[0]));
         for a in args.iter().skip(1) {
             msg.push_str(&format!("'{}' ", text(a)));
@@ -477,7 +492,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut O
     let db = session.db;
     let key = || args[1].clone();
     let get = |k: &[u8]| shared.store.get(db, k);
-    match name.as_str() {
+    match name {
         "ping" => match args.len() {
             1 => out.simple("PONG"),
             2 => out.bulk(&args[1]),
@@ -527,7 +542,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut O
             out.int(n);
         }
         "exists" => out.int(args[1..].iter().filter(|k| get(k).is_some()).count() as i64),
-        "expire" | "pexpire" | "expireat" | "pexpireat" => expire(shared, db, &name, args, out),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => expire(shared, db, name, args, out),
         "ttl" | "pttl" => match get(&args[1]) {
             None => out.int(-2),
             Some(Entry { expire_at_ms: None, .. }) => out.int(-1),
@@ -720,10 +735,9 @@ fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut O
     }
 }
 
-fn set(shared: &Shared, db: usize, args: &[Vec<u8>], out: &mut Out) {
+fn set(shared: &Shared, db: usize, args: &mut [Vec<u8>], out: &mut Out) {
     let (mut nx, mut xx, mut get_old, mut keepttl) = (false, false, false, false);
     let mut expire_at_ms: Option<i64> = None;
-    let now = unix_ms_now();
     let mut i = 3;
     while i < args.len() {
         let opt = text(&args[i]).to_ascii_uppercase();
@@ -735,6 +749,7 @@ fn set(shared: &Shared, db: usize, args: &[Vec<u8>], out: &mut Out) {
             "EX" | "PX" | "EXAT" | "PXAT" if !keepttl && expire_at_ms.is_none() && i + 1 < args.len() => {
                 i += 1;
                 let Some(n) = int_arg(&args[i]) else { return out.error(NOT_INTEGER) };
+                let now = unix_ms_now();
                 let at = match opt.as_str() {
                     "EX" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
                     "PX" => n.checked_add(now),
@@ -767,7 +782,8 @@ fn set(shared: &Shared, db: usize, args: &[Vec<u8>], out: &mut Out) {
     if keepttl {
         expire_at_ms = old.as_ref().and_then(|e| e.expire_at_ms);
     }
-    let cmd = Command::Set { db, key: args[1].clone(), value: args[2].clone(), expire_at_ms };
+    // The request is done with its key and value: move them into the store.
+    let cmd = Command::Set { db, key: std::mem::take(&mut args[1]), value: std::mem::take(&mut args[2]), expire_at_ms };
     match shared.auto.apply(&cmd) {
         Ok(_) if get_old => reply_old(out),
         Ok(_) => out.ok(),

@@ -8,6 +8,17 @@
 //! is this small and its limits are the point: every length is checked against Redis's
 //! limits *before* anything is allocated for it, so a header claiming a 4 GiB string costs
 //! nothing, and the bytes of a bulk string are only ever those that really arrived.
+//!
+//! We tried the maintained `redis-protocol` crate (6.0, its RESP2 `decode_bytes_mut` over
+//! a `bytes::BytesMut`) in its place and kept this parser, for three reasons:
+//! - it cannot refuse an over-long bulk string from its header: a `$4294967296` header is
+//!   "incomplete" to it, so the connection would buffer up to the query-buffer limit
+//!   before anything could refuse it, where Redis (and this parser) refuse at once;
+//! - it reads only RESP frames, not the inline commands (`PING\r\n`) Redis also accepts,
+//!   and accepts frames a request may not be (an integer inside the argument array);
+//! - it was slower: splitting 16 pipelined SETs (what `redis-benchmark -P 16` sends) into
+//!   arguments took 584 - 713 ns per request with the crate against 339 - 501 ns with this
+//!   parser (3 runs each, side by side, release build, on a 2-core machine at load 13).
 
 use thiserror::Error;
 
@@ -152,14 +163,36 @@ impl Out {
         self.buf.extend_from_slice(b"\r\n");
     }
 
+    /// `<prefix><n>\r\n`, the number written straight into the buffer: every GET reply
+    /// has such a header, and a `format!` there would allocate a string per reply.
+    fn header(&mut self, prefix: u8, n: i64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = n.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.buf.push(prefix);
+        if n < 0 {
+            self.buf.push(b'-');
+        }
+        self.buf.extend_from_slice(&digits[at..]);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
     /// `:<n>`.
     pub fn int(&mut self, n: i64) {
-        self.buf.extend_from_slice(format!(":{n}\r\n").as_bytes());
+        self.header(b':', n);
     }
 
     /// `$<len>\r\n<bytes>\r\n`.
     pub fn bulk(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+        self.header(b'$', b.len() as i64);
         self.buf.extend_from_slice(b);
         self.buf.extend_from_slice(b"\r\n");
     }
@@ -171,7 +204,7 @@ impl Out {
 
     /// `*<n>`, the header of an array whose `n` elements follow.
     pub fn array(&mut self, n: usize) {
-        self.buf.extend_from_slice(format!("*{n}\r\n").as_bytes());
+        self.header(b'*', n as i64);
     }
 
     /// An array of bulk strings.
@@ -221,6 +254,22 @@ mod tests {
         assert_eq!(parse(b"*1\r\n$536870912\r\n"), Ok(None));
         let long = vec![b'a'; PROTO_INLINE_MAX_SIZE + 1];
         assert_eq!(parse(&long), Err(ProtocolError::TooBig("inline")));
+    }
+
+    /// Integer and length headers are written as Redis writes them, negative and extreme
+    /// values included.
+    #[test]
+    fn writes_number_headers() {
+        let mut out = Out::default();
+        out.int(0);
+        out.int(-1);
+        out.int(i64::MIN);
+        out.int(i64::MAX);
+        out.bulk(b"hello");
+        out.array(12);
+        out.nil();
+        let want = format!(":0\r\n:-1\r\n:{}\r\n:{}\r\n$5\r\nhello\r\n*12\r\n$-1\r\n", i64::MIN, i64::MAX);
+        assert_eq!(String::from_utf8(out.buf).unwrap(), want);
     }
 
     /// A header claiming two billion arguments reserves room only for what arrived.

@@ -13,7 +13,8 @@
 //! [`AutoSave::spawn_ticker`] runs them on a thread in production.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -122,14 +123,17 @@ pub struct SaveInfo {
 }
 
 struct State {
-    /// Writes applied through this wrapper since it was created.
-    changes: u64,
-    /// `changes` at the cut of the last successful save.
+    /// [`AutoSave::changes`] at the cut of the last successful save.
     saved_changes: u64,
     last_success: Instant,
     last_failure: Option<(Instant, String)>,
     /// The save in flight, the change count at its cut, and when it started.
     running: Option<(BgSave, u64, Instant)>,
+    /// When the save that [`AutoSave::finish`] has taken out of `running` started, while
+    /// it waits for that save and records its outcome: the save is still in progress to
+    /// every reader until its outcome is recorded, so `INFO` never shows "no save running"
+    /// together with the status of the save before it.
+    collecting: Option<Instant>,
     /// A `BGSAVE SCHEDULE` is waiting for the running save to end.
     scheduled: bool,
     last_bgsave_time: Option<Duration>,
@@ -146,7 +150,18 @@ pub struct AutoSave<S: ?Sized> {
     /// Writers hold it shared; starting a save holds it exclusively, so the change count
     /// read then is exactly the count at the strategy's cut.
     gate: RwLock<()>,
+    /// Writes applied through this wrapper since it was created. An atomic, not a field of
+    /// `state`, so that a write takes no mutex every other writer also takes: it is added
+    /// to while `gate` is held shared, so a save holding `gate` exclusively reads the
+    /// exact count at its cut.
+    changes: AtomicU64,
+    /// Whether writes are refused (rules set and the last save failed): [`State::refusing`],
+    /// kept here for the same reason, updated under `state` whenever either changes.
+    refusing: AtomicBool,
     state: Mutex<State>,
+    /// Signalled when [`AutoSave::finish`] has recorded a save's outcome, for a second
+    /// `finish` that found the save already being collected.
+    collected: Condvar,
 }
 
 impl<S: SaveTarget + ?Sized> AutoSave<S> {
@@ -157,12 +172,15 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
             store,
             retry_delay,
             gate: RwLock::new(()),
+            collected: Condvar::new(),
+            changes: AtomicU64::new(0),
+            refusing: AtomicBool::new(false),
             state: Mutex::new(State {
-                changes: 0,
                 saved_changes: 0,
                 last_success: Instant::now(),
                 last_failure: None,
                 running: None,
+                collecting: None,
                 scheduled: false,
                 last_bgsave_time: None,
                 last_report: None,
@@ -195,7 +213,9 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
     /// Replace the rules (Redis `CONFIG SET save`); the change counter and the time of the
     /// last save carry over, as in Redis.
     pub fn set_rules(&self, rules: Vec<SaveRule>) {
-        self.state().rules = rules;
+        let mut s = self.state();
+        s.rules = rules;
+        self.refusing.store(s.refusing(), Ordering::Release);
     }
 
     /// Where saves write.
@@ -211,7 +231,7 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
     /// Writes since the cut of the last successful save (Redis `rdb_changes_since_last_save`).
     pub fn dirty(&self) -> u64 {
         let s = self.state();
-        s.changes - s.saved_changes
+        self.changes.load(Ordering::Acquire) - s.saved_changes
     }
 
     /// The figures of `INFO persistence` as of `now`.
@@ -219,13 +239,10 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
         let s = self.state();
         let secs = |d: Duration| d.as_secs() as i64;
         SaveInfo {
-            dirty: s.changes - s.saved_changes,
-            in_progress: s.running.is_some(),
+            dirty: self.changes.load(Ordering::Acquire) - s.saved_changes,
+            in_progress: s.busy().is_some(),
             last_bgsave_time_sec: s.last_bgsave_time.map_or(-1, secs),
-            current_bgsave_time_sec: s
-                .running
-                .as_ref()
-                .map_or(-1, |(_, _, at)| secs(now.saturating_duration_since(*at))),
+            current_bgsave_time_sec: s.busy().map_or(-1, |at| secs(now.saturating_duration_since(at))),
             last_failure: s.last_failure.as_ref().map(|(_, why)| why.clone()),
             last_report: s.last_report.clone(),
             scheduled: s.scheduled,
@@ -239,9 +256,10 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
     /// that may modify the data set are disabled"), or the store's own refusal; either way
     /// nothing changed.
     pub fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {
-        {
+        // The flag first, so a write takes the state's mutex only while writes are refused.
+        if self.refusing.load(Ordering::Acquire) {
             let s = self.state();
-            if !s.rules.is_empty()
+            if s.refusing()
                 && let Some((_, reason)) = &s.last_failure
             {
                 return Err(CommandError::Misconf(reason.clone()));
@@ -252,18 +270,32 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
         let before = matches!(cmd, Command::FlushAll | Command::FlushDb { .. }).then(|| self.store.len());
         let applied = self.store.apply(cmd)?;
         let n = before.map_or(1, |b| (b - self.store.len().min(b)).max(1) as u64);
-        self.state().changes += n;
+        self.changes.fetch_add(n, Ordering::AcqRel);
         Ok(applied)
     }
 
     /// Wait for the running save, if any, and record its outcome as of `now` (for shutdown,
     /// and for tests that must not race the save).
     pub fn finish(&self, now: Instant) -> Option<Result<SaveReport, SaveError>> {
-        let (bg, changes_at_cut, started) = self.state().running.take()?;
+        let (bg, changes_at_cut, started) = {
+            let mut s = self.state();
+            // Another caller is collecting the save: wait for its outcome to be recorded,
+            // so that what follows (a shutdown's own save) finds no save in progress.
+            while s.running.is_none() && s.collecting.is_some() {
+                s = self.collected.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            let running = s.running.take()?;
+            s.collecting = Some(running.2);
+            running
+        };
         let result = bg.wait();
         let mut s = self.state();
+        s.collecting = None;
         s.last_bgsave_time = Some(now.saturating_duration_since(started));
         s.record(&result, changes_at_cut, now);
+        self.refusing.store(s.refusing(), Ordering::Release);
+        drop(s);
+        self.collected.notify_all();
         Some(result)
     }
 
@@ -278,7 +310,10 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
             drop(s);
             return self.finish(now).map_or(Tick::Idle, Tick::Finished);
         }
-        let dirty = s.changes - s.saved_changes;
+        if s.collecting.is_some() {
+            return Tick::Running;
+        }
+        let dirty = self.changes.load(Ordering::Acquire) - s.saved_changes;
         let since = now.saturating_duration_since(s.last_success);
         let due = s.rules.iter().any(|r| dirty >= r.changes && since >= r.after);
         let retry_ok =
@@ -300,7 +335,7 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
     /// [`SaveError::InProgress`] if a save is running (nothing changes), or the store's
     /// failure to start, which is recorded as the last save's failure.
     pub fn bgsave(&self, now: Instant) -> Result<(), SaveError> {
-        if self.state().running.is_some() {
+        if self.state().busy().is_some() {
             return Err(SaveError::InProgress);
         }
         self.start(now)
@@ -314,7 +349,7 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
     pub fn schedule(&self, now: Instant) -> Result<bool, SaveError> {
         {
             let mut s = self.state();
-            if s.running.is_some() {
+            if s.busy().is_some() {
                 s.scheduled = true;
                 return Ok(false);
             }
@@ -332,13 +367,15 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
         let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let (dest, opts, changes_at_cut) = {
             let s = self.state();
-            if s.running.is_some() {
+            if s.busy().is_some() {
                 return Err(SaveError::InProgress);
             }
-            (s.dest.clone(), s.opts.clone(), s.changes)
+            (s.dest.clone(), s.opts.clone(), self.changes.load(Ordering::Acquire))
         };
         let result = self.store.save(&dest, &opts);
-        self.state().record(&result, changes_at_cut, now);
+        let mut s = self.state();
+        s.record(&result, changes_at_cut, now);
+        self.refusing.store(s.refusing(), Ordering::Release);
         result
     }
 
@@ -347,11 +384,11 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
         let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let (dest, opts, changes_at_cut) = {
             let mut s = self.state();
-            if s.running.is_some() {
+            if s.busy().is_some() {
                 return Err(SaveError::InProgress);
             }
             s.scheduled = false;
-            (s.dest.clone(), s.opts.clone(), s.changes)
+            (s.dest.clone(), s.opts.clone(), self.changes.load(Ordering::Acquire))
         };
         match self.store.bgsave(&dest, &opts) {
             Ok(bg) => {
@@ -359,7 +396,9 @@ impl<S: SaveTarget + ?Sized> AutoSave<S> {
                 Ok(())
             }
             Err(e) => {
-                self.state().last_failure = Some((now, e.to_string()));
+                let mut s = self.state();
+                s.last_failure = Some((now, e.to_string()));
+                self.refusing.store(s.refusing(), Ordering::Release);
                 Err(e)
             }
         }
@@ -382,6 +421,17 @@ impl<S: SaveTarget + ?Sized + 'static> AutoSave<S> {
 }
 
 impl State {
+    /// Whether writes are refused: save rules are set and the last save failed (Redis's
+    /// `stop-writes-on-bgsave-error`, which applies only when saving is configured).
+    fn refusing(&self) -> bool {
+        !self.rules.is_empty() && self.last_failure.is_some()
+    }
+
+    /// When the save in progress started, if one is: running, or being collected.
+    fn busy(&self) -> Option<Instant> {
+        self.running.as_ref().map(|(_, _, at)| *at).or(self.collecting)
+    }
+
     /// Record a finished save whose cut came after `changes_at_cut` changes.
     fn record(&mut self, result: &Result<SaveReport, SaveError>, changes_at_cut: u64, now: Instant) {
         match result {
