@@ -599,7 +599,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut O
         "hgetall" => match typed(&get(&args[1]), "hash", out) {
             Ok(Some(Value::Hash(h))) => {
                 out.array(h.len() * 2);
-                for (f, v) in h {
+                for (f, v) in h.iter() {
                     out.bulk(f);
                     out.bulk(v);
                 }
