@@ -2,9 +2,10 @@
 //!
 //! Redis has 16 numbered databases (`SELECT 0` .. `SELECT 15`); each maps a binary-safe key
 //! to a value of one of five types, with an optional expiry as an absolute unix time in
-//! milliseconds. This module is that model and nothing more: plain `std` collections, no
-//! encodings. How a strategy lays the data out in memory is its own business; the RDB
-//! codec sees it through [`KeyspaceView`].
+//! milliseconds. This module is that model and nothing more: plain `std` collections for
+//! the values, one compact table per database ([`Db`], whose layout is explained in its
+//! module), no encodings. How a strategy lays the data out in memory is its own business;
+//! the RDB codec sees it through [`KeyspaceView`].
 //!
 //! Two invariants hold for every [`Keyspace`] and are kept by its methods:
 //! - a collection is never empty (Redis deletes a key whose list, set, hash or sorted set
@@ -52,8 +53,9 @@ impl Entry {
 ///
 /// An enum is as large as its largest variant, and every key's slot holds one: with the
 /// collections inline (a `HashMap` is 48 bytes) a `Value` was 56 bytes, though most keys
-/// are strings. Boxing the collections makes it 32 (the string's `Vec` and the tag); a
-/// collection pays one more 8-byte pointer and allocation, small beside its elements.
+/// are strings. Boxing the collections makes it 24, the string's `Vec` (the compiler keeps
+/// the variant tag in the `Vec`'s capacity, which never uses its top bit); a collection
+/// pays one more 8-byte pointer and allocation, small beside its elements.
 /// Redis makes the same choice: every value is a pointer to a 16-byte `robj` (Redis
 /// src/server.h), and a short string lives in the same allocation (src/object.c, embstr).
 #[derive(Clone, Debug, PartialEq)]

@@ -322,8 +322,8 @@ mod tests {
                 }
             }
             if step % 5000 == 4999 {
-                db.retain(|k, _| k.len() % 2 == 0);
-                model.retain(|k: &Bytes, _| k.len() % 2 == 0);
+                db.retain(|k, _| k.len().is_multiple_of(2));
+                model.retain(|k: &Bytes, _| k.len().is_multiple_of(2));
                 assert_indexed(&db);
             }
             if let Some(e) = model.get(b"k1".as_slice()) {
