@@ -69,11 +69,15 @@ fn check_codec(codec: Codec, ks: &Keyspace) -> Vec<u8> {
 /// payload on load, so RDB gets real ones from the corpus test below.)
 fn opaque_keyspace() -> Keyspace {
     let mut ks = sample_keyspace();
-    ks.insert(0, b"stream".to_vec(), Entry::new(Value::Opaque(Opaque { rdb_type: 21, payload: (0..=255).collect() })));
+    ks.insert(
+        0,
+        b"stream".to_vec(),
+        Entry::new(Value::Opaque(Box::new(Opaque { rdb_type: 21, payload: (0..=255).collect() }))),
+    );
     ks.insert(
         4,
         b"hash-ttl".to_vec(),
-        Entry::expiring(Value::Opaque(Opaque { rdb_type: 25, payload: vec![0xff, 0, 1] }), 99),
+        Entry::expiring(Value::Opaque(Box::new(Opaque { rdb_type: 25, payload: vec![0xff, 0, 1] })), 99),
     );
     ks
 }
@@ -109,9 +113,9 @@ proptest! {
         for (k, v) in entries {
             ks.insert(0, k, Entry::new(Value::String(v)));
         }
-        ks.insert(1, vec![0x80], Entry::new(Value::List(members.iter().cloned().collect())));
-        ks.insert(1, vec![0xc3], Entry::new(Value::Set(members.iter().cloned().collect())));
-        ks.insert(1, vec![0xfe], Entry::new(Value::ZSet(members.iter().map(|m| (m.clone(), -0.0)).collect())));
+        ks.insert(1, vec![0x80], Entry::new(Value::List(Box::new(members.iter().cloned().collect()))));
+        ks.insert(1, vec![0xc3], Entry::new(Value::Set(Box::new(members.iter().cloned().collect()))));
+        ks.insert(1, vec![0xfe], Entry::new(Value::ZSet(Box::new(members.iter().map(|m| (m.clone(), -0.0)).collect()))));
         let codec = Codec::new(&formats::Json, Compression::None).unwrap();
         let file = check_codec(codec, &ks);
         let text = String::from_utf8(file).expect("a JSON file is UTF-8 whatever the data");
@@ -219,10 +223,10 @@ fn edge_values_round_trip() {
     ks.insert(0, b"max".to_vec(), Entry::expiring(Value::String(b"x".to_vec()), i64::MAX));
     let scores = [f64::MAX, f64::MIN_POSITIVE, f64::from_bits(1), f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e-300];
     let zset: HashMap<Vec<u8>, f64> = scores.iter().enumerate().map(|(i, s)| (vec![i as u8], *s)).collect();
-    ks.insert(15, b"z".to_vec(), Entry::new(Value::ZSet(zset)));
-    ks.insert(7, b"l".to_vec(), Entry::new(Value::List(VecDeque::from([Vec::new(), Vec::new()]))));
-    ks.insert(7, b"s".to_vec(), Entry::new(Value::Set(HashSet::from([Vec::new()]))));
-    ks.insert(7, b"h".to_vec(), Entry::new(Value::Hash(HashMap::from([(Vec::new(), Vec::new())]))));
+    ks.insert(15, b"z".to_vec(), Entry::new(Value::ZSet(Box::new(zset))));
+    ks.insert(7, b"l".to_vec(), Entry::new(Value::List(Box::new(VecDeque::from([Vec::new(), Vec::new()])))));
+    ks.insert(7, b"s".to_vec(), Entry::new(Value::Set(Box::new(HashSet::from([Vec::new()])))));
+    ks.insert(7, b"h".to_vec(), Entry::new(Value::Hash(Box::new(HashMap::from([(Vec::new(), Vec::new())])))));
     for codec in formats::codecs() {
         check_codec(codec, &ks);
     }
@@ -280,10 +284,14 @@ fn bit_flips_never_panic_and_checksums_catch_them() {
         Entry::expiring(Value::String(b"a string value that LZF can squeeze squeeze".to_vec()), 7),
     );
     ks.insert(0, b"i".to_vec(), Entry::new(Value::String(b"12345".to_vec())));
-    ks.insert(1, b"l".to_vec(), Entry::new(Value::List(VecDeque::from([b"a".to_vec(), b"\xff".to_vec()]))));
-    ks.insert(1, b"h".to_vec(), Entry::new(Value::Hash(HashMap::from([(b"f".to_vec(), b"v".to_vec())]))));
-    ks.insert(2, b"z".to_vec(), Entry::new(Value::ZSet(HashMap::from([(b"m".to_vec(), 2.5), (b"n".to_vec(), -0.0)]))));
-    ks.insert(2, b"t".to_vec(), Entry::new(Value::Set(HashSet::from([b"x".to_vec()]))));
+    ks.insert(1, b"l".to_vec(), Entry::new(Value::List(Box::new(VecDeque::from([b"a".to_vec(), b"\xff".to_vec()])))));
+    ks.insert(1, b"h".to_vec(), Entry::new(Value::Hash(Box::new(HashMap::from([(b"f".to_vec(), b"v".to_vec())])))));
+    ks.insert(
+        2,
+        b"z".to_vec(),
+        Entry::new(Value::ZSet(Box::new(HashMap::from([(b"m".to_vec(), 2.5), (b"n".to_vec(), -0.0)])))),
+    );
+    ks.insert(2, b"t".to_vec(), Entry::new(Value::Set(Box::new(HashSet::from([b"x".to_vec()])))));
     ks.add_function(b"#!lua name=l\nredis.register_function('f', function() return 1 end)".to_vec());
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));

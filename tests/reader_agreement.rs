@@ -385,8 +385,9 @@ fn valkey_9_dumps_load() {
     assert_eq!((summary.version, summary.dialect, summary.slot_imports), (80, Dialect::Valkey, 1));
     assert_eq!(summary.aux("valkey-ver"), Some(&b"9.0.1"[..]));
     assert_eq!(ks.get(0, b"s").unwrap().value, Value::String(b"v".to_vec()));
-    let plain = [(b"f1".to_vec(), b"v1".to_vec()), (b"f2".to_vec(), b"v2".to_vec())].into_iter().collect();
-    assert_eq!(ks.get(0, b"plain").unwrap().value, Value::Hash(plain));
+    let plain: std::collections::HashMap<_, _> =
+        [(b"f1".to_vec(), b"v1".to_vec()), (b"f2".to_vec(), b"v2".to_vec())].into_iter().collect();
+    assert_eq!(ks.get(0, b"plain").unwrap().value, Value::Hash(Box::new(plain)));
     // Redis's type 22: a length, then per field its TTL (a length), the field and the value.
     let redis_22 =
         Dump(Vec::new()).len(2).len(4_102_444_800_000).string(b"f1").string(b"v1").len(0).string(b"f2").string(b"v2").0;

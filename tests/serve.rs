@@ -388,22 +388,22 @@ fn every_type_keyspace() -> Keyspace {
     ks.insert(0, b("int"), Entry::new(Value::String(b("-9223372036854775808"))));
     ks.insert(0, b("bin"), Entry::new(Value::String(vec![0, 255, 13, 10])));
     ks.insert(0, b("ttl"), Entry::expiring(Value::String(b("v")), FAR_FUTURE_MS));
-    ks.insert(0, b("list"), Entry::new(Value::List(VecDeque::from([b("a"), b("1"), b(""), b("a")]))));
+    ks.insert(0, b("list"), Entry::new(Value::List(Box::new(VecDeque::from([b("a"), b("1"), b(""), b("a")])))));
     let big_list: VecDeque<Vec<u8>> = (0..300).map(|i| format!("e{i}").into_bytes()).collect();
-    ks.insert(1, b("biglist"), Entry::expiring(Value::List(big_list), FAR_FUTURE_MS));
-    ks.insert(0, b("intset"), Entry::new(Value::Set(HashSet::from([b("1"), b("2"), b("300000")]))));
+    ks.insert(1, b("biglist"), Entry::expiring(Value::List(Box::new(big_list)), FAR_FUTURE_MS));
+    ks.insert(0, b("intset"), Entry::new(Value::Set(Box::new(HashSet::from([b("1"), b("2"), b("300000")])))));
     let big_set: HashSet<Vec<u8>> = (0..200).map(|i| format!("m{i}").into_bytes()).collect();
-    ks.insert(2, b("bigset"), Entry::new(Value::Set(big_set)));
-    ks.insert(0, b("hash"), Entry::new(Value::Hash(HashMap::from([(b("f"), b("v")), (b("n"), b("12"))]))));
+    ks.insert(2, b("bigset"), Entry::new(Value::Set(Box::new(big_set))));
+    ks.insert(0, b("hash"), Entry::new(Value::Hash(Box::new(HashMap::from([(b("f"), b("v")), (b("n"), b("12"))])))));
     let big_hash: HashMap<Vec<u8>, Vec<u8>> =
         (0..200).map(|i| (format!("f{i}").into_bytes(), b("x").repeat(i))).collect();
-    ks.insert(15, b("bighash"), Entry::new(Value::Hash(big_hash)));
+    ks.insert(15, b("bighash"), Entry::new(Value::Hash(Box::new(big_hash))));
     let scores = [1.0, 0.1, -2.5, 1e-7, 3.0e20, 123456789.125, f64::INFINITY, f64::NEG_INFINITY];
     let zset: HashMap<Vec<u8>, f64> =
         scores.iter().enumerate().map(|(i, s)| (format!("z{i}").into_bytes(), *s)).collect();
-    ks.insert(0, b("zset"), Entry::new(Value::ZSet(zset)));
+    ks.insert(0, b("zset"), Entry::new(Value::ZSet(Box::new(zset))));
     let big_zset: HashMap<Vec<u8>, f64> = (0..200).map(|i| (format!("z{i}").into_bytes(), i as f64 / 3.0)).collect();
-    ks.insert(3, b("bigzset"), Entry::new(Value::ZSet(big_zset)));
+    ks.insert(3, b("bigzset"), Entry::new(Value::ZSet(Box::new(big_zset))));
     ks
 }
 

@@ -777,7 +777,7 @@ impl Plain<Vec<u8>> {
             Plain::String(s) => Value::String(s),
             Plain::List(items) => {
                 non_empty(&items, "list")?;
-                Value::List(VecDeque::from(items))
+                Value::List(Box::new(VecDeque::from(items)))
             }
             Plain::Set(members) => {
                 non_empty(&members, "set")?;
@@ -786,7 +786,7 @@ impl Plain<Vec<u8>> {
                 if set.len() != n {
                     return Err("a set with a member listed twice".into());
                 }
-                Value::Set(set)
+                Value::Set(Box::new(set))
             }
             Plain::Hash(pairs) => {
                 non_empty(&pairs, "hash")?;
@@ -795,7 +795,7 @@ impl Plain<Vec<u8>> {
                 if hash.len() != n {
                     return Err("a hash with a field listed twice".into());
                 }
-                Value::Hash(hash)
+                Value::Hash(Box::new(hash))
             }
             Plain::ZSet(pairs) => {
                 non_empty(&pairs, "sorted set")?;
@@ -807,7 +807,7 @@ impl Plain<Vec<u8>> {
                 if zset.len() != n {
                     return Err("a sorted set with a member listed twice".into());
                 }
-                Value::ZSet(zset)
+                Value::ZSet(Box::new(zset))
             }
             Plain::Opaque { rdb_type, payload } => {
                 if opaque_type_name(rdb_type).is_none() {
@@ -818,7 +818,7 @@ impl Plain<Vec<u8>> {
                 if payload.is_empty() {
                     return Err("an opaque value with an empty payload".into());
                 }
-                Value::Opaque(Opaque { rdb_type, payload })
+                Value::Opaque(Box::new(Opaque { rdb_type, payload }))
             }
         })
     }
@@ -853,13 +853,10 @@ impl Loader {
             .filter(|d| *d < DB_COUNT)
             .ok_or_else(|| corrupt(format!("database {db} is out of range (there are {DB_COUNT})")))?;
         let value = value.into_value().map_err(|r| corrupt(format!("key {}: {r}", escape(&key))))?;
-        match self.ks.db_mut(db).entry(key) {
-            std::collections::hash_map::Entry::Occupied(o) => {
-                Err(FormatError::DuplicateKey { format: self.format, offset, db, key: escape(o.key()) })
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                // `into_value` never yields an empty collection, so the model's invariant holds.
-                v.insert(Entry { value, expire_at_ms });
+        // `into_value` never yields an empty collection, so the model's invariant holds.
+        match self.ks.db_mut(db).insert_new(key, Entry { value, expire_at_ms }) {
+            Err((key, _)) => Err(FormatError::DuplicateKey { format: self.format, offset, db, key: escape(&key) }),
+            Ok(()) => {
                 self.keys += 1;
                 Ok(())
             }
@@ -1012,9 +1009,9 @@ mod tests {
     #[test]
     fn same_keyspace_sees_the_sign_of_zero() {
         let mut a = Keyspace::new();
-        a.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(HashMap::from([(b"m".to_vec(), 0.0)]))));
+        a.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(Box::new(HashMap::from([(b"m".to_vec(), 0.0)])))));
         let mut b = Keyspace::new();
-        b.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(HashMap::from([(b"m".to_vec(), -0.0)]))));
+        b.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(Box::new(HashMap::from([(b"m".to_vec(), -0.0)])))));
         assert!(a == b);
         assert!(!same_keyspace(&a, &b));
         assert!(same_keyspace(&a, &a.clone()));

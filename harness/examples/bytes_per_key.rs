@@ -9,9 +9,9 @@
 //! Prints a Markdown table. Heap bytes are what the program asked the allocator for
 //! (`Layout::size`), "usable" what glibc gave (`malloc_usable_size(3)`, the request rounded
 //! up to its chunk size; each chunk also carries an 8-byte size header, glibc
-//! `malloc/malloc.c`). The table's own allocation is computed from `HashMap::capacity`
-//! as hashbrown lays it out: a power-of-two number of buckets, 7/8 of them usable, each a
-//! slot of `size_of::<(key, Entry)>()` plus one control byte.
+//! `malloc/malloc.c`). The table's own allocation is `Db::table_bytes`: the vector of
+//! `(key, Entry)` pairs at its capacity, plus the index, a power-of-two number of buckets
+//! (7/8 of them usable) of a 4-byte index and a control byte each.
 
 #![allow(unsafe_code)] // A counting allocator is an `unsafe impl`; see the SAFETY notes.
 
@@ -124,24 +124,22 @@ fn main() {
             expiring += entry.expire_at_ms.is_some() as u64;
         }
     }
-    let slot = size_of::<(Bytes, Entry)>() as u64;
-    let buckets = ((db.capacity() as u64 * 8).div_ceil(7)).next_power_of_two();
-    let table = buckets * (slot + 1) + 16;
+    let pair = size_of::<(Bytes, Entry)>() as u64;
+    let table = db.table_bytes() as u64;
     let all = ks.len() as u64;
     let per = |b: u64| b as f64 / n as f64;
     println!(
-        "{} keys in all, {n} of them strings in db 0 ({expiring} with an expiry); db 0 holds {} keys in {buckets} buckets \
-         (load {:.2})",
+        "{} keys in all, {n} of them strings in db 0 ({expiring} with an expiry); db 0 holds {} keys, capacity {}",
         all,
         db.len(),
-        db.len() as f64 / buckets as f64
+        db.capacity()
     );
     println!();
     println!("| component | bytes per key | what it is |");
     println!("|---|---:|---|");
     println!(
-        "| table slot | {:.1} | `size_of::<(Vec<u8>, Entry)>()` = {slot} (key header 24, `Entry` {}: `Value` {}, \
-         `Option<i64>` expiry {}) + 1 control byte, over the load factor |",
+        "| table | {:.1} | the pairs' vector, `size_of::<(Vec<u8>, Entry)>()` = {pair} a key (key header 24, `Entry` {}: \
+         `Value` {}, `Option<i64>` expiry {}), plus the index, 5 bytes a bucket (`u32` + control byte) |",
         per(table),
         size_of::<Entry>(),
         size_of::<Value>(),

@@ -1369,8 +1369,8 @@ mod tests {
         };
         let list = |items: &[&str]| {
             let mut ks = Keyspace::new();
-            let l = items.iter().map(|s| s.as_bytes().to_vec()).collect();
-            ks.insert(0, b"l".to_vec(), Entry::new(Value::List(l)));
+            let l: std::collections::VecDeque<_> = items.iter().map(|s| s.as_bytes().to_vec()).collect();
+            ks.insert(0, b"l".to_vec(), Entry::new(Value::List(Box::new(l))));
             ks
         };
         find_cut(&Keyspace::new(), &history, &list(&["x", "y"])).unwrap();

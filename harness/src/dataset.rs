@@ -71,18 +71,18 @@ pub fn generate(spec: &DatasetSpec) -> Keyspace {
         let ttl = |e: Entry| if i % 10 == 3 { Entry { expire_at_ms: Some(FAR_FUTURE_MS), ..e } } else { e };
 
         let list: VecDeque<Bytes> = (0..n).map(|j| format!("item:{j}").into_bytes()).collect();
-        ks.insert(0, format!("list:{i}").into_bytes(), ttl(Entry::new(Value::List(list))));
+        ks.insert(0, format!("list:{i}").into_bytes(), ttl(Entry::new(Value::List(Box::new(list)))));
 
         let set: HashSet<Bytes> = if i % 2 == 0 {
             (0..n).map(|j| (j as i64 * 7 - 300).to_string().into_bytes()).collect()
         } else {
             (0..n).map(|_| random_alnum(&mut rng, 12)).collect()
         };
-        ks.insert(0, format!("set:{i}").into_bytes(), ttl(Entry::new(Value::Set(set))));
+        ks.insert(0, format!("set:{i}").into_bytes(), ttl(Entry::new(Value::Set(Box::new(set)))));
 
         let hash: HashMap<Bytes, Bytes> =
             (0..n).map(|j| (format!("field:{j}").into_bytes(), random_alnum(&mut rng, 24))).collect();
-        ks.insert(1, format!("hash:{i}").into_bytes(), ttl(Entry::new(Value::Hash(hash))));
+        ks.insert(1, format!("hash:{i}").into_bytes(), ttl(Entry::new(Value::Hash(Box::new(hash)))));
 
         let mut zset: HashMap<Bytes, f64> =
             (0..n).map(|j| (format!("m{j}").into_bytes(), j as f64 * 1.5 - 10.0)).collect();
@@ -90,7 +90,7 @@ pub fn generate(spec: &DatasetSpec) -> Keyspace {
             zset.insert(b"minus-inf".to_vec(), f64::NEG_INFINITY);
             zset.insert(b"plus-inf".to_vec(), f64::INFINITY);
         }
-        ks.insert(2, format!("zset:{i}").into_bytes(), ttl(Entry::new(Value::ZSet(zset))));
+        ks.insert(2, format!("zset:{i}").into_bytes(), ttl(Entry::new(Value::ZSet(Box::new(zset)))));
     }
 
     // Integer strings at the encoding edges, and binary keys, in db 3.
@@ -182,7 +182,7 @@ pub fn add_large_hashes(ks: &mut Keyspace, large: &LargeHashes, seed: u64) {
             left -= n;
             j += 1;
         }
-        ks.insert(0, format!("snaplab:hash:{i}").into_bytes(), Entry::new(Value::Hash(hash)));
+        ks.insert(0, format!("snaplab:hash:{i}").into_bytes(), Entry::new(Value::Hash(Box::new(hash))));
     }
 }
 

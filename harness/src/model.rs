@@ -54,7 +54,7 @@ impl Model {
         for (db, key, e) in ks.iter() {
             let v = match &e.value {
                 Value::String(s) => MValue::Str(s.clone()),
-                Value::List(l) => MValue::List(l.clone()),
+                Value::List(l) => MValue::List((**l).clone()),
                 Value::Set(s) => MValue::Set(s.iter().cloned().collect()),
                 Value::Hash(h) => MValue::Hash(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect()),
                 Value::ZSet(z) => MValue::ZSet(z.iter().map(|(m, s)| (m.clone(), *s)).collect()),
@@ -71,12 +71,14 @@ impl Model {
         for ((db, key), (v, exp)) in &self.keys {
             let value = match v {
                 MValue::Str(s) => Value::String(s.clone()),
-                MValue::List(l) => Value::List(l.clone()),
-                MValue::Set(s) => Value::Set(s.iter().cloned().collect::<HashSet<_>>()),
+                MValue::List(l) => Value::List(Box::new(l.clone())),
+                MValue::Set(s) => Value::Set(Box::new(s.iter().cloned().collect::<HashSet<_>>())),
                 MValue::Hash(h) => {
-                    Value::Hash(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect::<HashMap<_, _>>())
+                    Value::Hash(Box::new(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect::<HashMap<_, _>>()))
                 }
-                MValue::ZSet(z) => Value::ZSet(z.iter().map(|(m, s)| (m.clone(), *s)).collect::<HashMap<_, _>>()),
+                MValue::ZSet(z) => {
+                    Value::ZSet(Box::new(z.iter().map(|(m, s)| (m.clone(), *s)).collect::<HashMap<_, _>>()))
+                }
             };
             ks.insert(*db, key.clone(), Entry { value, expire_at_ms: *exp });
         }

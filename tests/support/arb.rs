@@ -105,15 +105,15 @@ pub fn score() -> BoxedStrategy<f64> {
 pub fn value() -> BoxedStrategy<Value> {
     prop_oneof![
         4 => bytes().prop_map(Value::String),
-        2 => vec(bytes(), 1..8).prop_map(|l| Value::List(l.into())),
-        2 => hash_set(bytes(), 1..8).prop_map(Value::Set),
-        2 => hash_map(bytes(), bytes(), 1..8).prop_map(Value::Hash),
-        2 => hash_map(bytes(), score(), 1..8).prop_map(Value::ZSet),
+        2 => vec(bytes(), 1..8).prop_map(|l| Value::List(Box::new(l.into()))),
+        2 => hash_set(bytes(), 1..8).prop_map(|s| Value::Set(Box::new(s))),
+        2 => hash_map(bytes(), bytes(), 1..8).prop_map(|h| Value::Hash(Box::new(h))),
+        2 => hash_map(bytes(), score(), 1..8).prop_map(|z| Value::ZSet(Box::new(z))),
         1 => prop_oneof![
-            vec(short(), 100..400).prop_map(|l| Value::List(l.into())),
-            hash_set(short(), 100..300).prop_map(Value::Set),
-            hash_map(short(), short(), 100..300).prop_map(Value::Hash),
-            hash_map(short(), score(), 100..300).prop_map(Value::ZSet),
+            vec(short(), 100..400).prop_map(|l| Value::List(Box::new(l.into()))),
+            hash_set(short(), 100..300).prop_map(|s| Value::Set(Box::new(s))),
+            hash_map(short(), short(), 100..300).prop_map(|h| Value::Hash(Box::new(h))),
+            hash_map(short(), score(), 100..300).prop_map(|z| Value::ZSet(Box::new(z))),
         ],
     ]
     .boxed()

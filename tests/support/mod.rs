@@ -84,24 +84,28 @@ pub fn sample_keyspace() -> Keyspace {
     ks.insert(
         0,
         s(b"list"),
-        Entry::new(Value::List(VecDeque::from([s(b"a"), s(b"7"), s(b""), b"x".repeat(40), s(b"-70000")]))),
+        Entry::new(Value::List(Box::new(VecDeque::from([s(b"a"), s(b"7"), s(b""), b"x".repeat(40), s(b"-70000")])))),
     );
     ks.insert(
         0,
         s(b"set"),
-        Entry::expiring(Value::Set(HashSet::from([s(b"m1"), s(b"2"), s(b"\x00")])), 4_102_444_800_123),
+        Entry::expiring(Value::Set(Box::new(HashSet::from([s(b"m1"), s(b"2"), s(b"\x00")]))), 4_102_444_800_123),
     );
-    ks.insert(1, s(b"hash"), Entry::new(Value::Hash(HashMap::from([(s(b"f"), s(b"v")), (s(b"n"), s(b"300"))]))));
+    ks.insert(
+        1,
+        s(b"hash"),
+        Entry::new(Value::Hash(Box::new(HashMap::from([(s(b"f"), s(b"v")), (s(b"n"), s(b"300"))])))),
+    );
     ks.insert(
         1,
         s(b"zset"),
-        Entry::new(Value::ZSet(HashMap::from([
+        Entry::new(Value::ZSet(Box::new(HashMap::from([
             (s(b"a"), 1.5),
             (s(b"b"), f64::NEG_INFINITY),
             (s(b"c"), f64::INFINITY),
             (s(b"z"), -0.0),
             (s(b"sub"), f64::from_bits(1)),
-        ]))),
+        ])))),
     );
     ks.insert(DB_COUNT - 1, s(b"last-db"), Entry::new(Value::String(s(b"15"))));
     ks.add_function(s(b"#!lua name=lib1\nredis.register_function('f1', function() return 1 end)"));
@@ -120,13 +124,13 @@ pub fn large_keyspace() -> Keyspace {
     ks.insert(0, s(b"noise"), Entry::new(Value::String(noise(150_000))));
     ks.insert(0, s(b"repeat"), Entry::expiring(Value::String(b"0123456789".repeat(20_000)), 4_102_444_800_000));
     let list: VecDeque<Bytes> = (0..20_000u32).map(|i| i.to_string().into_bytes()).collect();
-    ks.insert(2, s(b"list"), Entry::new(Value::List(list)));
+    ks.insert(2, s(b"list"), Entry::new(Value::List(Box::new(list))));
     let set: HashSet<Bytes> = (0..17_000u32).map(|i| format!("m{i}").into_bytes()).collect();
-    ks.insert(3, s(b"set"), Entry::new(Value::Set(set)));
+    ks.insert(3, s(b"set"), Entry::new(Value::Set(Box::new(set))));
     let hash: HashMap<Bytes, Bytes> = (0..17_000u32).map(|i| (format!("f{i}").into_bytes(), noise(3))).collect();
-    ks.insert(4, s(b"hash"), Entry::new(Value::Hash(hash)));
+    ks.insert(4, s(b"hash"), Entry::new(Value::Hash(Box::new(hash))));
     let zset: HashMap<Bytes, f64> = (0..17_000u32).map(|i| (noise(8), f64::from(i) / 7.0)).collect();
-    ks.insert(5, s(b"zset"), Entry::new(Value::ZSet(zset)));
+    ks.insert(5, s(b"zset"), Entry::new(Value::ZSet(Box::new(zset))));
     ks
 }
 
@@ -144,7 +148,7 @@ pub fn assert_same_keyspace(want: &Keyspace, got: &Keyspace, context: &str) {
             let Some(Entry { value: Value::ZSet(got_z), .. }) = got.get(db, key) else {
                 panic!("{context}: db {db} key {key:?} is not a sorted set after the round trip");
             };
-            for (member, score) in want_z {
+            for (member, score) in want_z.iter() {
                 assert_eq!(
                     score.to_bits(),
                     got_z[member].to_bits(),

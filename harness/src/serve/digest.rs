@@ -90,7 +90,7 @@ fn value_digest(digest: &mut [u8; 20], value: &Value, expires: bool) {
         Value::List(l) => l.iter().for_each(|e| mix(digest, e)),
         Value::Set(s) => s.iter().for_each(|m| xor(digest, m)),
         Value::ZSet(z) => {
-            for (member, score) in z {
+            for (member, score) in z.iter() {
                 let mut ele = [0u8; 20];
                 mix(&mut ele, member);
                 mix(&mut ele, format_g17(*score).as_bytes());
@@ -98,7 +98,7 @@ fn value_digest(digest: &mut [u8; 20], value: &Value, expires: bool) {
             }
         }
         Value::Hash(h) => {
-            for (field, v) in h {
+            for (field, v) in h.iter() {
                 let mut ele = [0u8; 20];
                 mix(&mut ele, field);
                 mix(&mut ele, v);

@@ -614,7 +614,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
         "hgetall" => match typed(&get(&args[1]), "hash", out) {
             Ok(Some(Value::Hash(h))) => {
                 out.array(h.len() * 2);
-                for (f, v) in h {
+                for (f, v) in h.iter() {
                     out.bulk(f);
                     out.bulk(v);
                 }

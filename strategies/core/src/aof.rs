@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn preamble_then_tail() {
         let mut ks = Keyspace::new();
-        ks.insert(0, s("l"), Entry::new(Value::List([s("a")].into_iter().collect())));
+        ks.insert(0, s("l"), Entry::new(Value::List(Box::new([s("a")].into_iter().collect()))));
         let (mut file, _) = rdb::write_view(&ks, Vec::new(), &rdb::EncodeOptions::default(), None).unwrap();
         let (alone, summary) = load(&file).unwrap();
         assert_eq!((alone, summary.commands), (ks.clone(), 0));

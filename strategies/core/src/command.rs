@@ -333,7 +333,7 @@ pub fn apply_to_slot(
                 None => {
                     let mut list = VecDeque::new();
                     let n = push(&mut list);
-                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::List(list))))
+                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::List(Box::new(list)))))
                 }
             }
         }
@@ -357,7 +357,7 @@ pub fn apply_to_slot(
                 None => {
                     let mut set = HashSet::new();
                     let n = add(&mut set);
-                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::Set(set))))
+                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::Set(Box::new(set)))))
                 }
             }
         }
@@ -387,7 +387,7 @@ pub fn apply_to_slot(
                 None => {
                     let mut hash = HashMap::new();
                     let n = set(&mut hash);
-                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::Hash(hash))))
+                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::Hash(Box::new(hash)))))
                 }
             }
         }
@@ -421,7 +421,7 @@ pub fn apply_to_slot(
                 None => {
                     let mut zset = HashMap::new();
                     let n = add(&mut zset);
-                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::ZSet(zset))))
+                    (Reply::Int(n), SlotChange::Put(Entry::new(Value::ZSet(Box::new(zset)))))
                 }
             }
         }

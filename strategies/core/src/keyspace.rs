@@ -2,9 +2,10 @@
 //!
 //! Redis has 16 numbered databases (`SELECT 0` .. `SELECT 15`); each maps a binary-safe key
 //! to a value of one of five types, with an optional expiry as an absolute unix time in
-//! milliseconds. This module is that model and nothing more: plain `std` collections, no
-//! encodings. How a strategy lays the data out in memory is its own business; the RDB
-//! codec sees it through [`KeyspaceView`].
+//! milliseconds. This module is that model and nothing more: plain `std` collections for
+//! the values, one compact table per database ([`Db`], whose layout is explained in its
+//! module), no encodings. How a strategy lays the data out in memory is its own business;
+//! the RDB codec sees it through [`KeyspaceView`].
 //!
 //! Two invariants hold for every [`Keyspace`] and are kept by its methods:
 //! - a collection is never empty (Redis deletes a key whose list, set, hash or sorted set
@@ -13,14 +14,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+mod db;
+pub use db::Db;
+
 /// Number of databases, as in Redis's default `databases 16`.
 pub const DB_COUNT: usize = 16;
 
 /// A key or any other binary-safe Redis string.
 pub type Bytes = Vec<u8>;
-
-/// One database: key -> entry.
-pub type Db = HashMap<Bytes, Entry>;
 
 /// A value with its optional expiry.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,21 +50,29 @@ impl Entry {
 }
 
 /// A Redis value.
+///
+/// An enum is as large as its largest variant, and every key's slot holds one: with the
+/// collections inline (a `HashMap` is 48 bytes) a `Value` was 56 bytes, though most keys
+/// are strings. Boxing the collections makes it 24, the string's `Vec` (the compiler keeps
+/// the variant tag in the `Vec`'s capacity, which never uses its top bit); a collection
+/// pays one more 8-byte pointer and allocation, small beside its elements.
+/// Redis makes the same choice: every value is a pointer to a 16-byte `robj` (Redis
+/// src/server.h), and a short string lives in the same allocation (src/object.c, embstr).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A string (binary safe; integers are strings too, as in Redis).
     String(Bytes),
     /// A list, head first.
-    List(VecDeque<Bytes>),
+    List(Box<VecDeque<Bytes>>),
     /// A set of distinct members.
-    Set(HashSet<Bytes>),
+    Set(Box<HashSet<Bytes>>),
     /// A hash: field -> value.
-    Hash(HashMap<Bytes, Bytes>),
+    Hash(Box<HashMap<Bytes, Bytes>>),
     /// A sorted set: member -> score. Scores are never NaN.
-    ZSet(HashMap<Bytes, f64>),
+    ZSet(Box<HashMap<Bytes, f64>>),
     /// A value we carry without modelling it (a stream, or a hash with field expiries):
     /// its RDB type byte and the exact bytes that followed the key, re-emitted verbatim.
-    Opaque(Opaque),
+    Opaque(Box<Opaque>),
 }
 
 /// An RDB value carried verbatim: type byte plus payload.
@@ -311,7 +320,7 @@ mod tests {
     fn empty_collection_is_never_stored() {
         let mut ks = Keyspace::new();
         ks.insert(0, b"k".to_vec(), Entry::new(Value::String(b"v".to_vec())));
-        ks.insert(0, b"k".to_vec(), Entry::new(Value::Set(HashSet::new())));
+        ks.insert(0, b"k".to_vec(), Entry::new(Value::Set(Box::default())));
         assert!(ks.get(0, b"k").is_none());
         assert_eq!(ks.len(), 0);
     }

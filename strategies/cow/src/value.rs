@@ -82,11 +82,11 @@ impl CowEntry {
     pub fn from_entry(e: Entry) -> Self {
         let value = match e.value {
             Value::String(s) => CowValue::String(s.into()),
-            Value::List(l) => CowValue::List(l.into_iter().collect()),
-            Value::Set(s) => CowValue::Set(s.into_iter().collect()),
-            Value::Hash(h) => CowValue::Hash(h.into_iter().collect()),
-            Value::ZSet(z) => CowValue::ZSet(z.into_iter().collect()),
-            Value::Opaque(o) => CowValue::Opaque(Arc::new(o)),
+            Value::List(l) => CowValue::List((*l).into_iter().collect()),
+            Value::Set(s) => CowValue::Set((*s).into_iter().collect()),
+            Value::Hash(h) => CowValue::Hash((*h).into_iter().collect()),
+            Value::ZSet(z) => CowValue::ZSet((*z).into_iter().collect()),
+            Value::Opaque(o) => CowValue::Opaque(Arc::new(*o)),
         };
         CowEntry { value, expire_at_ms: e.expire_at_ms }
     }
@@ -95,11 +95,11 @@ impl CowEntry {
     pub fn to_entry(&self) -> Entry {
         let value = match &self.value {
             CowValue::String(s) => Value::String(s.to_vec()),
-            CowValue::List(l) => Value::List(l.iter().cloned().collect()),
-            CowValue::Set(s) => Value::Set(s.iter().cloned().collect()),
-            CowValue::Hash(h) => Value::Hash(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect()),
-            CowValue::ZSet(z) => Value::ZSet(z.iter().map(|(m, s)| (m.clone(), *s)).collect()),
-            CowValue::Opaque(o) => Value::Opaque((**o).clone()),
+            CowValue::List(l) => Value::List(Box::new(l.iter().cloned().collect())),
+            CowValue::Set(s) => Value::Set(Box::new(s.iter().cloned().collect())),
+            CowValue::Hash(h) => Value::Hash(Box::new(h.iter().map(|(f, v)| (f.clone(), v.clone())).collect())),
+            CowValue::ZSet(z) => Value::ZSet(Box::new(z.iter().map(|(m, s)| (m.clone(), *s)).collect())),
+            CowValue::Opaque(o) => Value::Opaque(Box::new((**o).clone())),
         };
         Entry { value, expire_at_ms: self.expire_at_ms }
     }

@@ -28,7 +28,7 @@ fn base() -> Keyspace {
     for i in 0..10 {
         ks.insert(0, format!("k{i}").into_bytes(), Entry::new(Value::String(format!("v{i}").into_bytes())));
     }
-    ks.insert(0, s("l"), Entry::new(Value::List([s("a"), s("b")].into_iter().collect())));
+    ks.insert(0, s("l"), Entry::new(Value::List(Box::new([s("a"), s("b")].into_iter().collect()))));
     ks
 }
 

@@ -731,7 +731,7 @@ mod tests {
         }
         let big: HashMap<Bytes, Bytes> =
             (0..2000).map(|i| (format!("f{i}").into_bytes(), format!("v{i}").into_bytes())).collect();
-        ks.insert(0, b"z:big".to_vec(), Entry::new(Value::Hash(big)));
+        ks.insert(0, b"z:big".to_vec(), Entry::new(Value::Hash(Box::new(big))));
         ks
     }
 

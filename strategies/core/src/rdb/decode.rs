@@ -1326,16 +1326,13 @@ fn load_inner<R: Read>(
                 let remaining = size.unwrap_or(0).saturating_sub(reader.offset());
                 ks.db_mut(db).reserve(keys.min(remaining / 3) as usize);
             }
-            Item::Key(r) => match ks.db_mut(r.db).entry(r.key) {
-                // One hash lookup per key: this loop is the whole cost of a load.
-                std::collections::hash_map::Entry::Occupied(o) => {
-                    return Err(RdbError::DuplicateKey { offset: r.offset, db: r.db, key: escape(o.key()) });
+            Item::Key(r) => {
+                // One hash lookup per key: this loop is the whole cost of a load. The reader
+                // never yields an empty collection, so the model's invariant holds.
+                if let Err((key, _)) = ks.db_mut(r.db).insert_new(r.key, r.entry) {
+                    return Err(RdbError::DuplicateKey { offset: r.offset, db: r.db, key: escape(&key) });
                 }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    // The reader never yields an empty collection, so the model's invariant holds.
-                    v.insert(r.entry);
-                }
-            },
+            }
             Item::Function { code } => ks.add_function(code),
             _ => {}
         }

@@ -600,13 +600,13 @@ mod tests {
                 })
                 .collect()
         };
-        put("h-small", Value::Hash(hash(128, 64)));
-        put("h-many", Value::Hash(hash(129, 1)));
-        put("h-long", Value::Hash(hash(3, 65)));
-        put("s-ints", Value::Set((0..512).map(|i| b(format!("{}", i * 1000 - 7))).collect()));
-        put("s-many-ints", Value::Set((0..513).map(|i| b(format!("{i}"))).collect()));
-        put("s-text", Value::Set(HashSet::from([b("1".into()), b("x".into())])));
-        put("s-wide", Value::Set(HashSet::from([b(i64::MIN.to_string()), b("2".into())])));
+        put("h-small", Value::Hash(Box::new(hash(128, 64))));
+        put("h-many", Value::Hash(Box::new(hash(129, 1))));
+        put("h-long", Value::Hash(Box::new(hash(3, 65))));
+        put("s-ints", Value::Set(Box::new((0..512).map(|i| b(format!("{}", i * 1000 - 7))).collect())));
+        put("s-many-ints", Value::Set(Box::new((0..513).map(|i| b(format!("{i}"))).collect())));
+        put("s-text", Value::Set(Box::new(HashSet::from([b("1".into()), b("x".into())]))));
+        put("s-wide", Value::Set(Box::new(HashSet::from([b(i64::MIN.to_string()), b("2".into())]))));
         let zset = |n: usize, len: usize| -> HashMap<Vec<u8>, f64> {
             (0..n)
                 .map(|i| {
@@ -616,11 +616,11 @@ mod tests {
                 })
                 .collect()
         };
-        put("z-small", Value::ZSet(zset(128, 64)));
-        put("z-many", Value::ZSet(zset(129, 1)));
-        put("z-long", Value::ZSet(zset(2, 65)));
-        put("l-one-node", Value::List(VecDeque::from([b("a".into()), b("17".into())])));
-        put("l-nodes", Value::List((0..3000).map(|i| b(format!("item:{i}"))).collect()));
+        put("z-small", Value::ZSet(Box::new(zset(128, 64))));
+        put("z-many", Value::ZSet(Box::new(zset(129, 1))));
+        put("z-long", Value::ZSet(Box::new(zset(2, 65))));
+        put("l-one-node", Value::List(Box::new(VecDeque::from([b("a".into()), b("17".into())]))));
+        put("l-nodes", Value::List(Box::new((0..3000).map(|i| b(format!("item:{i}"))).collect())));
         let (bytes, _) = write_view(&ks, Vec::new(), &EncodeOptions::default(), None).unwrap();
         let mut types = HashMap::new();
         super::super::decode::scan(&bytes[..], |r| {
@@ -698,7 +698,7 @@ mod tests {
         let z: std::collections::HashMap<Vec<u8>, f64> =
             [(b"a".to_vec(), -0.0), (b"b".to_vec(), 2.5), (b"c".to_vec(), f64::NEG_INFINITY), (b"d".to_vec(), 1e300)]
                 .into();
-        ks.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(z.clone())));
+        ks.insert(0, b"z".to_vec(), Entry::new(Value::ZSet(Box::new(z.clone()))));
         let (dump, _) = write_view(&ks, Vec::new(), &EncodeOptions::default(), None).unwrap();
         let (back, _) = crate::rdb::load(dump.as_slice()).unwrap();
         let Value::ZSet(got) = &back.get(0, b"z").unwrap().value else { panic!("not a zset") };

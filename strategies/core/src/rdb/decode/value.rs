@@ -5,7 +5,7 @@
 //! Source of every layout: Redis src/rdb.c, `rdbLoadObject` (7.0.15 and 8.6.3), and Valkey
 //! src/rdb.c for Valkey's type 22; the packed blobs are walked by [`crate::rdb::packed`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::io::Read;
 
 use super::{Fingerprinter, KeyInfo, MEMBER_CHECK_LIMIT, RdbError, RdbReader, parse_score, prealloc};
@@ -82,10 +82,10 @@ impl Builder {
     /// A builder for a value of Redis type `value_type` (see [`value_type`]).
     pub(super) fn new(value_type: &str) -> Self {
         let value = match value_type {
-            "list" => Value::List(VecDeque::new()),
-            "set" => Value::Set(HashSet::new()),
-            "hash" => Value::Hash(HashMap::new()),
-            "zset" => Value::ZSet(HashMap::new()),
+            "list" => Value::List(Box::default()),
+            "set" => Value::Set(Box::default()),
+            "hash" => Value::Hash(Box::default()),
+            "zset" => Value::ZSet(Box::default()),
             _ => Value::String(Vec::new()),
         };
         Builder { value }
@@ -151,7 +151,7 @@ impl Sink for Builder {
     }
 
     fn opaque(&mut self, rdb_type: u8, payload: Bytes, _bytes: u64) {
-        self.value = Value::Opaque(Opaque { rdb_type, payload });
+        self.value = Value::Opaque(Box::new(Opaque { rdb_type, payload }));
     }
 
     fn records_opaque(&self) -> bool {
