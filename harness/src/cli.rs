@@ -167,6 +167,9 @@ struct ServeArgs {
     /// "" for none (the default).
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     save: String,
+    /// Serve the strategy with a deliberate bug, for tests that prove a check catches it.
+    #[arg(long, hide = true)]
+    fault: Option<crate::serve::fault::ServeFault>,
 }
 
 #[derive(Args)]
@@ -269,6 +272,15 @@ struct CompareArgs {
     /// Leave out the Redis row even when `redis-server` is on PATH.
     #[arg(long)]
     no_redis: bool,
+    /// How the strategies' rows are driven: `resp` runs each strategy as `snaplab serve` on a
+    /// unix socket, driven and measured exactly like the Redis row (the default when the
+    /// Redis row is included); `inproc` calls each store in a process of its own, no socket
+    /// (the default otherwise), to study a strategy alone.
+    #[arg(long, value_enum)]
+    transport: Option<compare::Transport>,
+    /// With `--transport resp`: serve every strategy with this deliberate bug (tests only).
+    #[arg(long, hide = true)]
+    serve_fault: Option<crate::serve::fault::ServeFault>,
     /// Run every row N times. The runs go in rounds (each round runs every row once), and
     /// every run is fresh: a strategy's in a new process that loads the dump anew (a clean
     /// heap, a store built from the file), Redis's in a newly started redis-server. Each
@@ -455,6 +467,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<ExitCode> {
                 tcp: port.map(|p| (args.bind, p)),
                 save: args.save,
                 save_options: SaveOptions::default(),
+                fault: args.fault,
             };
             crate::serve::run(entry, opts)?;
             Ok(ExitCode::SUCCESS)
@@ -705,6 +718,11 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
     } else {
         !args.no_redis && compare::redis::available()
     };
+    let transport =
+        args.transport.unwrap_or(if with_redis { compare::Transport::Resp } else { compare::Transport::Inproc });
+    if args.serve_fault.is_some() && transport != compare::Transport::Resp {
+        bail!("--serve-fault needs --transport resp");
+    }
     let show = !args.quiet;
     let _tmp;
     let dir = match &args.out_dir {
@@ -778,7 +796,8 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
         kernel: run_info::kernel(),
     };
     eprintln!(
-        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}, values {value_sizes}",
+        "dataset: {description}; {} writer thread(s) at {} writes/s in all, keys {}, mix {}, values {value_sizes}; \
+         transport {transport}",
         args.writers, args.rate, args.keys_dist, args.mix
     );
     let dump_bytes = std::fs::metadata(&source).with_context(|| format!("reading {}", source.display()))?.len();
@@ -828,6 +847,13 @@ fn run_compare(args: CompareArgs, registry: &Registry) -> Result<ExitCode> {
             }
             let result = match run {
                 None => compare::redis::run(&source, &cfg),
+                Some(entry) if transport == compare::Transport::Resp => {
+                    let sut = compare::redis::ServerUnderTest::Snaplab {
+                        strategy: entry.name.to_string(),
+                        fault: args.serve_fault,
+                    };
+                    compare::redis::run_server(&sut, &source, &cfg)
+                }
                 Some(entry) if args.in_process => compare::run_one(entry, &source, &cfg),
                 Some(entry) => run_worker(entry.name, &source, &cfg),
             };

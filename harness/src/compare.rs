@@ -2,6 +2,10 @@
 //! each dump verified against the keyspace as it was at the cut, with what the save cost;
 //! and the same measured from outside for a real redis-server ([`redis`]).
 //!
+//! Two [`Transport`]s. With `resp` (the default when the Redis row is in the table), each
+//! strategy runs as `snaplab serve` and is driven and measured from outside exactly as
+//! redis-server is ([`redis::run_server`]). With `inproc`, the rest of this module: [`run_one`].
+//!
 //! For each strategy, in a fresh process (so memory figures start from a clean heap):
 //! 1. the dataset's dump is loaded twice: once as the reference for verification, once
 //!    into the strategy, as a restarted server would be (this also gives the store a
@@ -40,12 +44,39 @@ use crate::load::{self, KeyList, LatencyStats, Load, LoadSpec, WriteRec};
 use crate::progress;
 use crate::registry::StrategyEntry;
 
+/// How a row's writes and BGSAVE reach the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Every row is a server process on a unix socket (redis-server, or `snaplab serve` for
+    /// a strategy), driven over RESP, one connection per writer, one request in flight on
+    /// each, and measured from outside ([`redis::run_server`]): the same costs in every row.
+    Resp,
+    /// A strategy's row calls the store in the writers' own process ([`run_one`]): no
+    /// socket, write stamps, the strategy's own cut; for studying a strategy alone.
+    Inproc,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Resp => "resp",
+            Transport::Inproc => "inproc",
+        })
+    }
+}
+
 /// One row of the comparison (also its JSON object; field names are a contract). A figure
 /// that does not apply (latency with no writers) is `null`, never a made-up 0.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CompareRow {
     /// Strategy name.
     pub strategy: String,
+    /// How the row was driven and measured: `"resp"` (a server over a unix socket; Redis's
+    /// row always is) or `"inproc"` (function calls in one process). `null` in rows written
+    /// before the field existed, which were all `inproc` but Redis's.
+    #[serde(default)]
+    pub transport: Option<Transport>,
     /// Loading the dataset's dump into the strategy, ms: reading and decoding the file plus
     /// building the store from it (for Redis: its log's load time; `null` when its log did
     /// not say). The harness's own key list, built in between, is not timed.
@@ -439,6 +470,7 @@ pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Res
     let trace = make_trace(entry.name, &log, called_ns, &samples, cut_taken - called, ended - called);
     let row = CompareRow {
         strategy: entry.name.to_string(),
+        transport: Some(Transport::Inproc),
         load_ms: ms(load_time),
         time_to_cut_ms: ms(cut_taken - called),
         save_ms: ms(ended - called),
@@ -545,6 +577,7 @@ pub(crate) fn row_figures(
 ) -> CompareRow {
     CompareRow {
         strategy: String::new(),
+        transport: None,
         load_ms: 0.0,
         time_to_cut_ms: 0.0,
         save_ms: 0.0,
@@ -754,6 +787,8 @@ pub fn table(rows: &[CompareRow]) -> String {
     let anchor = redis.filter(|r| !r.overloaded);
     let w = rows.iter().map(|r| r.strategy.len()).max().unwrap_or(8).max(8);
     let mut out = String::new();
+    // The strategies' transport (Redis's row is always through its socket).
+    let transport = rows.iter().find(|r| !r.strategy.starts_with("redis-")).or(rows.first()).and_then(|r| r.transport);
     if let Some(run) = rows.first().and_then(|r| r.run.as_ref()) {
         out.push_str(&format!(
             "LOAD: {} writer(s) at {} writes/s, keys {}, mix {}; values {}\n",
@@ -766,6 +801,19 @@ pub fn table(rows: &[CompareRow]) -> String {
                 run.repeat
             ));
         }
+    }
+    match transport {
+        Some(Transport::Resp) => out.push_str(
+            "TRANSPORT: resp (every row through a unix socket, one RESP connection per writer, one request in flight \
+             on each)\n",
+        ),
+        Some(Transport::Inproc) => out.push_str(
+            "TRANSPORT: inproc (each strategy's writers call the store in its own process, no socket; a redis row \
+             goes through its socket)\n",
+        ),
+        None => {}
+    }
+    if transport.is_some() || rows.first().is_some_and(|r| r.run.is_some()) {
         out.push('\n');
     }
     let save = rows
@@ -870,8 +918,29 @@ pub fn table(rows: &[CompareRow]) -> String {
     out.push_str("cut ms is only when the snapshot's instant was fixed.\n");
     out.push_str("WRITES: writes due during the save; p99/base: their p99 over the p99 without a save;\n");
     out.push_str("x redis: their p99 over Redis's p99 during its save.\n");
-    out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES). Redis's latencies include a\n");
-    out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
+    out.push_str("cpu s: the saver's CPU seconds (SAVE), the writers' (WRITES).");
+    if transport == Some(Transport::Resp) {
+        out.push_str(" Every row is measured the same way, from\n");
+        out.push_str(
+            "outside its server: cut ms is the BGSAVE round trip, save ms ends at the dump's rename (inotify),\n",
+        );
+        out.push_str(
+            "memory is the server's resident growth plus a forked child's private dirty pages, cpu s comes from\n",
+        );
+        out.push_str(
+            "INFO cpu (WRITES: the server threads serving the writers, in 10 ms ticks; SAVE: the rest and any\n",
+        );
+        out.push_str(
+            "child), load ms from the server's log, and every dump goes to the black-box point-in-time checker\n",
+        );
+        out.push_str(
+            "(relaxed's at its log's close, the window its server reports). Latencies include the socket round\n",
+        );
+        out.push_str("trip in every row. A figure the socket cannot show is `-`.\n");
+    } else {
+        out.push_str(" Redis's latencies include a\n");
+        out.push_str("socket round trip: compare ratios across rows, not microseconds.\n");
+    }
     out.push_str("base w/s: writes completed per second before the save, to set beside the target rate.\n");
     out.push_str("% own data: +peak over the row's own data MiB (each store holds the same keys its own way).\n");
     for r in rows.iter().filter(|r| r.overloaded) {
@@ -1139,6 +1208,24 @@ mod tests {
         let over = table(&[row("redis-7 (fork)", 100.0, 50.0, true), row("cow", 50.0, 100.0, false)]);
         assert_eq!(x_redis(&over), ["-", "-", "-"], "{over}");
         assert!(over.contains("no x redis ratio is computed against it"), "{over}");
+    }
+
+    /// The table says which transport its strategy rows used (the Redis row's is always
+    /// its socket), and only an in-process table keeps the note that Redis's latencies
+    /// alone include a socket round trip.
+    #[test]
+    fn the_table_names_its_transport() {
+        let row = |name: &str, transport: Transport| CompareRow {
+            strategy: name.into(),
+            transport: Some(transport),
+            ..row_figures(&LatencyStats::new(&[], 0, 0, 0, 0), overload::Overload::default(), None, None)
+        };
+        let resp = table(&[row("redis-7 (fork)", Transport::Resp), row("cow", Transport::Resp)]);
+        assert!(resp.starts_with("TRANSPORT: resp (every row through a unix socket"), "{resp}");
+        assert!(!resp.contains("compare ratios across rows"), "{resp}");
+        let inproc = table(&[row("redis-7 (fork)", Transport::Resp), row("cow", Transport::Inproc)]);
+        assert!(inproc.starts_with("TRANSPORT: inproc"), "{inproc}");
+        assert!(inproc.contains("compare ratios across rows, not microseconds"), "{inproc}");
     }
 
     /// Writers held: the longest span in which a write was due and none completed. One

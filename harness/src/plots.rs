@@ -296,7 +296,7 @@ fn latency_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Resul
         let (body, footer) = rest.split_vertically(panels * PANEL_HEIGHT);
         let (y_strip, panel_area) = body.split_horizontally(LATENCY_Y_STRIP);
         let window = traces.iter().find_map(|t| finite(t.window_ms).filter(|w| *w > 0.0));
-        latency_header(&header, window)?;
+        latency_header(&header, window, &transport_note(rows))?;
 
         // Axis titles are drawn once for the whole figure rather than per panel.
         let (_, strip_h) = y_strip.dim_in_pixel();
@@ -327,11 +327,18 @@ fn latency_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Resul
     })
 }
 
+/// What a title adds to say how the strategies' rows were driven (`compare --transport`):
+/// ` (transport resp)`, or nothing for rows that do not say.
+fn transport_note(rows: &[CompareRow]) -> String {
+    let strategy_row = rows.iter().find(|r| !r.strategy.starts_with("redis-")).or(rows.first());
+    strategy_row.and_then(|r| r.transport).map_or_else(String::new, |t| format!(" (transport {t})"))
+}
+
 /// Title and the legend, drawn by hand once for all panels (a plotters legend per panel
 /// would repeat itself and cover data).
-fn latency_header(area: &Area, window_ms: Option<f64>) -> Result<()> {
+fn latency_header(area: &Area, window_ms: Option<f64>, note: &str) -> Result<()> {
     area.draw(&Text::new(
-        "Write latency around BGSAVE, per strategy",
+        format!("Write latency around BGSAVE, per strategy{note}"),
         (LATENCY_Y_STRIP as i32 + 10, 26),
         bold_style(21).pos(Pos::new(HPos::Left, VPos::Bottom)),
     ))?;
@@ -496,7 +503,8 @@ fn memory_svg(names: &[String], rows: &[CompareRow], traces: &[Trace]) -> Result
         }
         let top = if top > 0.0 { top * 1.08 } else { 1.0 };
 
-        let plot_area = titled(&plot_area, "Extra resident memory during the save", 21)?;
+        let plot_area =
+            titled(&plot_area, &format!("Extra resident memory during the save{}", transport_note(rows)), 21)?;
         let mut chart = ChartBuilder::on(&plot_area)
             .margin(14)
             .margin_right(20)
@@ -644,7 +652,12 @@ fn summary_svg(names: &[String], rows: &[CompareRow]) -> Result<String> {
     render((WIDTH, 2 * half), |root| {
         let (top, bottom) = root.split_vertically(half);
         let (left, right) = top.split_horizontally(WIDTH / 2);
-        bar_chart(&left, "Save duration", "BGSAVE call to file in place (ms)", &save)?;
+        bar_chart(
+            &left,
+            &format!("Save duration{}", transport_note(rows)),
+            "BGSAVE call to file in place (ms)",
+            &save,
+        )?;
         bar_chart(&right, "Write p99: without → during the save", "p99 write latency (ms)", &p99)?;
         let (left, right) = bottom.split_horizontally(WIDTH / 2);
         bar_chart(&left, "Peak extra memory", "peak extra memory (MiB)", &memory)?;

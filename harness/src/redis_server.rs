@@ -9,6 +9,10 @@
 //! server down (`SHUTDOWN NOSAVE`, then a kill if it does not go) and reaps it, and the
 //! directory goes with it, so a panicking test leaves no server behind.
 //!
+//! With [`ServerOptions::serve`] set, the same handle runs `snaplab serve --strategy NAME`
+//! instead, in the same kind of directory and on the same kind of socket, so a caller (the
+//! comparison's RESP transport) drives either server with the same code.
+//!
 //! [`check_rdb`] runs `redis-check-rdb`, Redis's own offline validator.
 //!
 //! ```no_run
@@ -139,8 +143,13 @@ pub struct ServerOptions {
     /// Read and write timeout of every connection, so a hung server fails a test
     /// instead of hanging it.
     pub command_timeout: Duration,
-    /// The `redis-server` executable; `None`: the one on `PATH`.
+    /// The `redis-server` executable; `None`: the one on `PATH`. With `serve` set, the
+    /// `snaplab` executable instead; `None`: this program ([`std::env::current_exe`]).
     pub binary: Option<PathBuf>,
+    /// Run `snaplab serve` over this strategy instead of `redis-server`: it loads `dump`
+    /// in place (`--input`, no copy) and gets `--dir`, `--dbfilename`, `--unixsocket` and
+    /// `--port 0`, then `extra_args`; none of Redis's own options.
+    pub serve: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -152,6 +161,7 @@ impl Default for ServerOptions {
             startup_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(60),
             binary: None,
+            serve: None,
         }
     }
 }
@@ -296,16 +306,18 @@ impl RedisServer {
     /// failures; `ExitedEarly` when the process ends during startup (e.g. it refused the
     /// dump); `StartTimeout` when it never answers (the process is then killed).
     pub fn start(opts: &ServerOptions) -> Result<Self> {
-        let binary = match &opts.binary {
-            Some(b) => b.clone(),
-            None => find_redis_server().ok_or(RedisServerError::NotFound)?,
+        let binary = match (&opts.binary, &opts.serve) {
+            (Some(b), _) => b.clone(),
+            (None, None) => find_redis_server().ok_or(RedisServerError::NotFound)?,
+            (None, Some(_)) => std::env::current_exe()
+                .map_err(|source| RedisServerError::Setup { what: "find this executable".to_owned(), source })?,
         };
         // A short prefix: the socket path must fit in sun_path (108 bytes).
         let dir = tempfile::Builder::new()
             .prefix("snaplab-redis-")
             .tempdir()
             .map_err(|source| RedisServerError::Setup { what: "create temporary directory".to_owned(), source })?;
-        if let Some(dump) = &opts.dump {
+        if let Some(dump) = opts.dump.as_ref().filter(|_| opts.serve.is_none()) {
             let dest = dir.path().join(&opts.dbfilename);
             std::fs::copy(dump, &dest).map_err(|source| RedisServerError::Setup {
                 what: format!("copy {} to {}", dump.display(), dest.display()),
@@ -330,30 +342,42 @@ impl RedisServer {
             .map_err(|source| RedisServerError::Command { command: "open client".to_owned(), source })?;
 
         let mut cmd = Command::new(&binary);
-        cmd.arg("--port")
-            .arg("0")
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--unixsocketperm")
-            .arg("700")
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--dbfilename")
-            .arg(&opts.dbfilename)
-            .arg("--save")
-            .arg("")
-            .arg("--appendonly")
-            .arg("no")
-            .arg("--daemonize")
-            .arg("no")
-            .arg("--logfile")
-            .arg(dir.path().join(LOG))
-            .arg("--enable-debug-command")
-            .arg("yes")
-            .args(&opts.extra_args)
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(console_err);
+        match &opts.serve {
+            Some(strategy) => {
+                cmd.args(["serve", "--strategy", strategy.as_str(), "--port", "0", "--unixsocket"])
+                    .arg(&socket)
+                    .arg("--dir")
+                    .arg(dir.path())
+                    .arg("--dbfilename")
+                    .arg(&opts.dbfilename);
+                if let Some(dump) = &opts.dump {
+                    cmd.arg("--input").arg(dump);
+                }
+            }
+            None => {
+                cmd.arg("--port")
+                    .arg("0")
+                    .arg("--unixsocket")
+                    .arg(&socket)
+                    .arg("--unixsocketperm")
+                    .arg("700")
+                    .arg("--dir")
+                    .arg(dir.path())
+                    .arg("--dbfilename")
+                    .arg(&opts.dbfilename)
+                    .arg("--save")
+                    .arg("")
+                    .arg("--appendonly")
+                    .arg("no")
+                    .arg("--daemonize")
+                    .arg("no")
+                    .arg("--logfile")
+                    .arg(dir.path().join(LOG))
+                    .arg("--enable-debug-command")
+                    .arg("yes");
+            }
+        }
+        cmd.args(&opts.extra_args).stdin(Stdio::null()).stdout(console).stderr(console_err);
         let child = cmd.spawn().map_err(|source| RedisServerError::Spawn { binary: binary.clone(), source })?;
 
         // From here on `Drop` cleans up whatever happens.
@@ -585,10 +609,13 @@ impl RedisServer {
     }
 
     /// How long Redis took to load the dump it started with, from its log line
-    /// `DB loaded from disk: <seconds> seconds` (Redis src/server.c, loadDataFromDisk);
-    /// `None` when it started empty or the line is absent.
+    /// `DB loaded from disk: <seconds> seconds` (Redis src/server.c, loadDataFromDisk;
+    /// `snaplab serve` prints the same line on stderr); `None` when it started empty or the
+    /// line is absent.
     pub fn load_time(&self) -> Option<Duration> {
-        let log = file_tail(&self.dir.path().join(LOG), 500);
+        let mut log = file_tail(&self.dir.path().join(LOG), 500);
+        log.push('\n');
+        log.push_str(&file_tail(&self.dir.path().join(CONSOLE), 500));
         let line = log.lines().rev().find(|l| l.contains("DB loaded from disk:"))?;
         let secs: f64 = line.split("DB loaded from disk:").nth(1)?.split_whitespace().next()?.parse().ok()?;
         Some(Duration::from_secs_f64(secs))

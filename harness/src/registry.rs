@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use snaplab_core::{
-    Applied, BgSave, Command, CommandError, Entry, Keyspace, SaveError, SaveOptions, SaveReport, SaveStatus,
-    SnapshotStrategy,
+    Applied, BgSave, Command, CommandError, Entry, Guarantee, Keyspace, LogClose, SaveError, SaveOptions, SaveReport,
+    SaveStatus, SnapshotStrategy,
 };
 
 /// [`SnapshotStrategy`] as a trait object.
@@ -46,6 +46,10 @@ pub trait DynStrategy: Send + Sync {
     fn lastsave(&self) -> Option<i64>;
     /// See [`SnapshotStrategy::last_save_status`].
     fn last_save_status(&self) -> SaveStatus;
+    /// The strategy's [`SnapshotStrategy::GUARANTEE`].
+    fn guarantee(&self) -> Guarantee;
+    /// See [`SnapshotStrategy::last_log_close`].
+    fn last_log_close(&self) -> Option<LogClose>;
 }
 
 impl<S: SnapshotStrategy> DynStrategy for S {
@@ -75,6 +79,12 @@ impl<S: SnapshotStrategy> DynStrategy for S {
     }
     fn last_save_status(&self) -> SaveStatus {
         SnapshotStrategy::last_save_status(self)
+    }
+    fn guarantee(&self) -> Guarantee {
+        S::GUARANTEE
+    }
+    fn last_log_close(&self) -> Option<LogClose> {
+        SnapshotStrategy::last_log_close(self)
     }
 }
 

@@ -24,7 +24,9 @@
 //! <changes>`, a failed save refuses writes with `-MISCONF`, `BGSAVE` and `SAVE` reset the
 //! change counter at their cut, exactly as the library models Redis.
 
+pub mod clock;
 pub mod digest;
+pub mod fault;
 mod glob;
 pub mod resp;
 
@@ -124,6 +126,9 @@ pub struct ServeOptions {
     pub save: String,
     /// Save options (the I/O layer, for tests that hold a save still).
     pub save_options: SaveOptions,
+    /// A wrong-on-purpose change to the store, for tests that prove a check catches it
+    /// through the socket ([`fault::ServeFault`]); `None` serves the strategy as it is.
+    pub fault: Option<fault::ServeFault>,
 }
 
 impl ServeOptions {
@@ -138,6 +143,7 @@ impl ServeOptions {
             tcp: None,
             save: String::new(),
             save_options: SaveOptions::default(),
+            fault: None,
         }
     }
 }
@@ -186,11 +192,19 @@ impl Server {
         let _ = remove_stale_temp_files(&opts.dir);
         let dump = opts.dir.join(&opts.dbfilename);
         let source = opts.input.clone().or_else(|| dump.exists().then(|| dump.clone()));
+        let loading = Instant::now();
         let keyspace = match &source {
             Some(path) => rdb::load_file(path).map_err(|source| ServeError::Load { path: path.clone(), source })?.0,
             None => Default::default(),
         };
-        let store = (entry.build)(keyspace);
+        let mut store = (entry.build)(keyspace);
+        if source.is_some() {
+            // Redis's own words (src/server.c, loadDataFromDisk), so one parser reads both logs.
+            eprintln!("DB loaded from disk: {:.6} seconds", loading.elapsed().as_secs_f64());
+        }
+        if let Some(f) = opts.fault {
+            store = f.wrap(store);
+        }
         let auto =
             Arc::new(AutoSave::new(Arc::clone(&store), dump, rules, Duration::from_secs(5), opts.save_options.clone()));
         auto.spawn_ticker(TICK);
@@ -1058,6 +1072,20 @@ fn info(shared: &Shared, sections: &[String]) -> String {
         t.push_str(&format!("rdb_current_bgsave_time_sec:{}\r\n", i.current_bgsave_time_sec));
         t.push_str(&format!("rdb_saves_scheduled:{}\r\n", u8::from(i.scheduled)));
         t.push_str("aof_enabled:0\r\n");
+        let guarantee = match shared.store.guarantee() {
+            snaplab_core::Guarantee::PointInTime => "point_in_time",
+            snaplab_core::Guarantee::AtLogClose => "at_log_close",
+        };
+        t.push_str(&format!("snaplab_guarantee:{guarantee}\r\n"));
+        if let Some(close) = shared.store.last_log_close() {
+            // On CLOCK_MONOTONIC, which every process on the machine shares, so a client can
+            // set the close beside its own clock (the comparison's verification window).
+            for (name, at) in [("requested", close.requested), ("acknowledged", close.acknowledged)] {
+                if let Some(ns) = clock::monotonic_ns_of(at) {
+                    t.push_str(&format!("snaplab_last_log_close_{name}_monotonic_ns:{ns}\r\n"));
+                }
+            }
+        }
         if let Some(why) = &i.last_failure {
             t.push_str(&format!("snaplab_last_save_error:{}\r\n", why.replace(['\r', '\n'], " ")));
         }
