@@ -209,8 +209,7 @@ impl SnapshotStrategy for CowMap {
     const NAME: &'static str = "cow";
 
     fn from_keyspace(keyspace: Keyspace) -> Self {
-        let mut loader = Loader::default();
-        loader.functions = keyspace.functions().to_vec();
+        let mut loader = Loader { functions: keyspace.functions().to_vec(), ..Loader::default() };
         let mut keyspace = keyspace;
         for (i, db) in loader.dbs.iter_mut().enumerate() {
             for (k, e) in keyspace.db_mut(i).drain() {
