@@ -367,23 +367,19 @@ pub(crate) fn make_trace(
 pub fn run_one(entry: &StrategyEntry, source: &Path, cfg: &CompareConfig) -> Result<(CompareRow, Trace)> {
     // The reference for verification is loaded only after the save: holding a second copy
     // of the dataset during it would inflate what fork copies and what the sampler sees.
+    // The load is the dump read into a store the strategy's own way, as a restarted server
+    // does it (`SnapshotStrategy::load`: the pipelined loader).
     let rss_before_load = resident_bytes(None);
     let load_started = Instant::now();
-    let (loaded, _) = rdb::load_file(source).with_context(|| format!("loading {}", source.display()))?;
-    let read_time = load_started.elapsed();
-    // The harness's own key list (a copy of every key, for the writers) is built outside
-    // the timed load: the load is only the dump read into a store, as a restarted server
-    // does it. Its memory is left out of `dataset_bytes` below.
-    let mut keys = KeyList::new(&loaded);
-    if cfg.sample_value_sizes {
-        keys.sample_value_sizes(&loaded);
-    }
+    let store = (entry.load)(source).with_context(|| format!("loading {}", source.display()))?;
+    let load_time = load_started.elapsed();
+    let dataset_bytes = store_resident_bytes(rss_before_load, resident_bytes(None), 0);
+    // The harness's own key list (a copy of every key, for the writers) is read from the
+    // dump after the timed load and after the store's memory is measured.
+    let keys = KeyList::from_dump(source, cfg.sample_value_sizes)
+        .with_context(|| format!("listing the keys of {}", source.display()))?;
     let keys = Arc::new(keys);
-    let total_keys = loaded.len() as u64;
-    let build_started = Instant::now();
-    let store = (entry.build)(loaded);
-    let load_time = read_time + build_started.elapsed();
-    let dataset_bytes = store_resident_bytes(rss_before_load, resident_bytes(None), keys.heap_bytes());
+    let total_keys = store.len() as u64;
 
     let dest = cfg.dir.join(dump_name(entry.name));
     let load = Load::start(&cfg.load, Arc::clone(&keys), |_| {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use snaplab_core::{
-    Applied, BgSave, Command, CommandError, Entry, Guarantee, Keyspace, LogClose, SaveError, SaveOptions, SaveReport,
-    SaveStatus, SnapshotStrategy,
+    Applied, BgSave, Command, CommandError, Entry, Guarantee, Keyspace, LogClose, RdbError, SaveError, SaveOptions,
+    SaveReport, SaveStatus, SnapshotStrategy,
 };
 
 /// [`SnapshotStrategy`] as a trait object.
@@ -97,11 +97,19 @@ pub struct StrategyEntry {
     pub about: &'static str,
     /// Build a store holding a keyspace.
     pub build: fn(Keyspace) -> Arc<dyn DynStrategy>,
+    /// Load a store from a dump the strategy's own way ([`SnapshotStrategy::load`]: the
+    /// pipelined loader, into its own layout for strategies that have one).
+    pub load: fn(&Path) -> Result<Arc<dyn DynStrategy>, RdbError>,
 }
 
 /// The registry entry for strategy `S`.
 pub fn entry<S: SnapshotStrategy>(about: &'static str) -> StrategyEntry {
-    StrategyEntry { name: S::NAME, about, build: |ks| Arc::new(S::from_keyspace(ks)) }
+    StrategyEntry {
+        name: S::NAME,
+        about,
+        build: |ks| Arc::new(S::from_keyspace(ks)),
+        load: |path| Ok(Arc::new(S::load(path)?)),
+    }
 }
 
 /// All registered strategies, in display order.

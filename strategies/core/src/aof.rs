@@ -12,6 +12,7 @@
 //! ([`encode_command`]), and loads a whole file ([`load_file`]): a plain RDB dump is a
 //! preamble file with an empty tail, so it loads here too.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -359,7 +360,9 @@ pub fn replay_tail(keyspace: &mut Keyspace, tail: &[u8], base: u64) -> Result<u6
 /// # Errors
 /// [`AofError`].
 pub fn load(bytes: &[u8]) -> Result<(Keyspace, AofSummary), AofError> {
-    let (mut ks, rdb) = rdb::load(bytes)?;
+    // The pipelined loader: decoding on one thread, building on this one.
+    let mut ks = Keyspace::new();
+    let rdb = rdb::load_into(bytes, Some(bytes.len() as u64), None, &mut ks)?;
     let base = rdb.bytes;
     let tail = &bytes[(base as usize).min(bytes.len())..];
     let started = Instant::now();
@@ -373,8 +376,21 @@ pub fn load(bytes: &[u8]) -> Result<(Keyspace, AofSummary), AofError> {
 /// [`AofError::Rdb`] with an I/O error at offset 0 if the file cannot be read, else as
 /// [`load`].
 pub fn load_file(path: &Path) -> Result<(Keyspace, AofSummary), AofError> {
-    let bytes = std::fs::read(path).map_err(|source| RdbError::Io { offset: 0, source })?;
-    load(&bytes)
+    // The preamble is streamed from the file by the pipelined loader; only the tail, if
+    // there is one, is read into memory (a plain RDB file has none).
+    let io = |offset: u64| move |source| RdbError::Io { offset, source };
+    let mut file = std::fs::File::open(path).map_err(io(0))?;
+    let size = file.metadata().map_err(io(0))?.len();
+    let mut ks = Keyspace::new();
+    let rdb = rdb::load_into(&mut file, Some(size), None, &mut ks)?;
+    let base = rdb.bytes;
+    // The reader may have buffered past the preamble's end: read the tail from `base`.
+    file.seek(SeekFrom::Start(base)).map_err(io(base))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(io(base))?;
+    let started = Instant::now();
+    let commands = replay_tail(&mut ks, &tail, base)?;
+    Ok((ks, AofSummary { rdb, commands, tail_bytes: tail.len() as u64, replay: started.elapsed() }))
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo, remove_stale_temp_files};
 pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
 pub use keyspace::{Bytes, DB_COUNT, Db, Entry, EntryRef, Keyspace, KeyspaceView, Opaque, Value, ValueRef};
 pub use locked::{Counted, LockedKeyspace};
-pub use rdb::RdbError;
+pub use rdb::{RdbError, StoreBuilder};
 pub use strategy::{
     Applied, BgSave, Cut, EXTRA_MEMORY_ELSEWHERE, Guarantee, LogClose, SaveError, SaveOptions, SaveReport, SaveState,
-    SaveStatus, SaveTicket, SnapshotStrategy, WriteStamp, unix_ms_now, write_snapshot, write_snapshot_to,
+    SaveStatus, SaveTicket, SnapshotStrategy, WriteStamp, load_built, unix_ms_now, write_snapshot, write_snapshot_to,
 };

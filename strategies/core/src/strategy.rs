@@ -362,10 +362,12 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     /// # Errors
     /// Any [`RdbError`] from reading the dump; an error in the command tail is
     /// [`RdbError::Corrupt`] of the "AOF tail".
+    ///
+    /// The default builds a [`Keyspace`] with the pipelined loader ([`rdb::load_into`]) and
+    /// hands it to [`SnapshotStrategy::from_keyspace`]; a strategy with its own layout
+    /// overrides it with [`load_built`] to build that layout directly.
     fn load(path: &Path) -> Result<Self, RdbError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        // Best effort: failing to tidy up must not stop the store from starting.
-        let _ = crate::atomic::remove_stale_temp_files(dir);
+        remove_stale_temps_near(path);
         let (keyspace, _) = crate::aof::load_file(path).map_err(crate::aof::AofError::into_rdb_error)?;
         Ok(Self::from_keyspace(keyspace))
     }
@@ -416,6 +418,42 @@ pub trait SnapshotStrategy: Send + Sync + Sized + 'static {
     }
 }
 // ANCHOR_END: snapshot_strategy
+
+/// Starting a store in a directory first removes the temporary files that saves killed
+/// there left behind. Best effort: failing to tidy up must not stop the store from starting.
+fn remove_stale_temps_near(path: &Path) {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let _ = crate::atomic::remove_stale_temp_files(dir);
+}
+
+/// [`SnapshotStrategy::load`] for a strategy that lays its data out its own way: the dump
+/// at `path` is read by the pipelined loader ([`rdb::load_into`]) straight into `builder`
+/// (no [`Keyspace`] first and a copy after), then `finish` turns the builder into the store.
+///
+/// An RDB-preamble AOF (bytes after the RDB's trailer) cannot be replayed into a builder,
+/// so for one the dump is read again the default way, into a [`Keyspace`] that replays the
+/// command tail ([`crate::aof::load_file`]), and the store comes from
+/// [`SnapshotStrategy::from_keyspace`].
+///
+/// # Errors
+/// As [`SnapshotStrategy::load`]: any [`RdbError`], including the builder's
+/// [`RdbError::DuplicateKey`].
+pub fn load_built<S: SnapshotStrategy, B: rdb::StoreBuilder>(
+    path: &Path,
+    mut builder: B,
+    finish: impl FnOnce(B) -> S,
+) -> Result<S, RdbError> {
+    remove_stale_temps_near(path);
+    let file = std::fs::File::open(path).map_err(|source| RdbError::Io { offset: 0, source })?;
+    let size = file.metadata().map_err(|source| RdbError::Io { offset: 0, source })?.len();
+    let summary = rdb::load_into(file, Some(size), None, &mut builder)?;
+    if summary.bytes < size {
+        drop(builder);
+        let (keyspace, _) = crate::aof::load_file(path).map_err(crate::aof::AofError::into_rdb_error)?;
+        return Ok(S::from_keyspace(keyspace));
+    }
+    Ok(finish(builder))
+}
 
 /// Current unix time in milliseconds.
 pub fn unix_ms_now() -> i64 {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use snaplab_core::atomic::{IoFile, SaveIo};
 use snaplab_core::memory;
 use snaplab_core::{
-    Applied, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, EntryRef, Keyspace, KeyspaceView, Reply,
-    SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SnapshotStrategy, WriteStamp, unix_ms_now,
-    write_snapshot,
+    Applied, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, EntryRef, Keyspace, KeyspaceView, RdbError,
+    Reply, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SnapshotStrategy, StoreBuilder, WriteStamp,
+    escape, unix_ms_now, write_snapshot,
 };
 use value::{CowDb, CowEntry};
 
@@ -167,26 +167,65 @@ impl CowMap {
     }
 }
 
-impl SnapshotStrategy for CowMap {
-    const NAME: &'static str = "cow";
+/// The live version being built from a dump or a keyspace, before any snapshot shares it:
+/// `insert_mut` then changes the maps in place (no path is shared, so none is copied).
+struct Loader {
+    dbs: [CowDb; DB_COUNT],
+    functions: Vec<Bytes>,
+}
 
-    fn from_keyspace(keyspace: Keyspace) -> Self {
-        let functions = Arc::new(keyspace.functions().to_vec());
-        let mut dbs: [CowDb; DB_COUNT] = std::array::from_fn(|_| CowDb::new_sync());
-        let mut keyspace = keyspace;
-        for (i, db) in dbs.iter_mut().enumerate() {
-            for (k, e) in keyspace.db_mut(i).drain() {
-                db.insert_mut(k, CowEntry::from_entry(e));
-            }
-        }
+impl Default for Loader {
+    fn default() -> Self {
+        Loader { dbs: std::array::from_fn(|_| CowDb::new_sync()), functions: Vec::new() }
+    }
+}
+
+impl Loader {
+    fn into_store(self) -> CowMap {
+        let live = Version { dbs: self.dbs, functions: Arc::new(self.functions) };
         CowMap {
             inner: Arc::new(Inner {
-                state: RwLock::new(State { live: Version { dbs, functions }, writes: 0 }),
+                state: RwLock::new(State { live, writes: 0 }),
                 saves: SaveState::new(),
                 saving: AtomicBool::new(false),
                 writes_while_shared: AtomicU64::new(0),
             }),
         }
+    }
+}
+
+impl StoreBuilder for Loader {
+    fn insert(&mut self, db: usize, key: Bytes, entry: Entry, offset: u64) -> Result<(), RdbError> {
+        let map = &mut self.dbs[db];
+        if map.contains_key(&key) {
+            return Err(RdbError::DuplicateKey { offset, db, key: escape(&key) });
+        }
+        map.insert_mut(key, CowEntry::from_entry(entry));
+        Ok(())
+    }
+
+    fn add_function(&mut self, code: Bytes) {
+        self.functions.push(code);
+    }
+}
+
+impl SnapshotStrategy for CowMap {
+    const NAME: &'static str = "cow";
+
+    fn from_keyspace(keyspace: Keyspace) -> Self {
+        let mut loader = Loader { functions: keyspace.functions().to_vec(), ..Loader::default() };
+        let mut keyspace = keyspace;
+        for (i, db) in loader.dbs.iter_mut().enumerate() {
+            for (k, e) in keyspace.db_mut(i).drain() {
+                db.insert_mut(k, CowEntry::from_entry(e));
+            }
+        }
+        loader.into_store()
+    }
+
+    /// Read the dump with the pipelined loader straight into the persistent maps.
+    fn load(path: &Path) -> Result<Self, RdbError> {
+        snaplab_core::load_built(path, Loader::default(), Loader::into_store)
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {

@@ -13,9 +13,9 @@ use snaplab_core::rdb::consts::OPCODE_SELECTDB;
 use snaplab_core::rdb::encode::{encode_entry_ref, put_len, write_aux_fields};
 use snaplab_core::rdb::{EncodeOptions, RdbWriter};
 use snaplab_core::{
-    Applied, AtomicFile, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, EntryRef, Keyspace, Reply,
-    SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SlotChange, SnapshotStrategy, WriteStamp, apply_to_slot,
-    unix_ms_now,
+    Applied, AtomicFile, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, EntryRef, Keyspace, RdbError,
+    Reply, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SlotChange, SnapshotStrategy, StoreBuilder,
+    WriteStamp, apply_to_slot, escape, unix_ms_now,
 };
 
 // ANCHOR: consts
@@ -529,22 +529,89 @@ fn write_dump(
     Ok((encoded.bytes, encoded.keys))
 }
 
+impl<const LARGE: usize> PerKeyCopy<LARGE> {
+    fn from_state(state: State, functions: Vec<Bytes>) -> Self {
+        PerKeyCopy {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                served: Condvar::new(),
+                functions,
+                saves: SaveState::new(),
+            }),
+        }
+    }
+}
+
+/// Builds the databases from a dump: keys are collected per database as they arrive, then
+/// sorted once and turned into each `BTreeMap` in bulk (`from_iter` on sorted input fills
+/// nodes left to right). Duplicates are found in the sorted run as neighbours, and the one
+/// reported is the one whose second record comes first in the file, as a loader checking
+/// key by key would report it.
+#[derive(Default)]
+struct Loader {
+    /// Per database: (key, entry, offset of its record).
+    pending: Vec<Vec<(Bytes, Entry, u64)>>,
+    state: State,
+    functions: Vec<Bytes>,
+}
+
+impl StoreBuilder for Loader {
+    fn reserve(&mut self, db: usize, keys: usize) {
+        self.pending.resize_with(DB_COUNT, Vec::new);
+        self.pending[db].reserve(keys);
+    }
+
+    fn insert(&mut self, db: usize, key: Bytes, entry: Entry, offset: u64) -> Result<(), RdbError> {
+        self.pending.resize_with(DB_COUNT, Vec::new);
+        self.pending[db].push((key, entry, offset));
+        Ok(())
+    }
+
+    fn add_function(&mut self, code: Bytes) {
+        self.functions.push(code);
+    }
+
+    fn finish(&mut self) -> Result<(), RdbError> {
+        let mut first_dup: Option<RdbError> = None;
+        for (db, mut keys) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+            // Equal keys in file order, so the first pair of neighbours is the first repeat.
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
+            for pair in keys.windows(2) {
+                if pair[0].0 == pair[1].0 {
+                    let offset = pair[0].2.max(pair[1].2);
+                    if first_dup.as_ref().is_none_or(|e| offset < e.offset()) {
+                        first_dup = Some(RdbError::DuplicateKey { offset, db, key: escape(&pair[0].0) });
+                    }
+                }
+            }
+            if first_dup.is_none() {
+                self.state.dbs[db] = keys.into_iter().map(|(k, entry, _)| (k, Slot { entry, epoch: 0 })).collect();
+            }
+        }
+        first_dup.map_or(Ok(()), Err)
+    }
+}
+
 impl<const LARGE: usize> SnapshotStrategy for PerKeyCopy<LARGE> {
     const NAME: &'static str = "perkey";
 
     fn from_keyspace(mut keyspace: Keyspace) -> Self {
         let mut state = State::default();
         for (db, map) in state.dbs.iter_mut().enumerate() {
-            map.extend(keyspace.db_mut(db).drain().map(|(k, entry)| (k, Slot { entry, epoch: 0 })));
+            // Collected, then built in bulk: `BTreeMap::from_iter` sorts once and fills
+            // nodes left to right, where inserting keys one by one in hash order would
+            // descend the tree and split nodes for every key.
+            let slots: Vec<(Bytes, Slot)> =
+                keyspace.db_mut(db).drain().map(|(k, entry)| (k, Slot { entry, epoch: 0 })).collect();
+            *map = slots.into_iter().collect();
         }
-        PerKeyCopy {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-                served: Condvar::new(),
-                functions: keyspace.functions().to_vec(),
-                saves: SaveState::new(),
-            }),
-        }
+        Self::from_state(state, keyspace.functions().to_vec())
+    }
+
+    /// Read the dump with the pipelined loader straight into sorted databases (see
+    /// [`Loader`]).
+    fn load(path: &Path) -> Result<Self, RdbError> {
+        snaplab_core::load_built(path, Loader::default(), |l| Self::from_state(l.state, l.functions))
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {

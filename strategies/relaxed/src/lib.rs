@@ -17,8 +17,8 @@ use snaplab_core::rdb::RdbWriter;
 use snaplab_core::rdb::encode::{EncodeOptions, encode_entry, write_aux_fields};
 use snaplab_core::{
     Applied, AtomicFile, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, Guarantee, Keyspace, LogClose,
-    Reply, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SaveTicket, SlotChange, SnapshotStrategy,
-    WriteStamp, apply_to_slot, unix_ms_now,
+    RdbError, Reply, SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SaveTicket, SlotChange,
+    SnapshotStrategy, StoreBuilder, WriteStamp, apply_to_slot, escape, unix_ms_now,
 };
 
 /// Buckets per database: the traversal's unit. It serializes one bucket per turn of the
@@ -44,10 +44,15 @@ struct Table {
 }
 
 impl Table {
-    fn from_keyspace(mut ks: Keyspace) -> Self {
+    fn new(functions: Vec<Bytes>) -> Self {
         let dbs = (0..DB_COUNT).map(|_| vec![HashMap::new(); BUCKETS]).collect();
-        let mut t = Table { dbs, keys: 0, functions: ks.functions().to_vec() };
+        Table { dbs, keys: 0, functions }
+    }
+
+    fn from_keyspace(mut ks: Keyspace) -> Self {
+        let mut t = Table::new(ks.functions().to_vec());
         for db in 0..DB_COUNT {
+            t.reserve(db, ks.db(db).len());
             // Moved, not cloned: the keyspace is ours.
             for (key, entry) in std::mem::take(ks.db_mut(db)) {
                 t.dbs[db][bucket_of(&key)].insert(key, entry);
@@ -55,6 +60,41 @@ impl Table {
             }
         }
         t
+    }
+
+    /// Size each bucket of `db` for its share of `keys`, so the 16,384 maps do not each
+    /// grow through six doublings (rehashing every key each time) while a database loads.
+    fn reserve(&mut self, db: usize, keys: usize) {
+        let per_bucket = keys / BUCKETS;
+        if per_bucket > 0 {
+            for bucket in &mut self.dbs[db] {
+                bucket.reserve(per_bucket);
+            }
+        }
+    }
+}
+
+/// The pipelined loader builds the table directly: no [`Keyspace`] first and a copy after.
+impl StoreBuilder for Table {
+    fn reserve(&mut self, db: usize, keys: usize) {
+        Table::reserve(self, db, keys);
+    }
+
+    fn insert(&mut self, db: usize, key: Bytes, entry: Entry, offset: u64) -> Result<(), RdbError> {
+        match self.dbs[db][bucket_of(&key)].entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                Err(RdbError::DuplicateKey { offset, db, key: escape(o.key()) })
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(entry);
+                self.keys += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn add_function(&mut self, code: Bytes) {
+        self.functions.push(code);
     }
 }
 
@@ -403,16 +443,27 @@ impl<R: LogRule> RelaxedStore<R> {
     // ANCHOR_END: save_body
 }
 
+impl<R: LogRule> RelaxedStore<R> {
+    fn from_table(table: Table) -> Self {
+        let state = State { table, writes: 0, traversal: None };
+        RelaxedStore {
+            inner: Arc::new(Inner { state: RwLock::new(state), saves: SaveState::new(), last_close: Mutex::new(None) }),
+            rule: PhantomData,
+        }
+    }
+}
+
 impl<R: LogRule> SnapshotStrategy for RelaxedStore<R> {
     const NAME: &'static str = "relaxed";
     const GUARANTEE: Guarantee = Guarantee::AtLogClose;
 
     fn from_keyspace(keyspace: Keyspace) -> Self {
-        let state = State { table: Table::from_keyspace(keyspace), writes: 0, traversal: None };
-        RelaxedStore {
-            inner: Arc::new(Inner { state: RwLock::new(state), saves: SaveState::new(), last_close: Mutex::new(None) }),
-            rule: PhantomData,
-        }
+        Self::from_table(Table::from_keyspace(keyspace))
+    }
+
+    /// Read the dump with the pipelined loader straight into the bucketed table.
+    fn load(path: &Path) -> Result<Self, RdbError> {
+        snaplab_core::load_built(path, Table::new(Vec::new()), Self::from_table)
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use snaplab_core::rdb::encode::{encode_entry_ref, put_len, write_aux_fields};
 use snaplab_core::rdb::{EncodeOptions, RdbWriter, consts::OPCODE_SELECTDB};
 use snaplab_core::{
-    Applied, AtomicFile, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, Keyspace, Reply, SaveError,
-    SaveOptions, SaveReport, SaveState, SaveStatus, SlotChange, SnapshotStrategy, WriteStamp, apply_to_slot,
-    unix_ms_now,
+    Applied, AtomicFile, BgSave, Bytes, Command, CommandError, Cut, DB_COUNT, Entry, Keyspace, RdbError, Reply,
+    SaveError, SaveOptions, SaveReport, SaveState, SaveStatus, SlotChange, SnapshotStrategy, StoreBuilder, WriteStamp,
+    apply_to_slot, escape, unix_ms_now,
 };
 use table::{Bucket, Table};
 
@@ -231,6 +231,12 @@ impl<const N: usize> Clone for ShardedStore<N> {
     }
 }
 
+/// The shard of a key whose hash is `hash`, among `shards`. The high bits pick the shard,
+/// the low bits the bucket, so they are independent.
+fn shard_index(hash: u64, shards: usize) -> usize {
+    (hash >> 48) as usize % shards
+}
+
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock()
 }
@@ -249,8 +255,8 @@ impl<const N: usize> ShardedStore<N> {
     // ANCHOR: shard_of
     fn shard_of(&self, key: &[u8]) -> (usize, u64) {
         let hash = self.inner.hasher.hash_one(key);
-        // The high bits pick the shard, the low bits the bucket, so they are independent.
-        ((hash >> 48) as usize % self.inner.shards.len(), hash)
+        // The high bits pick the shard (`shard_index`), the low bits the bucket.
+        (shard_index(hash, self.inner.shards.len()), hash)
     }
     // ANCHOR_END: shard_of
 
@@ -515,36 +521,93 @@ fn sink(
     Ok((stats.bytes, stats.keys))
 }
 
+/// A store being built from a dump or a keyspace, before any thread shares it: the shards
+/// are plain values, so filling them takes no lock.
+struct Loader {
+    shards: Vec<Shard>,
+    hasher: RandomState,
+    functions: Vec<Bytes>,
+}
+
+impl Loader {
+    fn new(shards: usize) -> Self {
+        let shards =
+            (0..shards).map(|_| Shard { dbs: Default::default(), writes: 0, version: 0, saving: None }).collect();
+        Loader { shards, hasher: RandomState::new(), functions: Vec::new() }
+    }
+
+    /// The shard and bucket of `key`, as [`ShardedStore::shard_of`] finds them.
+    fn place(&self, db: usize, key: &[u8]) -> (usize, u64, usize) {
+        let hash = self.hasher.hash_one(key);
+        let s = shard_index(hash, self.shards.len());
+        (s, hash, self.shards[s].dbs[db].address(hash))
+    }
+
+    /// Add a key known to be absent.
+    fn push(&mut self, db: usize, key: Bytes, entry: Entry) {
+        let (s, hash, b) = self.place(db, &key);
+        let table = &mut self.shards[s].dbs[db];
+        table.push(b, hash, key, entry);
+        while table.wants_split() {
+            table.split(0);
+        }
+    }
+
+    fn into_store<const N: usize>(self) -> ShardedStore<N> {
+        ShardedStore {
+            inner: Arc::new(Inner {
+                shards: self.shards.into_iter().map(Mutex::new).collect(),
+                hasher: self.hasher,
+                functions: self.functions,
+                saves: SaveState::new(),
+                per_shard_files: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+impl StoreBuilder for Loader {
+    /// Pre-size every shard's table for its share of the keys (hashing spreads them
+    /// evenly), so loading does not split buckets as the tables fill.
+    fn reserve(&mut self, db: usize, keys: usize) {
+        let share = keys / self.shards.len();
+        for shard in &mut self.shards {
+            shard.dbs[db].reserve(share);
+        }
+    }
+
+    fn insert(&mut self, db: usize, key: Bytes, entry: Entry, offset: u64) -> Result<(), RdbError> {
+        let (s, hash, b) = self.place(db, &key);
+        if self.shards[s].dbs[db].position(b, hash, &key).is_some() {
+            return Err(RdbError::DuplicateKey { offset, db, key: escape(&key) });
+        }
+        self.push(db, key, entry);
+        Ok(())
+    }
+
+    fn add_function(&mut self, code: Bytes) {
+        self.functions.push(code);
+    }
+}
+
 impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
     const NAME: &'static str = "sharded";
 
     fn from_keyspace(mut keyspace: Keyspace) -> Self {
-        let n = if N == 0 { default_shards() } else { N };
-        let shards = (0..n)
-            .map(|_| Mutex::new(Shard { dbs: Default::default(), writes: 0, version: 0, saving: None }))
-            .collect();
-        let store = ShardedStore::<N> {
-            inner: Arc::new(Inner {
-                shards,
-                hasher: RandomState::new(),
-                functions: keyspace.functions().to_vec(),
-                saves: SaveState::new(),
-                per_shard_files: AtomicBool::new(false),
-            }),
-        };
+        let mut loader = Loader::new(if N == 0 { default_shards() } else { N });
+        loader.functions = keyspace.functions().to_vec();
         for db in 0..DB_COUNT {
+            loader.reserve(db, keyspace.db(db).len());
             for (key, entry) in keyspace.db_mut(db).drain() {
-                let (s, hash) = store.shard_of(&key);
-                let mut shard = lock(&store.inner.shards[s]);
-                let table = &mut shard.dbs[db];
-                let b = table.address(hash);
-                table.push(b, hash, key, entry);
-                while table.wants_split() {
-                    table.split(0);
-                }
+                loader.push(db, key, entry);
             }
         }
-        store
+        loader.into_store()
+    }
+
+    /// Read the dump with the pipelined loader straight into the shards' tables.
+    fn load(path: &Path) -> Result<Self, RdbError> {
+        snaplab_core::load_built(path, Loader::new(if N == 0 { default_shards() } else { N }), Loader::into_store)
     }
 
     fn apply(&self, cmd: &Command) -> Result<Applied, CommandError> {

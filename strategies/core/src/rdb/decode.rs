@@ -42,6 +42,7 @@
 //! actually arrive, element counts only pre-allocate a bounded amount, and an LZF string may
 //! claim at most the 88x expansion LZF can reach.
 
+mod pipeline;
 mod value;
 
 use std::collections::HashSet;
@@ -52,6 +53,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use pipeline::{BATCH_KEYS, BATCHES_IN_FLIGHT, StoreBuilder, load_into};
 pub use value::Element;
 use value::{Builder, Decoded, Streamer, value_type};
 
@@ -1423,7 +1425,8 @@ pub fn check_each<R: Read>(input: R, mut on: impl FnMut(CheckEvent<'_>)) -> Resu
     Ok(summary)
 }
 
-/// Open `path` and [`load`] it.
+/// Open `path` and [`load`] it, through the pipelined loader ([`load_into`]): one thread
+/// reads and decodes while this one builds the keyspace.
 ///
 /// # Errors
 /// [`RdbError::Io`] at offset 0 if the file cannot be opened, else as [`load`].
@@ -1441,7 +1444,9 @@ pub fn load_file_with_progress(
 ) -> Result<(Keyspace, LoadSummary), RdbError> {
     let f = File::open(path).map_err(|source| RdbError::Io { offset: 0, source })?;
     let size = f.metadata().ok().map(|m| m.len());
-    load_inner(f, progress, size)
+    let mut ks = Keyspace::new();
+    let summary = load_into(f, size, progress, &mut ks)?;
+    Ok((ks, summary))
 }
 
 /// A module type's 9-character name from its 64-bit id (Redis src/module.c,

@@ -15,8 +15,8 @@ pub mod packed;
 
 pub use consts::{Dialect, type_name, type_name_in};
 pub use decode::{
-    CheckError, CheckEvent, Checksum, Element, Item, KeyInfo, KeyRecord, LoadSummary, MEMBER_CHECK_LIMIT, RdbError,
-    RdbReader, StringEncoding, check, check_each, load, load_cost, load_file, load_file_with_progress,
-    load_with_progress, scan,
+    BATCH_KEYS, BATCHES_IN_FLIGHT, CheckError, CheckEvent, Checksum, Element, Item, KeyInfo, KeyRecord, LoadSummary,
+    MEMBER_CHECK_LIMIT, RdbError, RdbReader, StoreBuilder, StringEncoding, check, check_each, load, load_cost,
+    load_file, load_file_with_progress, load_into, load_with_progress, scan,
 };
 pub use encode::{EncodeOptions, EncodeStats, RdbWriter, write_view};
