@@ -83,31 +83,3 @@ fn a_failed_fsync_names_its_stage() {
     assert_eq!(std::fs::read(&dest).unwrap(), b"old");
     assert!(temp_files(dir.path()).unwrap().is_empty());
 }
-
-/// The incremental writeback (every 4 MiB, as Redis's `rdb-save-incremental-fsync`) is part
-/// of the save: a disk that fails it fails the save while it writes, and the previous file
-/// stays with no temporary file left.
-#[test]
-fn a_failed_writeback_fails_the_save() {
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("dump.rdb");
-    std::fs::write(&dest, b"old").unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    let outcome = (|| {
-        let mut file = AtomicFile::create_with(&dest, Arc::new(FaultyIo::new(Fault::Writeback)))?;
-        let mut written = 0;
-        while written < 2 * snaplab_core::atomic::WRITEBACK_CHUNK + 1 {
-            file.write_all(&chunk).map_err(|e| SaveError::io("write", &dest, e))?;
-            written += chunk.len() as u64;
-        }
-        file.commit()
-    })();
-    match outcome {
-        Err(SaveError::Io { stage: "write", .. }) => {}
-        other => {
-            violated(Fault::Writeback, format!("the save returned {other:?}, not an I/O error at stage \"write\""))
-        }
-    }
-    assert_eq!(std::fs::read(&dest).unwrap(), b"old");
-    assert!(temp_files(dir.path()).unwrap().is_empty());
-}

@@ -241,9 +241,6 @@ impl IoFile for GatedFile {
     fn sync(&mut self) -> std::io::Result<()> {
         self.inner.sync()
     }
-    fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> std::io::Result<()> {
-        self.inner.write_back(offset, len, wait)
-    }
 }
 
 /// `SaveIo` for an `Arc<GateIo>` (the files need the gate after `create` returns).

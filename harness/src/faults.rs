@@ -4,7 +4,7 @@
 //! any save fail at any step: an I/O error at byte `k`, a full disk (ENOSPC) at byte `k`,
 //! short writes (the OS accepting fewer bytes than asked, which is legal and must be
 //! retried, not treated as an error), a failing `fsync`, a failing `rename`, a failing
-//! directory `fsync`, a failing incremental writeback. The plan counts bytes in the process that writes, so it works for a
+//! directory `fsync`. The plan counts bytes in the process that writes, so it works for a
 //! forked child too (the child gets its own copy of the counter).
 
 use std::io::{self, Write};
@@ -23,10 +23,6 @@ pub enum Fault {
     ShortWrites,
     /// `fsync` of the file fails.
     Fsync,
-    /// The incremental writeback during the write (`sync_file_range`, every 4 MiB; see
-    /// [`snaplab_core::atomic::WRITEBACK_CHUNK`]) fails with EIO. A file shorter than one
-    /// chunk never reaches it.
-    Writeback,
     /// `rename` over the destination fails.
     Rename,
     /// `fsync` of the directory fails (after the rename).
@@ -101,13 +97,6 @@ impl IoFile for FaultyFile {
             return Err(io::Error::from_raw_os_error(EIO));
         }
         self.inner.sync()
-    }
-
-    fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
-        if self.fault == Fault::Writeback {
-            return Err(io::Error::from_raw_os_error(EIO));
-        }
-        self.inner.write_back(offset, len, wait)
     }
 }
 

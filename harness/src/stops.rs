@@ -80,9 +80,6 @@ impl IoFile for Held {
         self.at_sync.hold();
         self.inner.sync()
     }
-    fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
-        self.inner.write_back(offset, len, wait)
-    }
 }
 
 impl SaveIo for TwoStops {

@@ -8,16 +8,6 @@
 //! 3. `rename` it over the destination, which atomically replaces the old snapshot;
 //! 4. `fsync` the directory, so the rename itself survives a power loss.
 //!
-//! While it writes, the file is also written back to disk incrementally, as Redis does with
-//! `rdb-save-incremental-fsync yes` (its default; src/rio.c, `rioFileWrite` with
-//! `REDIS_AUTOSYNC_BYTES`, 4 MiB): after every [`WRITEBACK_CHUNK`] bytes the kernel is told
-//! to start writing that chunk out, and the save waits for the chunk before it. Without
-//! this the whole file sits dirty in the page cache until the fsync of step 2, which then
-//! writes it all in one burst at the end of the save: on the reference machine about
-//! 200 ms for a 110 MB dump, a burst of I/O that the writers feel while it lasts. With it,
-//! the disk works while the snapshot is being encoded, at most two chunks are dirty at a
-//! time, and the final fsync has little left to do.
-//!
 //! If anything fails before the rename, the temporary file is removed and the previous
 //! snapshot at the destination is untouched. A crash in the middle leaves at worst a
 //! `temp-*.rdb` file beside it, never a partial destination.
@@ -42,51 +32,13 @@ pub trait IoFile: Write + Send {
     /// # Errors
     /// The I/O error.
     fn sync(&mut self) -> io::Result<()>;
-
-    /// Write back bytes `offset..offset + len` (already written) to the disk: start their
-    /// writeback, and when `wait` is set also wait until it is done (Linux
-    /// `sync_file_range(2)`, with `SYNC_FILE_RANGE_WRITE`, plus `WAIT_BEFORE | WAIT_AFTER`
-    /// when waiting). It makes nothing durable by itself (no metadata, no device cache
-    /// flush): [`IoFile::sync`] at the end still does that. It only spreads the writing
-    /// over the save.
-    ///
-    /// The default does nothing, which is correct, only burstier: a file that cannot do it
-    /// (a test double, or a platform without `sync_file_range`) leaves all the writing to
-    /// the final fsync. A wrapper around another file should forward it.
-    ///
-    /// # Errors
-    /// The I/O error (a failed writeback fails the save, as a failed fsync does).
-    fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
-        let _ = (offset, len, wait);
-        Ok(())
-    }
 }
 
 impl IoFile for File {
     fn sync(&mut self) -> io::Result<()> {
         self.sync_all()
     }
-
-    #[cfg(target_os = "linux")]
-    #[allow(unsafe_code)] // One system call that neither std nor nix wraps; its contract below.
-    fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let flags = if wait {
-            libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER
-        } else {
-            libc::SYNC_FILE_RANGE_WRITE
-        };
-        let (offset, len) = (offset as libc::off64_t, len as libc::off64_t);
-        // SAFETY: `sync_file_range` reads no memory of ours; it takes a file descriptor,
-        // which `self` keeps open for the duration of the call, and plain integers.
-        let rc = unsafe { libc::sync_file_range(self.as_raw_fd(), offset, len, flags) };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-    }
 }
-
-/// Bytes between incremental writebacks of a file being saved: Redis's
-/// `REDIS_AUTOSYNC_BYTES` (src/server.h), 4 MiB.
-pub const WRITEBACK_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// The file-system calls a save makes. Implementations must be usable from any thread.
 pub trait SaveIo: Send + Sync + fmt::Debug {
@@ -211,10 +163,6 @@ pub struct AtomicFile {
     dir: PathBuf,
     tmp: PathBuf,
     file: Option<Box<dyn IoFile>>,
-    /// Bytes written so far.
-    written: u64,
-    /// Bytes whose writeback has been started (a multiple of [`WRITEBACK_CHUNK`]).
-    written_back: u64,
 }
 
 impl fmt::Debug for AtomicFile {
@@ -259,7 +207,7 @@ impl AtomicFile {
             _ => PathBuf::from("."),
         };
         let file = io.create(&tmp).map_err(|e| SaveError::io("create temp file", &tmp, e))?;
-        Ok(AtomicFile { io, dest: dest.to_path_buf(), dir, tmp, file: Some(file), written: 0, written_back: 0 })
+        Ok(AtomicFile { io, dest: dest.to_path_buf(), dir, tmp, file: Some(file) })
     }
 
     /// Path of the temporary file.
@@ -291,21 +239,7 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("file already committed"))?;
-        let n = file.write(buf)?;
-        self.written += n as u64;
-        // Redis's incremental fsync (src/rio.c, `rioFileWrite`): each time another chunk is
-        // complete, start its writeback and wait for the one before it, so the save runs no
-        // more than two chunks ahead of the disk.
-        while self.written - self.written_back >= WRITEBACK_CHUNK {
-            let chunk = self.written_back;
-            file.write_back(chunk, WRITEBACK_CHUNK, false)?;
-            if let Some(previous) = chunk.checked_sub(WRITEBACK_CHUNK) {
-                file.write_back(previous, WRITEBACK_CHUNK, true)?;
-            }
-            self.written_back += WRITEBACK_CHUNK;
-        }
-        Ok(n)
+        self.file.as_mut().ok_or_else(|| io::Error::other("file already committed"))?.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -375,76 +309,6 @@ mod tests {
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, vec!["dump.rdb".to_string(), mine, "temp-x.rdb".to_string()]);
-    }
-
-    /// The file is written back in 4 MiB chunks while it is written: each chunk's writeback
-    /// starts once the chunk is complete, and the save waits for the chunk before it, so at
-    /// most two chunks are ever dirty. A file shorter than a chunk leaves it all to fsync.
-    #[test]
-    fn written_back_chunk_by_chunk() {
-        type Calls = Arc<std::sync::Mutex<Vec<(u64, u64, bool)>>>;
-        #[derive(Debug)]
-        struct Recording(Calls);
-        struct RecordingFile(File, Calls);
-        impl Write for RecordingFile {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.write(buf)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                self.0.flush()
-            }
-        }
-        impl IoFile for RecordingFile {
-            fn sync(&mut self) -> io::Result<()> {
-                self.0.sync()
-            }
-            fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
-                self.1.lock().unwrap().push((offset, len, wait));
-                self.0.write_back(offset, len, wait)
-            }
-        }
-        impl SaveIo for Recording {
-            fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-                let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-                Ok(Box::new(RecordingFile(file, Arc::clone(&self.0))))
-            }
-            fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-                RealIo.rename(from, to)
-            }
-            fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-                RealIo.sync_dir(dir)
-            }
-            fn remove(&self, path: &Path) -> io::Result<()> {
-                RealIo.remove(path)
-            }
-        }
-        const C: u64 = WRITEBACK_CHUNK;
-        let dir = tempfile::tempdir().unwrap();
-        let calls: Calls = Arc::default();
-        // 3 chunks and a bit, in odd-sized pieces that straddle chunk boundaries.
-        let piece = vec![1u8; 300_007];
-        let total = 3 * C + 5;
-        let mut f =
-            AtomicFile::create_with(&dir.path().join("big.rdb"), Arc::new(Recording(Arc::clone(&calls)))).unwrap();
-        let mut written = 0;
-        while written < total {
-            let n = piece.len().min((total - written) as usize);
-            f.write_all(&piece[..n]).unwrap();
-            written += n as u64;
-        }
-        f.commit().unwrap();
-        assert_eq!(
-            *calls.lock().unwrap(),
-            vec![(0, C, false), (C, C, false), (0, C, true), (2 * C, C, false), (C, C, true)],
-        );
-        assert_eq!(fs::metadata(dir.path().join("big.rdb")).unwrap().len(), total);
-
-        calls.lock().unwrap().clear();
-        let mut small =
-            AtomicFile::create_with(&dir.path().join("small.rdb"), Arc::new(Recording(Arc::clone(&calls)))).unwrap();
-        small.write_all(&vec![2u8; (C - 1) as usize]).unwrap();
-        small.commit().unwrap();
-        assert!(calls.lock().unwrap().is_empty(), "a file under one chunk is not written back early");
     }
 
     /// A destination in a missing directory is a typed error naming the stage.

@@ -116,10 +116,6 @@ impl IoFile for SampledFile {
         sample(&self.peak);
         synced
     }
-
-    fn write_back(&mut self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
-        self.inner.write_back(offset, len, wait)
-    }
 }
 
 impl SaveIo for SampledIo {
