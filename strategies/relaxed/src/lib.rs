@@ -21,9 +21,9 @@ use snaplab_core::{
     SnapshotStrategy, StoreBuilder, WriteStamp, apply_to_slot, escape, unix_ms_now,
 };
 
-/// Buckets per database: the traversal's unit. It serializes one bucket per turn of the
+/// Buckets per database: the traversal's unit. It copies one bucket out per turn of the
 /// lock, handing it to a waiting writer after each, so a writer waits at most for one
-/// bucket's encoding: about 61 keys (tens of microseconds) with a million keys in a database.
+/// bucket's copy: about 61 keys (tens of microseconds) with a million keys in a database.
 pub const BUCKETS: usize = 16384;
 
 /// Buckets summed per turn of the lock for the RESIZEDB hint.
@@ -335,12 +335,9 @@ impl<R: LogRule> RelaxedStore<R> {
                     if t.flushed[db] {
                         break;
                     }
-                    // Copied, not encoded, under the lock: the copy is the bucket as it is at
-                    // the cursor's move, which is all exactly-once needs, and it holds writers
-                    // out about a third as long as encoding (LZF) did. Encoding under the lock
-                    // kept it held ~100 us of every ~130 us, and a writer spinning for it
-                    // through `snaplab serve` lost its core at each spin's yield: 1.9 s of a
-                    // 2.5 s save spent runnable but not running (README, Costs measured).
+                    // Copied, not encoded, under the lock: the copy is the bucket as it was at
+                    // the cursor's move, which is all exactly-once needs, and it holds the
+                    // lock about a third as long as encoding (LZF) it did (README, Costs).
                     copied.extend(table.dbs[db][bucket].iter().map(|(k, e)| (k.clone(), e.clone())));
                     if !copied.is_empty() && !selected {
                         hint = Some(db_hint);
