@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod trie;
 pub mod value;
 
 use std::io;
@@ -37,7 +38,7 @@ impl KeyspaceView for Version {
     }
 
     fn entries(&self, db: usize) -> Box<dyn Iterator<Item = (&[u8], EntryRef<'_>)> + '_> {
-        Box::new(self.dbs[db].iter().map(|(k, e)| (k.as_slice(), e.as_ref())))
+        Box::new(self.dbs[db].iter().map(|(k, e)| (k, e.as_ref())))
     }
 
     fn functions(&self) -> &[Bytes] {
@@ -164,7 +165,8 @@ impl CowMap {
 }
 
 /// The live version being built from a dump or a keyspace, before any snapshot shares it:
-/// `insert_mut` then changes the maps in place (no path is shared, so none is copied).
+/// `insert` then changes the maps in place (no node is shared, so `Arc::make_mut` copies
+/// none).
 struct Loader {
     dbs: [CowDb; DB_COUNT],
     functions: Vec<Bytes>,
@@ -172,12 +174,14 @@ struct Loader {
 
 impl Default for Loader {
     fn default() -> Self {
-        Loader { dbs: std::array::from_fn(|_| CowDb::new_sync()), functions: Vec::new() }
+        Loader { dbs: std::array::from_fn(|_| CowDb::new()), functions: Vec::new() }
     }
 }
 
 impl Loader {
-    fn into_store(self) -> CowMap {
+    fn into_store(mut self) -> CowMap {
+        // Leaves grew by doubling while loading; trim the unused room once, at the end.
+        self.dbs.iter_mut().for_each(CowDb::shrink_to_fit);
         let live = Version { dbs: self.dbs, functions: Arc::new(self.functions) };
         CowMap {
             inner: Arc::new(Inner {
@@ -192,11 +196,11 @@ impl Loader {
 
 impl StoreBuilder for Loader {
     fn insert(&mut self, db: usize, key: Bytes, entry: Entry, offset: u64) -> Result<(), RdbError> {
-        let map = &mut self.dbs[db];
-        if map.contains_key(&key) {
+        // One walk, not a lookup then an insert: a duplicate replaces the first value, but
+        // the error discards the whole load.
+        if self.dbs[db].insert(&key, CowEntry::from_entry(entry)).is_some() {
             return Err(RdbError::DuplicateKey { offset, db, key: escape(&key) });
         }
-        map.insert_mut(key, CowEntry::from_entry(entry));
         Ok(())
     }
 
@@ -213,7 +217,7 @@ impl SnapshotStrategy for CowMap {
         let mut keyspace = keyspace;
         for (i, db) in loader.dbs.iter_mut().enumerate() {
             for (k, e) in keyspace.db_mut(i).drain() {
-                db.insert_mut(k, CowEntry::from_entry(e));
+                db.insert(&k, CowEntry::from_entry(e));
             }
         }
         loader.into_store()
@@ -230,11 +234,11 @@ impl SnapshotStrategy for CowMap {
         let mut state = self.write();
         let reply = match cmd {
             Command::FlushDb { db } if *db < DB_COUNT => {
-                state.live.dbs[*db] = CowDb::new_sync();
+                state.live.dbs[*db] = CowDb::new();
                 Reply::Ok
             }
             Command::FlushAll => {
-                state.live.dbs = std::array::from_fn(|_| CowDb::new_sync());
+                state.live.dbs = std::array::from_fn(|_| CowDb::new());
                 Reply::Ok
             }
             _ => {
@@ -267,7 +271,7 @@ impl SnapshotStrategy for CowMap {
         let mut ks = Keyspace::new();
         for (i, db) in state.live.dbs.iter().enumerate() {
             for (k, e) in db.iter() {
-                ks.insert(i, k.clone(), e.to_entry());
+                ks.insert(i, k.to_vec(), e.to_entry());
             }
         }
         for f in state.live.functions.iter() {

@@ -9,10 +9,17 @@
 //! | Redis type | held as |
 //! |---|---|
 //! | string | `Arc<[u8]>` |
-//! | list | `imbl::Vector` (RRB tree: O(1) clone, cheap pushes and pops at both ends) |
-//! | set | `rpds::HashTrieSetSync` |
-//! | hash | `rpds::HashTrieMapSync` field -> value |
-//! | sorted set | `rpds::HashTrieMapSync` member -> score |
+//! | list | `Arc<imbl::Vector>` (RRB tree: O(1) clone, cheap pushes and pops at both ends) |
+//! | set | `Arc<rpds::HashTrieSetSync>` |
+//! | hash | `Arc<rpds::HashTrieMapSync>` field -> value |
+//! | sorted set | `Arc<rpds::HashTrieMapSync>` member -> score |
+//!
+//! Why the collections sit behind an `Arc` of their own: an entry is stored inline in its
+//! trie leaf, and every string entry would otherwise be as large as the largest collection
+//! (`imbl::Vector` is 64 bytes, which made an entry 80). Behind an `Arc`, every variant is
+//! one pointer (two for the `[u8]` slices), an entry is 40 bytes, and cloning one still only
+//! bumps a count. A write to a shared collection goes through `Arc::make_mut`, which clones
+//! the collection's root (O(1), structurally shared) and then path-copies inside it.
 //!
 //! The command semantics are `snaplab_core::command`'s (the conformance suite checks both
 //! against one reference model); they are written again here because they act on these
@@ -21,11 +28,13 @@
 use std::sync::Arc;
 
 use rpds::{HashTrieMapSync, HashTrieSetSync};
+
+use crate::trie::Trie;
 use snaplab_core::{Bytes, Command, CommandError, Entry, EntryRef, Opaque, Reply, Value, ValueRef, escape};
 
 // ANCHOR: cow_value
 /// One database: key -> entry, structurally shared between the live store and snapshots.
-pub type CowDb = HashTrieMapSync<Bytes, CowEntry>;
+pub type CowDb = Trie<CowEntry>;
 
 /// A value whose clone is O(1).
 #[derive(Clone, Debug)]
@@ -33,19 +42,20 @@ pub enum CowValue {
     /// A string.
     String(Arc<[u8]>),
     /// A list, head first.
-    List(imbl::Vector<Bytes>),
+    List(Arc<imbl::Vector<Bytes>>),
     /// A set.
-    Set(HashTrieSetSync<Bytes>),
+    Set(Arc<HashTrieSetSync<Bytes>>),
     /// A hash.
-    Hash(HashTrieMapSync<Bytes, Bytes>),
+    Hash(Arc<HashTrieMapSync<Bytes, Bytes>>),
     /// A sorted set: member -> score.
-    ZSet(HashTrieMapSync<Bytes, f64>),
+    ZSet(Arc<HashTrieMapSync<Bytes, f64>>),
     /// A value carried verbatim.
     Opaque(Arc<Opaque>),
 }
 // ANCHOR_END: cow_value
 
-/// A value and its expiry (unix ms).
+/// A value and its expiry (unix ms). 40 bytes: a 24-byte value (tag + the widest
+/// variant, a `[u8]` slice's pointer and length) and a 16-byte optional expiry.
 #[derive(Clone, Debug)]
 pub struct CowEntry {
     /// The value.
@@ -53,6 +63,9 @@ pub struct CowEntry {
     /// Expiry, unix ms.
     pub expire_at_ms: Option<i64>,
 }
+
+// Every trie leaf holds its entries inline: a larger entry costs bytes for every key.
+const _: () = assert!(std::mem::size_of::<CowEntry>() <= 40);
 
 impl CowValue {
     fn type_name(&self) -> &'static str {
@@ -82,10 +95,10 @@ impl CowEntry {
     pub fn from_entry(e: Entry) -> Self {
         let value = match e.value {
             Value::String(s) => CowValue::String(s.into()),
-            Value::List(l) => CowValue::List((*l).into_iter().collect()),
-            Value::Set(s) => CowValue::Set((*s).into_iter().collect()),
-            Value::Hash(h) => CowValue::Hash((*h).into_iter().collect()),
-            Value::ZSet(z) => CowValue::ZSet((*z).into_iter().collect()),
+            Value::List(l) => CowValue::List(Arc::new((*l).into_iter().collect())),
+            Value::Set(s) => CowValue::Set(Arc::new((*s).into_iter().collect())),
+            Value::Hash(h) => CowValue::Hash(Arc::new((*h).into_iter().collect())),
+            Value::ZSet(z) => CowValue::ZSet(Arc::new((*z).into_iter().collect())),
             Value::Opaque(o) => CowValue::Opaque(Arc::new(*o)),
         };
         CowEntry { value, expire_at_ms: e.expire_at_ms }
@@ -198,7 +211,7 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
     let has_expiry = live.is_some_and(|e| e.expire_at_ms.is_some());
     if expired {
         // Lazy expiry: the stale entry goes before the command acts (Redis expireIfNeeded).
-        db.remove_mut(key);
+        db.remove(key);
     }
 
     // ANCHOR: entry_mut
@@ -210,18 +223,15 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
     // ANCHOR_END: entry_mut
     let reply = match cmd {
         Command::Set { value, expire_at_ms, .. } => {
-            db.insert_mut(
-                key.to_vec(),
-                CowEntry { value: CowValue::String(value.as_slice().into()), expire_at_ms: *expire_at_ms },
-            );
+            db.insert(key, CowEntry { value: CowValue::String(value.as_slice().into()), expire_at_ms: *expire_at_ms });
             Reply::Ok
         }
-        Command::Del { .. } => Reply::Int(i64::from(exists && db.remove_mut(key))),
+        Command::Del { .. } => Reply::Int(i64::from(exists && db.remove(key).is_some())),
         Command::PExpireAt { at_ms, .. } => {
             if !exists {
                 Reply::Int(0)
             } else if *at_ms <= now_ms {
-                db.remove_mut(key);
+                db.remove(key);
                 Reply::Int(1)
             } else {
                 entry(db, key).expire_at_ms = Some(*at_ms);
@@ -238,9 +248,10 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
         }
         Command::LPush { elements, .. } | Command::RPush { elements, .. } => {
             if !exists {
-                db.insert_mut(key.to_vec(), new_entry(CowValue::List(imbl::Vector::new())));
+                db.insert(key, new_entry(CowValue::List(Arc::default())));
             }
             let CowValue::List(list) = &mut entry(db, key).value else { unreachable!("validated as a list") };
+            let list = Arc::make_mut(list);
             for e in elements {
                 if matches!(cmd, Command::LPush { .. }) {
                     list.push_front(e.clone());
@@ -255,14 +266,15 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
                 Reply::Nil
             } else {
                 let CowValue::List(list) = &mut entry(db, key).value else { unreachable!("validated as a list") };
-                list.pop_front().map_or(Reply::Nil, Reply::Bulk)
+                Arc::make_mut(list).pop_front().map_or(Reply::Nil, Reply::Bulk)
             }
         }
         Command::SAdd { members, .. } => {
             if !exists {
-                db.insert_mut(key.to_vec(), new_entry(CowValue::Set(HashTrieSetSync::new_sync())));
+                db.insert(key, new_entry(CowValue::Set(Arc::new(HashTrieSetSync::new_sync()))));
             }
             let CowValue::Set(set) = &mut entry(db, key).value else { unreachable!("validated as a set") };
+            let set = Arc::make_mut(set);
             let mut added = 0;
             for m in members {
                 if !set.contains(m) {
@@ -277,15 +289,17 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
                 Reply::Int(0)
             } else {
                 let CowValue::Set(set) = &mut entry(db, key).value else { unreachable!("validated as a set") };
+                let set = Arc::make_mut(set);
                 Reply::Int(members.iter().filter(|m| set.remove_mut(m.as_slice())).count() as i64)
             }
         }
         // ANCHOR: hset
         Command::HSet { pairs, .. } => {
             if !exists {
-                db.insert_mut(key.to_vec(), new_entry(CowValue::Hash(HashTrieMapSync::new_sync())));
+                db.insert(key, new_entry(CowValue::Hash(Arc::new(HashTrieMapSync::new_sync()))));
             }
             let CowValue::Hash(hash) = &mut entry(db, key).value else { unreachable!("validated as a hash") };
+            let hash = Arc::make_mut(hash);
             let mut added = 0;
             for (f, v) in pairs {
                 if !hash.contains_key(f) {
@@ -301,14 +315,16 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
                 Reply::Int(0)
             } else {
                 let CowValue::Hash(hash) = &mut entry(db, key).value else { unreachable!("validated as a hash") };
+                let hash = Arc::make_mut(hash);
                 Reply::Int(fields.iter().filter(|f| hash.remove_mut(f.as_slice())).count() as i64)
             }
         }
         Command::ZAdd { pairs, .. } => {
             if !exists {
-                db.insert_mut(key.to_vec(), new_entry(CowValue::ZSet(HashTrieMapSync::new_sync())));
+                db.insert(key, new_entry(CowValue::ZSet(Arc::new(HashTrieMapSync::new_sync()))));
             }
             let CowValue::ZSet(zset) = &mut entry(db, key).value else { unreachable!("validated as a sorted set") };
+            let zset = Arc::make_mut(zset);
             let mut added = 0;
             for (s, m) in pairs {
                 if !zset.contains_key(m) {
@@ -323,6 +339,7 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
                 Reply::Int(0)
             } else {
                 let CowValue::ZSet(zset) = &mut entry(db, key).value else { unreachable!("validated as a sorted set") };
+                let zset = Arc::make_mut(zset);
                 Reply::Int(members.iter().filter(|m| zset.remove_mut(m.as_slice())).count() as i64)
             }
         }
@@ -330,7 +347,7 @@ pub fn apply(db: &mut CowDb, cmd: &Command, now_ms: i64) -> Result<Reply, Comman
     };
     // Redis deletes a key whose collection became empty.
     if db.get(key).is_some_and(|e| e.value.is_empty()) {
-        db.remove_mut(key);
+        db.remove(key);
     }
     Ok(reply)
 }
