@@ -252,6 +252,27 @@ impl<const N: usize> ShardedStore<N> {
         self.inner.per_shard_files.store(on, Ordering::Relaxed);
     }
 
+    /// The tables' own heap bytes, summed over every shard and database (each shard locked
+    /// in turn): what the layout costs beside the keys and values themselves.
+    pub fn table_bytes(&self) -> table::TableBytes {
+        let mut sum = table::TableBytes::default();
+        for s in &self.inner.shards {
+            lock(s).dbs.iter().for_each(|t| sum += t.heap_bytes());
+        }
+        sum
+    }
+
+    /// Call `f(db, key, entry)` for every key, shard by shard, each shard locked while it is
+    /// visited (for statistics; writers to that shard wait).
+    pub fn for_each(&self, mut f: impl FnMut(usize, &[u8], &Entry)) {
+        for s in &self.inner.shards {
+            let shard = lock(s);
+            for (db, table) in shard.dbs.iter().enumerate() {
+                table.iter().for_each(|(k, e)| f(db, k, e));
+            }
+        }
+    }
+
     // ANCHOR: shard_of
     fn shard_of(&self, key: &[u8]) -> (usize, u64) {
         let hash = self.inner.hasher.hash_one(key);

@@ -178,9 +178,55 @@ impl Table {
         }
     }
 
+    /// Where the table's own heap bytes go, as requested from the allocator (the allocator
+    /// rounds each request up to its chunk size and adds a header; glibc: 8 bytes, chunks
+    /// of 32 bytes or more in steps of 16, `malloc/malloc.c`). Keys and values are not in it.
+    pub fn heap_bytes(&self) -> TableBytes {
+        let slot = std::mem::size_of::<(u64, Bytes, Entry)>();
+        let mut t = TableBytes {
+            bucket_array: self.buckets.capacity() * std::mem::size_of::<Bucket>(),
+            chunks: 1,
+            ..TableBytes::default()
+        };
+        for b in &self.buckets {
+            // `ArcInner<Vec<_>>`: two counts and the Vec's pointer, capacity and length.
+            t.bucket_headers += 16 + std::mem::size_of::<Vec<(u64, Bytes, Entry)>>();
+            t.slots += b.entries.len() * slot;
+            t.spare_slots += (b.entries.capacity() - b.entries.len()) * slot;
+            t.chunks += 1 + (b.entries.capacity() > 0) as usize;
+        }
+        t
+    }
+
     /// Every entry, for copies and statistics.
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
         self.buckets.iter().flat_map(|b| b.entries.iter().map(|(_, k, e)| (k, e)))
+    }
+}
+
+/// A table's own heap bytes by component ([`Table::heap_bytes`]), in bytes as requested.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableBytes {
+    /// The vector of buckets, at its capacity.
+    pub bucket_array: usize,
+    /// Each bucket's shared header: the reference counts and whatever else sits beside the
+    /// entries in the bucket's `Arc`.
+    pub bucket_headers: usize,
+    /// The slots that hold an entry.
+    pub slots: usize,
+    /// Slots allocated and empty (a vector's unused capacity).
+    pub spare_slots: usize,
+    /// Heap allocations (chunks) these bytes are in.
+    pub chunks: usize,
+}
+
+impl std::ops::AddAssign for TableBytes {
+    fn add_assign(&mut self, o: TableBytes) {
+        self.bucket_array += o.bucket_array;
+        self.bucket_headers += o.bucket_headers;
+        self.slots += o.slots;
+        self.spare_slots += o.spare_slots;
+        self.chunks += o.chunks;
     }
 }
 
