@@ -10,7 +10,7 @@
 //! Prints a Markdown table. Heap bytes are what the program asked the allocator for
 //! (`Layout::size`), "usable" what glibc gave (`malloc_usable_size(3)`, the request rounded
 //! up to its chunk size; each chunk also carries an 8-byte size header, glibc
-//! `malloc/malloc.c`). The tables' components come from `ShardedStore::table_bytes`.
+//! `malloc/malloc.c`). The tables' components come from `Table::heap_bytes`.
 
 #![allow(unsafe_code)] // A counting allocator is an `unsafe impl`; see the SAFETY notes.
 
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use snaplab_core::{SaveOptions, SnapshotStrategy, Value};
 use snaplab_harness::dataset::{self, DatasetSpec};
 use snaplab_sharded::ShardedStore;
+use snaplab_sharded::table::TableBytes;
 
 /// The system allocator, counting live bytes requested, live bytes usable, live chunks.
 struct Counting;
@@ -114,19 +115,22 @@ fn main() {
     let (req1, use1, chunks1) = snapshot();
     let rss1 = snaplab_core::memory::resident_bytes(None).unwrap_or(0);
 
-    // The string keys of db 0: the bulk of the dataset.
+    // The string keys of db 0, the bulk of the dataset, and the tables' own bytes.
     let (mut n, mut klen, mut kuse, mut vlen, mut vcap, mut vuse) = (0u64, 0, 0, 0, 0, 0);
-    store.for_each(|db, key, entry| {
-        if let (0, Value::String(v)) = (db, &entry.value) {
-            n += 1;
-            klen += key.len() as u64;
-            kuse += usable(key.as_ptr());
-            vlen += v.len() as u64;
-            vcap += v.capacity() as u64;
-            vuse += usable(v.as_ptr());
+    let mut t = TableBytes::default();
+    store.for_each_table(|db, table| {
+        t += table.heap_bytes();
+        for (key, entry) in table.iter() {
+            if let (0, Value::String(v)) = (db, &entry.value) {
+                n += 1;
+                klen += key.len() as u64;
+                kuse += usable(key.as_ptr());
+                vlen += v.len() as u64;
+                vcap += v.capacity() as u64;
+                vuse += usable(v.as_ptr());
+            }
         }
     });
-    let t = store.table_bytes();
     let per = |b: usize| b as f64 / n as f64;
     let perq = |b: u64| b as f64 / n as f64;
     println!("{} keys in all, {n} of them strings in db 0; {} shards", store.len(), store.shards());
@@ -137,17 +141,20 @@ fn main() {
     println!("| bucket headers | {:.1} | what sits beside each bucket's entries in its `Arc` |", per(t.bucket_headers));
     println!("| slots | {:.1} | the slots holding an entry |", per(t.slots));
     println!("| spare slots | {:.1} | slots allocated and empty |", per(t.spare_slots));
-    // What glibc handed out for everything but the string keys and values of db 0 (the 524
-    // keys of other types are a rounding error beside a million).
+    // What glibc handed out for everything but the string keys and values of db 0: the
+    // tables, and the few hundred keys of other types (some with 1,000 elements).
     let held = (use1 - use0) + 8 * (chunks1 - chunks0);
     let table_held = held - kuse - vuse - 16 * n;
     let table_req = t.bucket_array + t.bucket_headers + t.slots + t.spare_slots;
     println!(
-        "| table chunks' headers + rounding | {:.1} | the tables' {} chunks, as glibc rounds them and with their 8-byte headers |",
+        "| chunk headers, rounding, the rest | {:.1} | the tables' {} chunks as glibc rounds them, with 8-byte headers; the keys of other types |",
         perq(table_held) - per(table_req),
         t.chunks
     );
-    println!("| **table, in all** | **{:.1}** | everything but the keys' and values' own chunks |", perq(table_held));
+    println!(
+        "| **table and the rest** | **{:.1}** | everything but the string keys' and values' own chunks |",
+        perq(table_held)
+    );
     println!(
         "| key bytes | {:.1} | the key itself; usable {:.1} after the allocator's rounding |",
         perq(klen),
