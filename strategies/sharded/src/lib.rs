@@ -113,11 +113,11 @@ struct Serializer {
 impl Serializer {
     /// Encode one captured bucket.
     fn bucket(&mut self, (db, entries): Captured) {
-        for (_, key, entry) in entries.iter() {
+        for (key, entry) in entries.iter() {
             if let Some(records) = &mut self.records {
                 let mut bytes = Vec::new();
                 encode_entry_ref(&mut bytes, &mut self.scratch, key, entry.as_ref(), self.compress, true);
-                records.push(Record { db, key: key.clone(), expires: entry.expire_at_ms.is_some(), bytes });
+                records.push(Record { db, key: key.to_vec(), expires: entry.expire_at_ms.is_some(), bytes });
                 continue;
             }
             if self.db != Some(db) {
@@ -252,6 +252,16 @@ impl<const N: usize> ShardedStore<N> {
         self.inner.per_shard_files.store(on, Ordering::Relaxed);
     }
 
+    /// Call `f(db, table)` for every shard's table of every database, each shard locked
+    /// while it is visited (writers to it wait): for statistics, such as where a key's
+    /// bytes go (`harness/examples/sharded_bytes_per_key.rs`).
+    pub fn for_each_table(&self, mut f: impl FnMut(usize, &Table)) {
+        for s in &self.inner.shards {
+            let shard = lock(s);
+            shard.dbs.iter().enumerate().for_each(|(db, t)| f(db, t));
+        }
+    }
+
     // ANCHOR: shard_of
     fn shard_of(&self, key: &[u8]) -> (usize, u64) {
         let hash = self.inner.hasher.hash_one(key);
@@ -278,15 +288,15 @@ impl<const N: usize> ShardedStore<N> {
             }
         }
         let table = &mut shard.dbs[db];
-        let pos = table.position(b, hash, key);
+        let pos = table.position(b, key);
         // A write to an existing key copies its bucket first if a capture still shares it.
-        let slot = pos.map(|p| &mut table.bucket_mut(b).entries_mut()[p].2);
+        let slot = pos.map(|p| &mut table.bucket_mut(b).entries_mut()[p].1);
         let (reply, change) = apply_to_slot(cmd, slot, unix_ms_now())?;
         match (change, pos) {
             (SlotChange::Kept, _) => {}
-            (SlotChange::Put(e), Some(p)) => table.bucket_mut(b).entries_mut()[p].2 = e,
+            (SlotChange::Put(e), Some(p)) => table.bucket_mut(b).entries_mut()[p].1 = e,
             (SlotChange::Put(e), None) => {
-                table.push(b, hash, key.to_vec(), e);
+                table.push(b, key.into(), e);
                 // Grow one bucket at a time; a bucket about to be split is serialized
                 // first, so its entries reach the dump once, as they were at the cut.
                 while shard.dbs[db].wants_split() {
@@ -297,7 +307,7 @@ impl<const N: usize> ShardedStore<N> {
                         c.stats.by_writers.fetch_add(1, Ordering::Relaxed);
                     }
                     let version = shard.dbs[db].bucket(src).version;
-                    shard.dbs[db].split(version);
+                    shard.dbs[db].split(version, |k| self.inner.hasher.hash_one(k));
                 }
             }
             (SlotChange::Remove, Some(p)) => table.remove_at(b, p),
@@ -537,19 +547,19 @@ impl Loader {
     }
 
     /// The shard and bucket of `key`, as [`ShardedStore::shard_of`] finds them.
-    fn place(&self, db: usize, key: &[u8]) -> (usize, u64, usize) {
+    fn place(&self, db: usize, key: &[u8]) -> (usize, usize) {
         let hash = self.hasher.hash_one(key);
         let s = shard_index(hash, self.shards.len());
-        (s, hash, self.shards[s].dbs[db].address(hash))
+        (s, self.shards[s].dbs[db].address(hash))
     }
 
     /// Add a key known to be absent.
     fn push(&mut self, db: usize, key: Bytes, entry: Entry) {
-        let (s, hash, b) = self.place(db, &key);
+        let (s, b) = self.place(db, &key);
         let table = &mut self.shards[s].dbs[db];
-        table.push(b, hash, key, entry);
+        table.push(b, key.into_boxed_slice(), entry);
         while table.wants_split() {
-            table.split(0);
+            table.split(0, |k| self.hasher.hash_one(k));
         }
     }
 
@@ -577,8 +587,8 @@ impl StoreBuilder for Loader {
     }
 
     fn insert(&mut self, db: usize, key: Bytes, entry: Entry, offset: u64) -> Result<(), RdbError> {
-        let (s, hash, b) = self.place(db, &key);
-        if self.shards[s].dbs[db].position(b, hash, &key).is_some() {
+        let (s, b) = self.place(db, &key);
+        if self.shards[s].dbs[db].position(b, &key).is_some() {
             return Err(RdbError::DuplicateKey { offset, db, key: escape(&key) });
         }
         self.push(db, key, entry);
@@ -639,7 +649,7 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
             let shard = lock(s);
             for (db, table) in shard.dbs.iter().enumerate() {
                 for (k, e) in table.iter() {
-                    ks.insert(db, k.clone(), e.clone());
+                    ks.insert(db, k.to_vec(), e.clone());
                 }
             }
         }

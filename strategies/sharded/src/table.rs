@@ -15,32 +15,61 @@
 //! doubled all at once would have to serialize every unvisited bucket first. (Redis's own
 //! dict rehashes incrementally too; Dragonfly's Dash table splits segments, for the same
 //! reason.)
+//!
+//! The layout is chosen for memory. A bucket's entries are one `Arc<[(Key, Entry)]>`: the
+//! reference counts and exactly as many slots as entries, in a single allocation, so a
+//! bucket has no spare capacity and no separate header. A key is a `Box<[u8]>` (pointer and
+//! length, 16 bytes; a `Vec` would add a capacity word), and its hash is not stored: a
+//! split hashes the keys it divides again, which costs time once per split and saves 8
+//! bytes per key always (core's `Db` makes the same trade). Adding or removing an entry
+//! builds the bucket's slice anew; with about [`MAX_LOAD`] entries a bucket, that moves a
+//! few 56-byte slots.
 
 use std::sync::Arc;
 
-use snaplab_core::{Bytes, Entry};
+use snaplab_core::{Entry, Value};
 
 /// Entries per bucket, on average, before the table grows by one bucket.
-const MAX_LOAD: usize = 4;
+pub const MAX_LOAD: usize = 4;
 
 // ANCHOR: bucket
-/// A bucket's entries: (hash, key, entry). Shared by pointer, so a save can capture a
-/// bucket in O(1) and a later write copies only that bucket (`Arc::make_mut`).
-pub type Entries = Arc<Vec<(u64, Bytes, Entry)>>;
+/// A key as a bucket holds it: exactly its bytes, behind a pointer and a length (16 bytes).
+/// The store converts at its boundary (`Vec::into_boxed_slice`, free when the vector has no
+/// spare capacity).
+pub type Key = Box<[u8]>;
 
-/// A bucket: its version and its entries (hash, key, entry).
+/// One entry of a bucket: the key and its entry (value and expiry), 56 bytes.
+pub type Slot = (Key, Entry);
+
+/// A bucket's entries, shared by pointer, so a save can capture a bucket in O(1) and a later
+/// write copies only that bucket (`Arc::make_mut`). One allocation: the two reference
+/// counts, then exactly as many slots as entries.
+pub type Entries = Arc<[Slot]>;
+
+/// A bucket: its version and its entries.
 #[derive(Debug, Default)]
 pub struct Bucket {
     /// The snapshot version this bucket was last captured under (0: never).
     pub version: u64,
-    /// The entries, with their key's hash (kept so a split need not rehash keys).
+    /// The entries.
     pub entries: Entries,
 }
 
 impl Bucket {
-    /// The entries, for changing: copied first if a save still holds a capture of them.
-    pub fn entries_mut(&mut self) -> &mut Vec<(u64, Bytes, Entry)> {
+    /// The entries, for changing in place: copied first if a save still holds a capture of
+    /// them.
+    pub fn entries_mut(&mut self) -> &mut [Slot] {
         Arc::make_mut(&mut self.entries)
+    }
+
+    /// The entries moved out one by one (copied first if a save still holds a capture of
+    /// them), for building the bucket's next slice; what stays behind are empty placeholders.
+    /// Moving is what keeps a bucket exactly its entries' size: the slice never has room to
+    /// spare, so every change of length builds a new one from the old one's entries.
+    pub fn take_entries(&mut self) -> impl ExactSizeIterator<Item = Slot> + '_ {
+        self.entries_mut()
+            .iter_mut()
+            .map(|slot| std::mem::replace(slot, (Key::default(), Entry::new(Value::String(Vec::new())))))
     }
 }
 // ANCHOR_END: bucket
@@ -98,26 +127,34 @@ impl Table {
         &mut self.buckets[i]
     }
 
-    /// The entry for `key` (with `hash`), if present.
+    /// The entry for `key`, whose hash is `hash`, if present.
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
-        self.buckets[self.address(hash)].entries.iter().find(|(h, k, _)| *h == hash && k == key).map(|(_, _, e)| e)
+        self.buckets[self.address(hash)].entries.iter().find(|(k, _)| **k == *key).map(|(_, e)| e)
     }
 
-    /// Position of `key` in bucket `b`, if present.
-    pub fn position(&self, b: usize, hash: u64, key: &[u8]) -> Option<usize> {
-        self.buckets[b].entries.iter().position(|(h, k, _)| *h == hash && k == key)
+    /// Position of `key` in bucket `b`, if present. With no stored hash to compare first,
+    /// each slot's key is compared (its length, then its bytes).
+    pub fn position(&self, b: usize, key: &[u8]) -> Option<usize> {
+        self.buckets[b].entries.iter().position(|(k, _)| **k == *key)
     }
 
-    /// Insert a new entry into bucket `b` (which must be `address(hash)`, and must not hold
-    /// `key` yet).
-    pub fn push(&mut self, b: usize, hash: u64, key: Bytes, entry: Entry) {
-        self.buckets[b].entries_mut().push((hash, key, entry));
+    /// Insert a new entry into bucket `b` (which must be `address(hash of key)`, and must not
+    /// hold `key` yet).
+    pub fn push(&mut self, b: usize, key: Key, entry: Entry) {
+        let bucket = &mut self.buckets[b];
+        let grown: Entries = bucket.take_entries().chain(std::iter::once((key, entry))).collect();
+        bucket.entries = grown;
         self.len += 1;
     }
 
-    /// Remove the entry at position `pos` of bucket `b`.
+    /// Remove the entry at position `pos` of bucket `b` (the bucket's last entry takes its
+    /// place: order within a bucket means nothing).
     pub fn remove_at(&mut self, b: usize, pos: usize) {
-        self.buckets[b].entries_mut().swap_remove(pos);
+        let bucket = &mut self.buckets[b];
+        let last = bucket.entries.len() - 1;
+        bucket.entries_mut().swap(pos, last);
+        let shrunk: Entries = bucket.take_entries().take(last).collect();
+        bucket.entries = shrunk;
         self.len -= 1;
     }
 
@@ -143,19 +180,16 @@ impl Table {
 
     /// Split bucket `next_to_split()` into itself and a new bucket at the end, which gets
     /// `version` (the caller has made sure the source bucket was serialized if a save
-    /// needed it, so both halves carry the source's stamp).
-    pub fn split(&mut self, version: u64) {
+    /// needed it, so both halves carry the source's stamp). `hash` is the store's hash
+    /// function: hashes are not stored, so the split computes those of the keys it divides.
+    pub fn split(&mut self, version: u64, hash: impl Fn(&[u8]) -> u64) {
         // EXERCISE 09-linear-hashing BEGIN
         let src = self.next;
         let high_bit = 1u64 << self.level;
-        let moved: Vec<(u64, Bytes, Entry)>;
-        {
-            let entries = self.buckets[src].entries_mut();
-            let (stay, go): (Vec<_>, Vec<_>) = entries.drain(..).partition(|(h, _, _)| h & high_bit == 0);
-            *entries = stay;
-            moved = go;
-        }
-        self.buckets.push(Bucket { version, entries: Arc::new(moved) });
+        let (stay, go): (Vec<Slot>, Vec<Slot>) =
+            self.buckets[src].take_entries().partition(|(k, _)| hash(k) & high_bit == 0);
+        self.buckets[src].entries = stay.into();
+        self.buckets.push(Bucket { version, entries: go.into() });
         self.next += 1;
         if self.next == 1 << self.level {
             self.level += 1;
@@ -172,22 +206,75 @@ impl Table {
             return;
         }
         let want = keys.div_ceil(MAX_LOAD);
-        self.buckets.reserve(want.saturating_sub(self.buckets.len()));
+        // Room for a few more buckets than the hint asks: a shard's share of the keys is only
+        // about even, and one split past a full vector would double it.
+        self.buckets.reserve_exact((want + want / 64).saturating_sub(self.buckets.len()));
         while self.buckets.len() < want {
-            self.split(0);
+            // The buckets are empty: no key to hash.
+            self.split(0, |_| 0);
+        }
+    }
+
+    /// Where the table's own heap bytes go, as requested from the allocator (the allocator
+    /// rounds each request up to its chunk size and adds a header; glibc: 8 bytes, chunks
+    /// of 32 bytes or more in steps of 16, `malloc/malloc.c`). Keys and values are not in it.
+    pub fn heap_bytes(&self) -> TableBytes {
+        let buckets = self.buckets.len();
+        TableBytes {
+            bucket_array: self.buckets.capacity() * std::mem::size_of::<Bucket>(),
+            // Each bucket's `Arc` allocation starts with its two reference counts.
+            bucket_headers: buckets * 2 * std::mem::size_of::<usize>(),
+            slots: self.len * std::mem::size_of::<Slot>(),
+            spare_slots: 0,
+            chunks: 1 + buckets,
         }
     }
 
     /// Every entry, for copies and statistics.
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.buckets.iter().flat_map(|b| b.entries.iter().map(|(_, k, e)| (k, e)))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.buckets.iter().flat_map(|b| b.entries.iter().map(|(k, e)| (&**k, e)))
+    }
+}
+
+/// A table's own heap bytes by component ([`Table::heap_bytes`]), in bytes as requested.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableBytes {
+    /// The vector of buckets, at its capacity.
+    pub bucket_array: usize,
+    /// Each bucket's shared header: the reference counts and whatever else sits beside the
+    /// entries in the bucket's `Arc`.
+    pub bucket_headers: usize,
+    /// The slots that hold an entry.
+    pub slots: usize,
+    /// Slots allocated and empty (a vector's unused capacity).
+    pub spare_slots: usize,
+    /// Heap allocations (chunks) these bytes are in.
+    pub chunks: usize,
+}
+
+impl std::ops::AddAssign for TableBytes {
+    fn add_assign(&mut self, o: TableBytes) {
+        self.bucket_array += o.bucket_array;
+        self.bucket_headers += o.bucket_headers;
+        self.slots += o.slots;
+        self.spare_slots += o.spare_slots;
+        self.chunks += o.chunks;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use snaplab_core::Value;
+
+    /// The tests' hash function: a key is the little-endian bytes of its own hash, so a test
+    /// chooses where each key goes.
+    fn key_hash(key: &[u8]) -> u64 {
+        u64::from_le_bytes(key.try_into().expect("test keys are 8 bytes"))
+    }
+
+    fn slot_entry() -> Entry {
+        Entry::new(Value::String(vec![]))
+    }
 
     // ANCHOR: test
     /// Growing one bucket at a time keeps every key findable at its address, and splits
@@ -198,15 +285,15 @@ mod tests {
         let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for i in 0..10_000u64 {
             let b = t.address(hash(i));
-            t.push(b, hash(i), i.to_le_bytes().to_vec(), Entry::new(Value::String(vec![])));
+            t.push(b, hash(i).to_le_bytes().into(), slot_entry());
             while t.wants_split() {
-                t.split(7);
+                t.split(7, key_hash);
             }
         }
         assert_eq!(t.len(), 10_000);
         assert!(t.buckets() >= 10_000 / 4);
         for i in 0..10_000u64 {
-            assert!(t.get(hash(i), &i.to_le_bytes()).is_some(), "key {i} lost");
+            assert!(t.get(hash(i), &hash(i).to_le_bytes()).is_some(), "key {i} lost");
         }
         assert_eq!(t.bucket(t.buckets() - 1).version, 7);
         assert_eq!(t.iter().count(), 10_000);
@@ -219,19 +306,19 @@ mod tests {
     fn address_uses_one_more_bit_below_the_split_pointer() {
         let mut t = Table::default();
         assert_eq!(t.address(0b1011), 0, "one bucket holds every hash");
-        t.split(0);
+        t.split(0, key_hash);
         // Two buckets, one bit each.
         assert_eq!((t.buckets(), t.next_to_split()), (2, 0));
         assert_eq!(t.address(0b1010), 0);
         assert_eq!(t.address(0b1011), 1);
-        t.split(0);
+        t.split(0, key_hash);
         // Bucket 0 was split into 0 and 2 (two bits); bucket 1 still reads one bit.
         assert_eq!((t.buckets(), t.next_to_split()), (3, 1));
         assert_eq!(t.address(0b100), 0);
         assert_eq!(t.address(0b110), 2);
         assert_eq!(t.address(0b111), 1);
         assert_eq!(t.address(0b101), 1);
-        t.split(0);
+        t.split(0, key_hash);
         // Every bucket split: the next round reads two bits everywhere.
         assert_eq!((t.buckets(), t.next_to_split()), (4, 0));
         assert_eq!(t.address(0b111), 3);
@@ -246,12 +333,12 @@ mod tests {
     fn a_split_moves_the_entries_whose_next_bit_is_set() {
         let mut t = Table::default();
         for h in 0..8u64 {
-            t.push(0, h, h.to_le_bytes().to_vec(), Entry::new(Value::String(vec![])));
+            t.push(0, h.to_le_bytes().into(), slot_entry());
         }
         t.bucket_mut(0).version = 3;
-        t.split(5);
+        t.split(5, key_hash);
         let hashes = |t: &Table, b: usize| {
-            let mut v: Vec<u64> = t.bucket(b).entries.iter().map(|(h, _, _)| *h).collect();
+            let mut v: Vec<u64> = t.bucket(b).entries.iter().map(|(k, _)| key_hash(k)).collect();
             v.sort_unstable();
             v
         };
@@ -260,7 +347,7 @@ mod tests {
         assert_eq!(t.bucket(0).version, 3, "the source bucket keeps its version");
         assert_eq!(t.bucket(1).version, 5, "the new bucket gets the version it is given");
         assert_eq!(t.len(), 8);
-        t.split(5);
+        t.split(5, key_hash);
         assert_eq!(hashes(&t, 0), vec![0, 4]);
         assert_eq!(hashes(&t, 2), vec![2, 6]);
         assert_eq!(t.next_to_split(), 1);
