@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use snaplab_core::rdb::{self, RdbError};
+use snaplab_core::rdb::RdbError;
 use snaplab_core::rules::{AutoSave, SaveRule, SaveTarget, parse_rules};
 use snaplab_core::{
     Applied, BgSave, Bytes, Command, CommandError, DB_COUNT, Entry, SaveError, SaveOptions, SaveReport, Value,
@@ -193,11 +193,13 @@ impl Server {
         let dump = opts.dir.join(&opts.dbfilename);
         let source = opts.input.clone().or_else(|| dump.exists().then(|| dump.clone()));
         let loading = Instant::now();
-        let keyspace = match &source {
-            Some(path) => rdb::load_file(path).map_err(|source| ServeError::Load { path: path.clone(), source })?.0,
-            None => Default::default(),
+        // The strategy's own load (the pipelined loader, into its own layout), as `compare
+        // --transport inproc` loads it: building a core keyspace first and converting it
+        // would hold both at once, and the freed one stays in the allocator's arenas.
+        let mut store = match &source {
+            Some(path) => (entry.load)(path).map_err(|source| ServeError::Load { path: path.clone(), source })?,
+            None => (entry.build)(Default::default()),
         };
-        let mut store = (entry.build)(keyspace);
         if source.is_some() {
             // Redis's own words (src/server.c, loadDataFromDisk), so one parser reads both logs.
             eprintln!("DB loaded from disk: {:.6} seconds", loading.elapsed().as_secs_f64());
