@@ -4,6 +4,7 @@ pub mod checker;
 pub mod cli;
 pub mod compare;
 pub mod conformance;
+pub mod counting_alloc;
 pub mod dataset;
 pub mod faults;
 pub mod formats;
