@@ -1,6 +1,10 @@
 #![doc = include_str!("../README.md")]
 
-use std::collections::HashMap;
+// The overlay grows from empty during every save, on the writers' path. A std `HashMap`
+// doubles all at once (every entry moved by the one write that crosses the threshold, ms
+// at thousands of entries); griddle's moves a few per insert (incremental resizing, as
+// Redis's dict does, src/dict.c `_dictRehashStep`).
+use griddle::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
