@@ -82,7 +82,8 @@ pub struct RealIo;
 
 impl SaveIo for RealIo {
     fn create(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-        Ok(Box::new(OpenOptions::new().write(true).create_new(true).open(path)?))
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(AutoSyncFile { file, unsynced: 0 }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -99,6 +100,53 @@ impl SaveIo for RealIo {
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
         Ok(Box::new(File::open(path)?))
+    }
+}
+
+/// Bytes written between two `fdatasync`s during a save: Redis's `REDIS_AUTOSYNC_BYTES`
+/// (src/server.h, 4 MiB; used when `rdb-save-incremental-fsync` is on, its default).
+pub const AUTOSYNC_BYTES: u64 = 4 << 20;
+
+/// A snapshot file that syncs its data every [`AUTOSYNC_BYTES`], as Redis's `rioFileWrite`
+/// does after `rioSetAutoSync` (src/rio.c).
+///
+/// Why: otherwise the whole dump sits in the page cache until the final `fsync`, which then
+/// writes it all in one burst (110 MB for the built-in dataset) while writers run. Synced as
+/// it goes, the file reaches the disk at the saver's pace and the final `fsync` has at most
+/// 4 MiB left. Measured with `snaplab compare --no-redis --transport inproc --strategies
+/// pingpong,blocking,cow`, two runs each way, alternated, on an idle 2-vCPU VM: pingpong's
+/// longest write during its save 1.3 and 2.8 ms without, 0.5 and 0.5 ms with; cow's write
+/// p99 during its save 477 and 1,607 us without, 224 and 219 us with; saves took up to 12%
+/// longer (pingpong 793/654 -> 886/733 ms, blocking 1,059/842 -> 1,135/920 ms).
+///
+/// Redis uses `sync_file_range` where it has it, to start one step's writeback without
+/// waiting and wait only for the step before; `fdatasync` is its portable fallback, and the
+/// one this workspace can call without `unsafe`.
+struct AutoSyncFile {
+    file: File,
+    /// Bytes written since the last sync.
+    unsynced: u64,
+}
+
+impl Write for AutoSyncFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= AUTOSYNC_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl IoFile for AutoSyncFile {
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_all()
     }
 }
 
@@ -280,6 +328,21 @@ mod tests {
         }
         assert_eq!(fs::read(&dest).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temp file removed");
+    }
+
+    /// A file longer than two sync steps, written in odd-sized pieces, arrives whole:
+    /// the syncs along the way lose and repeat nothing.
+    #[test]
+    fn synced_as_it_goes_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dump.rdb");
+        let data: Vec<u8> = (0..(2 * AUTOSYNC_BYTES + 12_345)).map(|i| (i % 251) as u8).collect();
+        let mut f = AtomicFile::create(&dest).unwrap();
+        for piece in data.chunks(1_000_003) {
+            f.write_all(piece).unwrap();
+        }
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
     }
 
     /// A committed write replaces the destination and leaves no temporary file.
