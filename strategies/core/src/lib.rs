@@ -11,7 +11,7 @@ pub mod rdb;
 pub mod rules;
 pub mod strategy;
 
-pub use atomic::{AtomicFile, IoFile, RealIo, SaveIo, remove_stale_temp_files};
+pub use atomic::{AUTOSYNC_BYTES, AtomicFile, IoFile, RealIo, SaveIo, remove_stale_temp_files};
 pub use command::{Command, CommandError, Reply, SlotChange, apply_to_slot, escape};
 pub use keyspace::{Bytes, DB_COUNT, Db, Entry, EntryRef, Keyspace, KeyspaceView, Opaque, Value, ValueRef};
 pub use locked::{Counted, LockedKeyspace};
