@@ -2,6 +2,7 @@
 
 pub mod summary;
 pub mod table;
+pub mod trace;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -22,6 +23,7 @@ use snaplab_core::{
     apply_to_slot, escape, unix_ms_now,
 };
 use table::{Bucket, Table};
+use trace::{Phase, Timer};
 
 // ANCHOR: blob_consts
 /// A blob is flushed to the sink once it holds this many bytes (Dragonfly uses 8 KiB).
@@ -273,7 +275,10 @@ impl<const N: usize> ShardedStore<N> {
     /// Apply a single-key command inside its shard.
     fn apply_in_shard(&self, cmd: &Command, db: usize, key: &[u8]) -> Result<Applied, CommandError> {
         let (s, hash) = self.shard_of(key);
+        // Times each phase with the `trace` feature; nothing without it.
+        let mut timer = Timer::start();
         let mut guard = lock(&self.inner.shards[s]);
+        timer.mark(Phase::LockWait);
         let shard = &mut *guard;
         let b = shard.dbs[db].address(hash);
         // Serialize-before-mutate: the bucket goes to the dump as it was at the cut before
@@ -287,6 +292,8 @@ impl<const N: usize> ShardedStore<N> {
                 c.stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
         }
+        timer.mark(Phase::Capture);
+        timer.copy_if_shared(shard.dbs[db].bucket_mut(b));
         let table = &mut shard.dbs[db];
         let pos = table.position(b, key);
         // A write to an existing key copies its bucket first if a capture still shares it.
@@ -297,6 +304,7 @@ impl<const N: usize> ShardedStore<N> {
             (SlotChange::Put(e), Some(p)) => table.bucket_mut(b).entries_mut()[p].1 = e,
             (SlotChange::Put(e), None) => {
                 table.push(b, key.into(), e);
+                timer.mark(Phase::Apply);
                 // Grow one bucket at a time; a bucket about to be split is serialized
                 // first, so its entries reach the dump once, as they were at the cut.
                 while shard.dbs[db].wants_split() {
@@ -309,11 +317,14 @@ impl<const N: usize> ShardedStore<N> {
                     let version = shard.dbs[db].bucket(src).version;
                     shard.dbs[db].split(version, |k| self.inner.hasher.hash_one(k));
                 }
+                timer.mark(Phase::Split);
             }
             (SlotChange::Remove, Some(p)) => table.remove_at(b, p),
             (SlotChange::Remove, None) => {}
         }
         shard.writes += 1;
+        timer.mark(Phase::Apply);
+        timer.finish(s);
         Ok(Applied::new(reply, WriteStamp { shard: s as u32, seq: shard.writes }))
     }
 
@@ -390,7 +401,7 @@ const SHARD_US: [&str; 16] = [
 /// yet captured, a few buckets per hold of the lock; after each hold, encode what was
 /// captured (by the traversal or by writers) and send the blobs; then close the shard's
 /// capture.
-fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, stats: &Stats) -> Duration {
+fn traverse(index: usize, shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, stats: &Stats) -> Duration {
     background_priority();
     let started = Instant::now();
     let mut sink_alive = true;
@@ -410,6 +421,8 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
         let mut next = 0;
         loop {
             let mut guard = lock(shard);
+            // Times the hold with the `trace` feature; nothing without it.
+            let held_since = Timer::hold_start();
             // The table may grow meanwhile; buckets born during the save are already stamped.
             let end = guard.dbs[db].buckets().min(next + BUCKETS_PER_LOCK);
             if next >= end {
@@ -420,6 +433,7 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
                     stats.by_traversal.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            let visited = end - next;
             next = end;
             let captured = guard.saving.as_mut().map(|c| std::mem::take(&mut c.pending)).unwrap_or_default();
             // Hand the lock to a waiting writer, if any. With an ordinary (unfair) unlock the
@@ -427,6 +441,7 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
             // gets to run, and writers starve for hundreds of milliseconds. Dragonfly gets the
             // same effect by running the traversal as a fiber that yields between buckets.
             MutexGuard::unlock_fair(guard);
+            Timer::hold(index, held_since, visited);
             drain(&mut ser, captured, &mut sink_alive);
             #[cfg(test)]
             if tests::PANIC_IN_TRAVERSAL_OF.load(Ordering::Relaxed) == shard as *const Mutex<Shard> as usize {
@@ -443,6 +458,7 @@ fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, sta
     if sink_alive {
         send_all(&tx, blobs, stats);
     }
+    Timer::thread_done("traversal", index);
     started.elapsed()
 }
 
@@ -717,7 +733,11 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                     compress: opts.compress,
                     ready: Vec::new(),
                 };
-                thread::spawn(move || traverse(&inner.shards[i], ser, tx, &stats))
+                // Named, so a profile or `top -H` shows which thread is which.
+                thread::Builder::new()
+                    .name(format!("sharded-trav-{i}"))
+                    .spawn(move || traverse(i, &inner.shards[i], ser, tx, &stats))
+                    .expect("the OS refused a thread (thread::spawn would panic the same way)")
             })
             .collect();
         let mut sinks: Vec<JoinHandle<Result<(u64, u64), SaveError>>> = Vec::new();
@@ -735,7 +755,16 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                 Vec::new()
             };
             let feeding = if per_shard { 1 } else { n };
-            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions, feeding)));
+            sinks.push(
+                thread::Builder::new()
+                    .name(format!("sharded-sink-{i}"))
+                    .spawn(move || {
+                        let r = sink(rx, file, &opts, &aux, &functions, feeding);
+                        Timer::thread_done("sink", i);
+                        r
+                    })
+                    .expect("the OS refused a thread (thread::spawn would panic the same way)"),
+            );
         }
 
         let (dest, report_cut, inner) = (dest.to_path_buf(), cut.clone(), Arc::clone(&self.inner));
