@@ -2,6 +2,7 @@
 
 pub mod summary;
 pub mod table;
+pub mod trace;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -22,6 +23,7 @@ use snaplab_core::{
     apply_to_slot, escape, unix_ms_now,
 };
 use table::{Bucket, Table};
+use trace::{Phase, Timer};
 
 // ANCHOR: blob_consts
 /// A blob is flushed to the sink once it holds this many bytes (Dragonfly uses 8 KiB).
@@ -30,8 +32,8 @@ pub const BLOB_BYTES: usize = 8 * 1024;
 
 /// Blobs in flight between the shards and the sink. The bound is the memory the save may
 /// use for output in transit (here 64 x 8 KiB = 512 KiB); when the disk is slower than
-/// the serializers, the channel fills and whoever serializes next (the traversal, or a
-/// writer doing serialize-before-mutate) waits. A bigger bound trades memory for fewer
+/// the encoders, the channel fills and the encoders wait (and their traversals, once
+/// two batches are waiting for them); writers never do. A bigger bound trades memory for fewer
 /// such stalls; an unbounded channel would let a slow disk turn the snapshot into a copy
 /// of the dataset in memory.
 pub const CHANNEL_BLOBS: usize = 64;
@@ -159,7 +161,7 @@ fn send_all(tx: &SyncSender<Blob>, blobs: Vec<Blob>, stats: &Stats) -> bool {
             Ok(()) => {}
             Err(TrySendError::Full(blob)) => {
                 stats.channel_full_waits.fetch_add(1, Ordering::Relaxed);
-                // The sink is behind: the traversal waits for room (the stall the bound
+                // The sink is behind: the encoder waits for room (the stall the bound
                 // trades for memory); writers are not held up, they never send.
                 if tx.send(blob).is_err() {
                     return false;
@@ -273,7 +275,10 @@ impl<const N: usize> ShardedStore<N> {
     /// Apply a single-key command inside its shard.
     fn apply_in_shard(&self, cmd: &Command, db: usize, key: &[u8]) -> Result<Applied, CommandError> {
         let (s, hash) = self.shard_of(key);
+        // Times each phase with the `trace` feature; nothing without it.
+        let mut timer = Timer::start();
         let mut guard = lock(&self.inner.shards[s]);
+        timer.mark(Phase::LockWait);
         let shard = &mut *guard;
         let b = shard.dbs[db].address(hash);
         // Serialize-before-mutate: the bucket goes to the dump as it was at the cut before
@@ -287,6 +292,8 @@ impl<const N: usize> ShardedStore<N> {
                 c.stats.writer_serialize_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
         }
+        timer.mark(Phase::Capture);
+        timer.copy_if_shared(shard.dbs[db].bucket_mut(b));
         let table = &mut shard.dbs[db];
         let pos = table.position(b, key);
         // A write to an existing key copies its bucket first if a capture still shares it.
@@ -297,6 +304,7 @@ impl<const N: usize> ShardedStore<N> {
             (SlotChange::Put(e), Some(p)) => table.bucket_mut(b).entries_mut()[p].1 = e,
             (SlotChange::Put(e), None) => {
                 table.push(b, key.into(), e);
+                timer.mark(Phase::Apply);
                 // Grow one bucket at a time; a bucket about to be split is serialized
                 // first, so its entries reach the dump once, as they were at the cut.
                 while shard.dbs[db].wants_split() {
@@ -309,11 +317,14 @@ impl<const N: usize> ShardedStore<N> {
                     let version = shard.dbs[db].bucket(src).version;
                     shard.dbs[db].split(version, |k| self.inner.hasher.hash_one(k));
                 }
+                timer.mark(Phase::Split);
             }
             (SlotChange::Remove, Some(p)) => table.remove_at(b, p),
             (SlotChange::Remove, None) => {}
         }
         shard.writes += 1;
+        timer.mark(Phase::Apply);
+        timer.finish(s);
         Ok(Applied::new(reply, WriteStamp { shard: s as u32, seq: shard.writes }))
     }
 
@@ -386,71 +397,118 @@ const SHARD_US: [&str; 16] = [
     "shard_15_us",
 ];
 
+/// Batches of captured buckets in flight from a shard's traversal to its encoder. Two keep
+/// the encoder busy while the traversal captures the next batch; more would only let the
+/// traversal run ahead, and every bucket captured ahead of the encoder is one a write to it
+/// copies (`Arc::make_mut`).
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// The traversal of one shard: visit every bucket of every database, capturing those not
-/// yet captured, a few buckets per hold of the lock; after each hold, encode what was
-/// captured (by the traversal or by writers) and send the blobs; then close the shard's
+/// yet captured, a few buckets per hold of the lock, and hand each batch (with the buckets
+/// writers captured meanwhile) to the shard's encoder thread; then close the shard's
 /// capture.
-fn traverse(shard: &Mutex<Shard>, mut ser: Serializer, tx: SyncSender<Blob>, stats: &Stats) -> Duration {
-    background_priority();
+///
+/// Two threads per shard, because they need different priorities. The traversal holds the
+/// shard lock, which writers wait for, so it runs at the writers' priority: a thread at
+/// background priority that the kernel preempts while it holds the lock keeps it until no
+/// ordinary thread wants that CPU, and every writer of the shard waits that long (priority
+/// inversion: on a 2-core machine with another program running, holds of 55 and 260 ms,
+/// which `harness/examples/sharded_stall_trace.rs` shows). Its work is an `Arc` clone per
+/// bucket, so it takes little CPU from the writers. The encoder does the expensive part
+/// (LZF, RDB encoding) holding no lock, at background priority.
+fn traverse(index: usize, shard: &Mutex<Shard>, ser: Serializer, tx: SyncSender<Blob>, stats: &Stats) -> Duration {
     let started = Instant::now();
-    let mut sink_alive = true;
-    let drain = |ser: &mut Serializer, captured: Vec<Captured>, sink_alive: &mut bool| {
-        for c in captured {
-            ser.bucket(c);
-        }
-        let blobs = std::mem::take(&mut ser.ready);
-        // After a sink failure, keep traversing (every bucket must be stamped so writers
-        // stop capturing), but there is nothing left to send to.
-        if *sink_alive {
-            *sink_alive = send_all(&tx, blobs, stats);
-        }
-    };
-    // ANCHOR: traversal
-    for db in 0..DB_COUNT {
-        let mut next = 0;
-        loop {
-            let mut guard = lock(shard);
-            // The table may grow meanwhile; buckets born during the save are already stamped.
-            let end = guard.dbs[db].buckets().min(next + BUCKETS_PER_LOCK);
-            if next >= end {
-                break;
-            }
-            for b in next..end {
-                if guard.capture_if_unvisited(db, b) {
-                    stats.by_traversal.fetch_add(1, Ordering::Relaxed);
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    thread::scope(|scope| {
+        let encoder = thread::Builder::new()
+            .name(format!("sharded-enc-{index}"))
+            .spawn_scoped(scope, move || encode(index, batch_rx, ser, tx, stats))
+            .expect("the OS refused a thread (thread::spawn would panic the same way)");
+        // A send fails only if the encoder has died; it panicked, and the save reports the
+        // shard as failed. Keep stamping buckets regardless, so writers stop capturing.
+        // ANCHOR: traversal
+        for db in 0..DB_COUNT {
+            let mut next = 0;
+            loop {
+                let mut guard = lock(shard);
+                // Times the hold with the `trace` feature; nothing without it.
+                let held_since = Timer::hold_start();
+                // The table may grow meanwhile; buckets born during the save are already stamped.
+                let end = guard.dbs[db].buckets().min(next + BUCKETS_PER_LOCK);
+                if next >= end {
+                    break;
+                }
+                for b in next..end {
+                    if guard.capture_if_unvisited(db, b) {
+                        stats.by_traversal.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let visited = end - next;
+                next = end;
+                let captured = guard.saving.as_mut().map(|c| std::mem::take(&mut c.pending)).unwrap_or_default();
+                // Hand the lock to a waiting writer, if any. With an ordinary (unfair) unlock
+                // the traversal takes the lock straight back before a woken writer gets to
+                // run, and writers starve for hundreds of milliseconds. Dragonfly gets the
+                // same effect by running the traversal as a fiber that yields between buckets.
+                MutexGuard::unlock_fair(guard);
+                Timer::hold(index, held_since, visited);
+                let _ = batch_tx.send(Batch { captured, last: false });
+                #[cfg(test)]
+                if tests::PANIC_IN_TRAVERSAL_OF.load(Ordering::Relaxed) == shard as *const Mutex<Shard> as usize {
+                    panic!("injected fault: this shard's traversal panics mid-save");
                 }
             }
-            next = end;
-            let captured = guard.saving.as_mut().map(|c| std::mem::take(&mut c.pending)).unwrap_or_default();
-            // Hand the lock to a waiting writer, if any. With an ordinary (unfair) unlock the
-            // traversal, busy on its core, takes the lock straight back before a woken writer
-            // gets to run, and writers starve for hundreds of milliseconds. Dragonfly gets the
-            // same effect by running the traversal as a fiber that yields between buckets.
-            MutexGuard::unlock_fair(guard);
-            drain(&mut ser, captured, &mut sink_alive);
-            #[cfg(test)]
-            if tests::PANIC_IN_TRAVERSAL_OF.load(Ordering::Relaxed) == shard as *const Mutex<Shard> as usize {
-                panic!("injected fault: this shard's traversal panics mid-save");
-            }
         }
-    }
-    // ANCHOR_END: traversal
-    let captured = lock(shard).saving.take().map(|c| c.pending).unwrap_or_default();
-    drain(&mut ser, captured, &mut sink_alive);
-    ser.flush();
-    let mut blobs = std::mem::take(&mut ser.ready);
-    blobs.push(Blob::End);
-    if sink_alive {
-        send_all(&tx, blobs, stats);
-    }
+        // ANCHOR_END: traversal
+        let captured = lock(shard).saving.take().map(|c| c.pending).unwrap_or_default();
+        let _ = batch_tx.send(Batch { captured, last: true });
+        // Had the loop above panicked, `batch_tx` would be dropped with no `last` batch sent:
+        // the encoder ends without sending `Blob::End`, and the sink refuses to commit.
+        drop(batch_tx);
+        Timer::thread_done("traversal", index);
+        if let Err(payload) = encoder.join() {
+            std::panic::resume_unwind(payload);
+        }
+    });
     started.elapsed()
 }
 
-/// Run the calling save thread at background priority (Linux `SCHED_IDLE`): the save uses
-/// whatever CPU the writers leave. With more busy save threads than cores (N shards plus a
+/// Buckets captured by a traversal hold (and by writers since the previous one), for the
+/// encoder; `last` once the shard's capture is closed.
+struct Batch {
+    captured: Vec<Captured>,
+    last: bool,
+}
+
+/// A shard's encoder: turns the traversal's batches into blobs and sends them to the sink,
+/// at background priority, holding no lock. Sends [`Blob::End`] only after the last batch.
+fn encode(index: usize, batches: Receiver<Batch>, mut ser: Serializer, tx: SyncSender<Blob>, stats: &Stats) {
+    background_priority();
+    let mut sink_alive = true;
+    for Batch { captured, last } in batches {
+        for c in captured {
+            ser.bucket(c);
+        }
+        if last {
+            ser.flush();
+            ser.ready.push(Blob::End);
+        }
+        let blobs = std::mem::take(&mut ser.ready);
+        // After a sink failure there is nothing left to send to; keep receiving, so the
+        // traversal is never blocked on a full channel.
+        if sink_alive {
+            sink_alive = send_all(&tx, blobs, stats);
+        }
+    }
+    Timer::thread_done("encoder", index);
+}
+
+/// Run the calling thread at background priority (Linux `SCHED_IDLE`): the encoding uses
+/// whatever CPU the writers leave. With more busy save threads than cores (N encoders plus a
 /// sink on a 2-core machine), a writer at equal priority would queue behind them for whole
 /// scheduler time slices; Dragonfly avoids that by doing writes and serialization on the
-/// same shard thread, which we do not. Failure to change priority is harmless.
+/// same shard thread, which we do not. Only for threads that hold no lock a writer needs
+/// (see [`traverse`]). Failure to change priority is harmless.
 fn background_priority() {
     use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
     let _ = thread_priority::set_thread_priority_and_policy(
@@ -717,7 +775,11 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                     compress: opts.compress,
                     ready: Vec::new(),
                 };
-                thread::spawn(move || traverse(&inner.shards[i], ser, tx, &stats))
+                // Named, so a profile or `top -H` shows which thread is which.
+                thread::Builder::new()
+                    .name(format!("sharded-trav-{i}"))
+                    .spawn(move || traverse(i, &inner.shards[i], ser, tx, &stats))
+                    .expect("the OS refused a thread (thread::spawn would panic the same way)")
             })
             .collect();
         let mut sinks: Vec<JoinHandle<Result<(u64, u64), SaveError>>> = Vec::new();
@@ -735,7 +797,16 @@ impl<const N: usize> SnapshotStrategy for ShardedStore<N> {
                 Vec::new()
             };
             let feeding = if per_shard { 1 } else { n };
-            sinks.push(thread::spawn(move || sink(rx, file, &opts, &aux, &functions, feeding)));
+            sinks.push(
+                thread::Builder::new()
+                    .name(format!("sharded-sink-{i}"))
+                    .spawn(move || {
+                        let r = sink(rx, file, &opts, &aux, &functions, feeding);
+                        Timer::thread_done("sink", i);
+                        r
+                    })
+                    .expect("the OS refused a thread (thread::spawn would panic the same way)"),
+            );
         }
 
         let (dest, report_cut, inner) = (dest.to_path_buf(), cut.clone(), Arc::clone(&self.inner));
