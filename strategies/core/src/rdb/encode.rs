@@ -64,13 +64,9 @@ pub struct EncodeStats {
 /// computed over big slices (where crc-fast's SIMD path pays off) and writes are few.
 const FLUSH_AT: usize = 64 * 1024;
 
-/// Bytes of output after which an encoding thread steps off the CPU for a moment
-/// ([`Pacer`]): 256 KiB, a few hundred microseconds of encoding.
-pub const PACE_BYTES: u64 = 256 * 1024;
-
-/// Makes a CPU-bound encoder give its CPU away at regular points: after every
-/// [`PACE_BYTES`] of output it sleeps for a microsecond (about 50 us with Linux's default
-/// timer slack), so 110 MB of dump pauses about 420 times, some 25 ms in all.
+/// Bytes of output after which [`RdbWriter`] steps off the CPU for a moment: 256 KiB, a
+/// few hundred microseconds of encoding. It then sleeps for a microsecond (about 50 us with
+/// Linux's default timer slack), so 110 MB of dump pauses about 420 times, some 25 ms in all.
 ///
 /// Why: on a kernel without forced preemption (`PREEMPT_NONE`, 250 Hz, as on the 2-vCPU
 /// machine the book's figures come from), `perf sched timehist` showed the scheduler now
@@ -87,21 +83,7 @@ pub const PACE_BYTES: u64 = 256 * 1024;
 /// Not a rule for every encoder: the same pause in the sharded strategy's encoder threads
 /// made its write p99 through `snaplab serve` worse (five runs each: 2.3 to 6.0 ms with it,
 /// 1.1 to 3.6 ms without), so that crate does not use it.
-#[derive(Debug, Default)]
-pub struct Pacer {
-    since_pause: u64,
-}
-
-impl Pacer {
-    /// Count `bytes` of output; pause once [`PACE_BYTES`] have passed since the last pause.
-    pub fn wrote(&mut self, bytes: u64) {
-        self.since_pause += bytes;
-        if self.since_pause >= PACE_BYTES {
-            self.since_pause = 0;
-            std::thread::sleep(std::time::Duration::from_micros(1));
-        }
-    }
-}
+pub const PACE_BYTES: u64 = 256 * 1024;
 
 /// A streaming RDB writer over any [`Write`].
 ///
@@ -115,7 +97,6 @@ pub struct RdbWriter<W: Write> {
     flushed: u64,
     keys: u64,
     compress: bool,
-    pacer: Pacer,
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -132,7 +113,6 @@ impl<W: Write> RdbWriter<W> {
             flushed: 0,
             keys: 0,
             compress,
-            pacer: Pacer::default(),
         };
         w.buf.extend_from_slice(format!("REDIS{WRITE_VERSION:04}").as_bytes());
         Ok(w)
@@ -226,9 +206,13 @@ impl<W: Write> RdbWriter<W> {
         if self.buf.len() >= FLUSH_AT {
             self.crc.update(&self.buf);
             self.out.write_all(&self.buf)?;
+            let before = self.flushed;
             self.flushed += self.buf.len() as u64;
-            self.pacer.wrote(self.buf.len() as u64);
             self.buf.clear();
+            // Step off the CPU each time the output crosses a multiple of PACE_BYTES.
+            if before / PACE_BYTES != self.flushed / PACE_BYTES {
+                std::thread::sleep(std::time::Duration::from_micros(1));
+            }
         }
         Ok(())
     }
