@@ -2,22 +2,18 @@
 //! `redis-cli`, `redis-benchmark` and any Redis client can drive it, and a comparison can
 //! measure every store, Redis's included, through the same socket.
 //!
-//! Design: one thread per connection, blocking I/O, std only. A connection thread reads
-//! what the client sent, runs every whole request in it (pipelining), and writes the
-//! replies; it never holds a store lock while it writes. The strategies themselves are
-//! multi-threaded stores (`&self` methods, their own locking), so a thread per client is
-//! the shape their API already expects. Production note: Redis runs one event loop
-//! (src/ae.c) and Dragonfly one per core; a thread per connection costs a stack per
-//! client (256 KiB reserved here), which is fine for the thousand clients the tests use
-//! but not for a hundred thousand.
+//! Design: one event loop on one thread serves every connection ([`event_loop`], as
+//! Redis's src/ae.c): it reads what each client sent, runs every whole request in it
+//! (pipelining), and writes the replies without waiting on any one socket. The strategies
+//! are multi-threaded stores (`&self` methods, their own locking), so their saver threads
+//! run beside the loop; a command that waits on a strategy's lock (blocking's writes
+//! during its save) holds every client, as a slow command does in Redis.
 //!
-//! Bounded memory per client: requests are read 64 KiB at a time and replies are flushed
-//! to the socket whenever 64 KiB are pending, with a blocking write. A client that never
-//! reads its replies therefore stops its own thread (the kernel's socket buffers fill, the
-//! write waits) and the server stops reading its requests: its memory stays at one
-//! request plus 64 KiB plus one reply, where Redis would grow the output buffer up to
-//! `client-output-buffer-limit` (unlimited for normal clients by default) and then drop
-//! the client. Other clients are served by their own threads meanwhile.
+//! Bounded memory per client: requests are read 64 KiB at a time, and a connection whose
+//! replies wait for its socket is not read until they are written, so a client that never
+//! reads its replies stops being read: its memory stays at what it sent plus about one
+//! reply, where Redis would grow the output buffer up to `client-output-buffer-limit`
+//! (unlimited for normal clients by default) and then drop the client.
 //!
 //! Save rules and the persistence commands go through
 //! [`AutoSave`](snaplab_core::rules::AutoSave): writes count toward `save <seconds>
@@ -26,11 +22,12 @@
 
 pub mod clock;
 pub mod digest;
+mod event_loop;
 pub mod fault;
 mod glob;
 pub mod resp;
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -60,12 +57,10 @@ const FLUSH_AT: usize = 64 * 1024;
 const QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
 /// How often the save rules are checked (Redis's `serverCron` runs at `hz 10`).
 const TICK: Duration = Duration::from_millis(100);
-/// Stack reserved per connection thread: Rust's default for spawned threads. A BGSAVE runs
-/// on the connection's thread, and the fork strategy's child serializes the whole keyspace
-/// on the copy of that thread's stack, so it needs what a main thread would have (256 KiB
-/// overflowed in a debug build). The reservation is virtual: 1,000 connections reserve
-/// 2 GiB of address space, not of memory.
-const CONNECTION_STACK: usize = 2 * 1024 * 1024;
+/// Stack of the event loop's thread, a main thread's (8 MiB, virtual until touched): a
+/// BGSAVE runs on it, and the fork strategy's child serializes the whole keyspace on the
+/// copy of this stack (256 KiB overflowed in a debug build).
+const LOOP_STACK: usize = 8 * 1024 * 1024;
 /// The Redis version we answer to `HELLO` and `INFO server`: the one whose behaviour and
 /// error texts the server follows.
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -243,33 +238,31 @@ impl Server {
             stopping: AtomicBool::new(false),
             shutdown_tx: Mutex::new(shutdown_tx),
         });
-        if let Some(l) = unix {
-            let shared = Arc::clone(&shared);
-            thread::spawn(move || {
-                for stream in l.incoming() {
-                    if shared.stopping.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Ok(s) = stream {
-                        spawn_connection(&shared, s);
-                    }
+        let to_mio = |e: io::Error| ServeError::Listen { addr: "the event loop".into(), source: e };
+        let unix = match unix {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(to_mio)?;
+                Some(mio::net::UnixListener::from_std(l))
+            }
+            None => None,
+        };
+        let tcp = match tcp {
+            Some(l) => {
+                l.set_nonblocking(true).map_err(to_mio)?;
+                Some(mio::net::TcpListener::from_std(l))
+            }
+            None => None,
+        };
+        let for_loop = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("event-loop".into())
+            .stack_size(LOOP_STACK)
+            .spawn(move || {
+                if let Err(e) = event_loop::run(&for_loop, unix, tcp) {
+                    eprintln!("snaplab serve: the event loop stopped: {e}");
                 }
-            });
-        }
-        if let Some(l) = tcp {
-            let shared = Arc::clone(&shared);
-            thread::spawn(move || {
-                for stream in l.incoming() {
-                    if shared.stopping.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Ok(s) = stream {
-                        let _ = s.set_nodelay(true);
-                        spawn_connection(&shared, s);
-                    }
-                }
-            });
-        }
+            })
+            .map_err(to_mio)?;
         Ok(Server { shared, shutdown_rx, tcp_addr })
     }
 
@@ -292,18 +285,6 @@ impl Server {
     }
 }
 
-fn spawn_connection<S: Read + Write + Send + 'static>(shared: &Arc<Shared>, stream: S) {
-    let shared = Arc::clone(shared);
-    let spawned = thread::Builder::new().stack_size(CONNECTION_STACK).spawn(move || {
-        shared.clients.fetch_add(1, Ordering::Relaxed);
-        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-        let _ = serve_connection(&shared, stream, id);
-        shared.clients.fetch_sub(1, Ordering::Relaxed);
-    });
-    // A thread that cannot be created drops the stream, closing the connection.
-    drop(spawned);
-}
-
 /// Per-connection state.
 struct Session {
     id: u64,
@@ -311,56 +292,6 @@ struct Session {
     name: Option<Bytes>,
     /// Close the connection after the pending replies are written.
     close: bool,
-}
-
-fn serve_connection<S: Read + Write>(shared: &Shared, mut stream: S, id: u64) -> io::Result<()> {
-    let mut session = Session { id, db: 0, name: None, close: false };
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut out = Out::default();
-    let mut chunk = vec![0u8; READ_CHUNK];
-    loop {
-        let mut at = 0;
-        loop {
-            match resp::parse(&input[at..]) {
-                Ok(Some(mut req)) => {
-                    at += req.consumed;
-                    if !req.args.is_empty() {
-                        shared.commands.fetch_add(1, Ordering::Relaxed);
-                        execute(shared, &mut session, &mut req.args, &mut out);
-                    }
-                    if out.buf.len() >= FLUSH_AT {
-                        stream.write_all(&out.buf)?;
-                        out.buf.clear();
-                    }
-                    if session.close {
-                        stream.write_all(&out.buf)?;
-                        return stream.flush();
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    out.error(&format!("ERR {e}"));
-                    stream.write_all(&out.buf)?;
-                    return stream.flush();
-                }
-            }
-        }
-        input.drain(..at);
-        if !out.buf.is_empty() {
-            stream.write_all(&out.buf)?;
-            out.buf.clear();
-        }
-        if input.len() > QUERY_BUFFER_LIMIT {
-            out.error("ERR Protocol error: the query buffer is over its 1 GiB limit");
-            stream.write_all(&out.buf)?;
-            return stream.flush();
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        input.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// Redis's arity for each command we serve (src/commands.def): `n` means exactly `n`
