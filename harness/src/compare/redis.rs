@@ -180,7 +180,8 @@ pub fn thread_cpu_seconds(pid: u32) -> HashMap<u32, f64> {
 }
 
 /// Split a server's CPU during a save between the writers and the saver: `writers` is the
-/// growth of the per-thread times of `writer_threads` from `before` to `after`
+/// growth of the per-thread times of `writer_threads` from `before` (taken when BGSAVE
+/// returns, so a cut run on a serving thread counts for the saver) to `after`
 /// ([`thread_cpu_seconds`]); the saver's is the rest of the process's own growth
 /// (`own`, INFO cpu) plus its children's (`children`), never below 0. Returns (saver,
 /// writers), seconds.
@@ -243,14 +244,12 @@ pub fn run_server(sut: &ServerUnderTest, source: &Path, cfg: &CompareConfig) -> 
     let baseline_end = load.start_time() + if load.writers() > 0 { cfg.baseline } else { Duration::ZERO };
     thread::sleep(baseline_end.saturating_duration_since(Instant::now()));
 
-    // The threads serving the writers: every thread the server has now, less the one that
-    // starts to serve the BGSAVE connection (`snaplab serve` runs a thread per connection;
-    // Redis serves all of them on its main thread, and no thread starts).
+    // The threads serving the writers: every thread the server has now (`snaplab serve`'s
+    // event loop, Redis's main thread). Threads the save starts count for the saver.
     let writer_threads: HashSet<u32> = thread_cpu_seconds(pid).into_keys().collect();
     let mut con = server.connection()?;
     redis::cmd("PING").exec(&mut con).map_err(|e| anyhow!("PING: {e}"))?;
     let (cpu_before, children_before) = cpu_seconds(&server)?;
-    let threads_at_call = thread_cpu_seconds(pid);
     let rss_at_call = resident_bytes(Some(pid as i32));
     let called = Instant::now();
     let mut child = ChildMemory::new(pid);
@@ -264,6 +263,9 @@ pub fn run_server(sut: &ServerUnderTest, source: &Path, cfg: &CompareConfig) -> 
     let bar = crate::progress::spinner(&format!("{label} BGSAVE"), cfg.progress);
     redis::cmd("BGSAVE").exec(&mut con).map_err(|e| anyhow!("BGSAVE: {e}"))?;
     let returned = Instant::now();
+    // The BGSAVE call runs on the serving thread in both servers (Redis's fork, a strategy's
+    // cut): the writers' CPU is counted from its return, so the cut counts for the saver.
+    let threads_at_return = thread_cpu_seconds(pid);
     let end = wait_for_bgsave_end(&watch, || Ok(server.info("persistence")?), returned + Duration::from_secs(3600))
         .with_context(|| format!("{label}: waiting for BGSAVE"))?;
     load.set_phase(load::PHASE_AFTER);
@@ -337,7 +339,7 @@ pub fn run_server(sut: &ServerUnderTest, source: &Path, cfg: &CompareConfig) -> 
         cpu_after - cpu_before,
         children_after - children_before,
         &writer_threads,
-        &threads_at_call,
+        &threads_at_return,
         &threads_after,
     );
     let row = CompareRow {
