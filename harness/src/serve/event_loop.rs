@@ -36,6 +36,10 @@ use super::{FLUSH_AT, QUERY_BUFFER_LIMIT, READ_CHUNK, Session, Shared, execute};
 
 /// Bytes one connection may read in one turn before the others get theirs.
 const FAIR_SHARE: usize = 16 * READ_CHUNK;
+/// Buffer capacity (bytes) a connection keeps once its input or its replies are used up.
+const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
+/// How soon a listener whose accept failed (out of file descriptors) is tried again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// How long the loop waits for events before it looks at the stop flag again.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const UNIX: Token = Token(0);
@@ -88,6 +92,8 @@ struct Conn {
     input: Vec<u8>,
     out: Out,
     sent: usize,
+    /// The request at the front of `input` as far as it was read (see [`resp::Partial`]).
+    partial: Option<resp::Partial>,
     /// The client shut down its write side (an event said `is_read_closed`). Its end of
     /// stream may sit behind data already read, with no further edge to announce it.
     peer_closed: bool,
@@ -120,22 +126,34 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
     let mut again: VecDeque<Token> = VecDeque::new();
     let mut next_token = FIRST_CONNECTION;
     let mut chunk = vec![0u8; READ_CHUNK];
+    // Listeners whose last accept failed for want of a file descriptor: their waiting
+    // connections raise no new edge, so they are retried until accept says `WouldBlock`.
+    let mut accept_again: Vec<Token> = Vec::new();
     while !shared.stopping.load(Ordering::Acquire) {
         // Connections with work left are served before the loop sleeps.
-        let timeout = if again.is_empty() { Some(POLL_TIMEOUT) } else { Some(Duration::ZERO) };
-        match poll.poll(&mut events, timeout) {
+        let timeout = if !again.is_empty() {
+            Duration::ZERO
+        } else if !accept_again.is_empty() {
+            ACCEPT_RETRY
+        } else {
+            POLL_TIMEOUT
+        };
+        match poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
         let mut ready: Vec<Token> = again.drain(..).collect();
+        let mut accept_now = std::mem::take(&mut accept_again);
+        accept_now.extend(events.iter().map(|e| e.token()).filter(|t| matches!(*t, UNIX | TCP)));
+        for (t, l) in listeners.iter_mut() {
+            if accept_now.contains(t) && !accept_all(shared, l, poll.registry(), &mut conns, &mut next_token) {
+                accept_again.push(*t);
+            }
+        }
         for event in &events {
             match event.token() {
-                t @ (UNIX | TCP) => {
-                    if let Some((_, l)) = listeners.iter_mut().find(|(lt, _)| *lt == t) {
-                        accept_all(shared, l, poll.registry(), &mut conns, &mut next_token);
-                    }
-                }
+                UNIX | TCP => {}
                 t => {
                     if (event.is_read_closed() || event.is_error())
                         && let Some(conn) = conns.get_mut(&t)
@@ -147,6 +165,9 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
             }
         }
         for token in ready {
+            if shared.stopping.load(Ordering::Acquire) {
+                break;
+            }
             let Some(conn) = conns.get_mut(&token) else { continue };
             match drive(shared, conn, &mut chunk) {
                 Next::Wait => {}
@@ -168,14 +189,16 @@ enum Listener {
     Tcp(TcpListener),
 }
 
-/// Accept every pending connection (edge-triggered: one event may stand for many).
+/// Accept every pending connection (edge-triggered: one event may stand for many). Returns
+/// whether the listener was emptied (`WouldBlock`); `false` when an accept failed otherwise
+/// (out of file descriptors), and connections may still be waiting.
 fn accept_all(
     shared: &Shared,
     listener: &mut Listener,
     registry: &Registry,
     conns: &mut HashMap<Token, Conn>,
     next_token: &mut usize,
-) {
+) -> bool {
     loop {
         let stream = match listener {
             Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
@@ -187,9 +210,7 @@ fn accept_all(
         let mut stream = match stream {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            // WouldBlock: none left. Anything else (out of file descriptors): the pending
-            // connection waits for the next one's event.
-            Err(_) => return,
+            Err(e) => return e.kind() == ErrorKind::WouldBlock,
         };
         let token = Token(*next_token);
         *next_token += 1;
@@ -203,7 +224,15 @@ fn accept_all(
         let session = Session { id, db: 0, name: None, close: false };
         conns.insert(
             token,
-            Conn { stream, session, input: Vec::new(), out: Out::default(), sent: 0, peer_closed: false },
+            Conn {
+                stream,
+                session,
+                input: Vec::new(),
+                out: Out::default(),
+                sent: 0,
+                partial: None,
+                peer_closed: false,
+            },
         );
     }
 }
@@ -237,6 +266,9 @@ fn drive(shared: &Shared, c: &mut Conn, chunk: &mut [u8]) -> Next {
         }
         c.out.buf.clear();
         c.sent = 0;
+        // An idle connection keeps no more than a small buffer: one large reply must not
+        // hold its size for the rest of the connection's life.
+        c.out.buf.shrink_to(KEEP_CAPACITY);
         if c.session.close {
             return Next::Close;
         }
@@ -274,8 +306,10 @@ fn drive(shared: &Shared, c: &mut Conn, chunk: &mut [u8]) -> Next {
 /// closes the connection, as Redis does.
 fn run_requests(shared: &Shared, c: &mut Conn) {
     let mut at = 0;
-    while c.out.buf.len() < FLUSH_AT && !c.session.close {
-        match resp::parse(&c.input[at..]) {
+    // Nothing runs once SHUTDOWN has set the stop flag: a write acknowledged after the final
+    // save would be lost (Redis exits inside SHUTDOWN).
+    while c.out.buf.len() < FLUSH_AT && !c.session.close && !shared.stopping.load(Ordering::Acquire) {
+        match resp::parse_from(&c.input[at..], &mut c.partial) {
             Ok(Some(mut req)) => {
                 at += req.consumed;
                 if !req.args.is_empty() {
@@ -291,4 +325,7 @@ fn run_requests(shared: &Shared, c: &mut Conn) {
         }
     }
     c.input.drain(..at);
+    if c.input.is_empty() {
+        c.input.shrink_to(KEEP_CAPACITY);
+    }
 }

@@ -13,7 +13,11 @@
 //! replies wait for its socket is not read until they are written, so a client that never
 //! reads its replies stops being read: its memory stays at what it sent plus about one
 //! reply, where Redis would grow the output buffer up to `client-output-buffer-limit`
-//! (unlimited for normal clients by default) and then drop the client.
+//! (unlimited for normal clients by default) and then drop the client. The price: a client
+//! that writes a long pipeline whole before it reads any reply (rather than reading as it
+//! writes, as redis-cli `--pipe` and redis-benchmark do) waits for ever once both sockets'
+//! buffers fill, where Redis would buffer its replies. A connection that has gone idle keeps
+//! at most 256 KiB of buffers, however large its last request or reply was.
 //!
 //! Save rules and the persistence commands go through
 //! [`AutoSave`](snaplab_core::rules::AutoSave): writes count toward `save <seconds>

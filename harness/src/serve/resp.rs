@@ -84,6 +84,25 @@ fn number(digits: &[u8]) -> Option<i64> {
     std::str::from_utf8(digits).ok()?.parse().ok().filter(|_| !digits.starts_with(b"+"))
 }
 
+/// A multibulk request read in part: the arguments that have arrived whole, and the offset
+/// (from the request's first byte) where the next one starts. [`parse_from`] keeps it
+/// between reads so that a request arriving in many pieces is read once, not again from its
+/// first byte on every piece, which would be quadratic in its size (Redis keeps the same
+/// state in its client: `multibulklen`, `bulklen`, src/networking.c).
+#[derive(Debug, Default)]
+pub struct Partial {
+    count: usize,
+    args: Vec<Vec<u8>>,
+    next: usize,
+}
+
+impl Partial {
+    /// Arguments read whole so far.
+    pub fn args_read(&self) -> usize {
+        self.args.len()
+    }
+}
+
 /// Read one request from the front of `buf`: `Ok(None)` if it has not fully arrived yet.
 /// Empty inline lines (a bare `\r\n`) are skipped and reported as a request with no
 /// arguments, which the caller ignores, as Redis does.
@@ -92,47 +111,78 @@ fn number(digits: &[u8]) -> Option<i64> {
 /// [`ProtocolError`] for a malformed or over-limit request; the caller replies with it and
 /// closes the connection.
 pub fn parse(buf: &[u8]) -> Result<Option<Request>, ProtocolError> {
-    if buf.is_empty() {
+    parse_from(buf, &mut None)
+}
+
+/// [`parse`], resuming a request read in part: `partial` is what an earlier call on the
+/// same request (starting at `buf[0]` then as now) left, and is left for the next call when
+/// this one returns `Ok(None)`; it is `None` after a whole request or an error.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_from(buf: &[u8], partial: &mut Option<Partial>) -> Result<Option<Request>, ProtocolError> {
+    let mut p = match partial.take() {
+        Some(p) => p,
+        None => {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            if buf[0] != b'*' {
+                let Some((text, next)) = line(buf, 0, "inline")? else { return Ok(None) };
+                let args =
+                    text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect();
+                return Ok(Some(Request { args, consumed: next }));
+            }
+            let Some((header, at)) = line(buf, 1, "mbulk count")? else { return Ok(None) };
+            let count = number(header).ok_or(ProtocolError::MultibulkLength)?;
+            if count > MAX_MULTIBULK_LEN as i64 {
+                return Err(ProtocolError::MultibulkLength);
+            }
+            if count <= 0 {
+                // Redis treats `*0` and `*-1` as an empty request and moves on.
+                return Ok(Some(Request { args: Vec::new(), consumed: at }));
+            }
+            // Capacity from what has arrived, never from the header: a header claiming two
+            // billion arguments must not reserve two billion slots.
+            let args = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
+            Partial { count: count as usize, args, next: at }
+        }
+    };
+    while p.args.len() < p.count {
+        match bulk(buf, p.next)? {
+            Some((arg, next)) => {
+                p.args.push(arg.to_vec());
+                p.next = next;
+            }
+            None => {
+                *partial = Some(p);
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(Request { args: p.args, consumed: p.next }))
+}
+
+/// The bulk string (`$<len>\r\n<bytes>\r\n`) starting at `at`, and the offset after it;
+/// `None` if it has not fully arrived.
+fn bulk(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> {
+    let Some(&first) = buf.get(at) else { return Ok(None) };
+    if first != b'$' {
+        return Err(ProtocolError::ExpectedDollar(first as char));
+    }
+    let Some((header, start)) = line(buf, at + 1, "bulk count")? else { return Ok(None) };
+    let len = number(header).ok_or(ProtocolError::BulkLength)?;
+    if len < 0 || len as u64 > PROTO_MAX_BULK_LEN {
+        return Err(ProtocolError::BulkLength);
+    }
+    let end = start + len as usize;
+    if buf.len() < end + 2 {
         return Ok(None);
     }
-    if buf[0] != b'*' {
-        let Some((text, next)) = line(buf, 0, "inline")? else { return Ok(None) };
-        let args = text.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).map(<[u8]>::to_vec).collect();
-        return Ok(Some(Request { args, consumed: next }));
+    if &buf[end..end + 2] != b"\r\n" {
+        return Err(ProtocolError::MissingCrlf(end));
     }
-    let Some((header, mut at)) = line(buf, 1, "mbulk count")? else { return Ok(None) };
-    let count = number(header).ok_or(ProtocolError::MultibulkLength)?;
-    if count > MAX_MULTIBULK_LEN as i64 {
-        return Err(ProtocolError::MultibulkLength);
-    }
-    if count <= 0 {
-        // Redis treats `*0` and `*-1` as an empty request and moves on.
-        return Ok(Some(Request { args: Vec::new(), consumed: at }));
-    }
-    // Capacity from what has arrived, never from the header: a header claiming two billion
-    // arguments must not reserve two billion slots.
-    let mut args = Vec::with_capacity((count as usize).min(buf.len() / 4 + 1));
-    for _ in 0..count {
-        let Some(&first) = buf.get(at) else { return Ok(None) };
-        if first != b'$' {
-            return Err(ProtocolError::ExpectedDollar(first as char));
-        }
-        let Some((header, start)) = line(buf, at + 1, "bulk count")? else { return Ok(None) };
-        let len = number(header).ok_or(ProtocolError::BulkLength)?;
-        if len < 0 || len as u64 > PROTO_MAX_BULK_LEN {
-            return Err(ProtocolError::BulkLength);
-        }
-        let end = start + len as usize;
-        if buf.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Err(ProtocolError::MissingCrlf(end));
-        }
-        args.push(buf[start..end].to_vec());
-        at = end + 2;
-    }
-    Ok(Some(Request { args, consumed: at }))
+    Ok(Some((&buf[start..end], end + 2)))
 }
 
 /// A reply buffer: RESP2 replies appended in order.
@@ -225,6 +275,28 @@ mod tests {
     }
 
     /// A request is read once whole, and not before: every strict prefix is incomplete.
+    #[test]
+    fn a_request_in_pieces_is_resumed_not_reread() {
+        let whole: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n";
+        let mut partial = None;
+        // Cut inside the third argument: the first two are kept, not read again.
+        assert_eq!(parse_from(&whole[..24], &mut partial), Ok(None));
+        assert_eq!(partial.as_ref().map(Partial::args_read), Some(2));
+        // A resumed read that still lacks the end keeps the state.
+        assert_eq!(parse_from(&whole[..27], &mut partial), Ok(None));
+        assert_eq!(partial.as_ref().map(Partial::args_read), Some(2));
+        let req = parse_from(whole, &mut partial).unwrap().unwrap();
+        assert_eq!(args(&req), ["SET", "k", "hello"]);
+        assert_eq!(req.consumed, whole.len() - 6);
+        assert!(partial.is_none(), "a whole request leaves no state");
+        // The same bytes cut at every offset give the same request.
+        for cut in 0..whole.len() - 6 {
+            let mut p = None;
+            assert_eq!(parse_from(&whole[..cut], &mut p), Ok(None), "cut at {cut}");
+            assert_eq!(parse_from(whole, &mut p).unwrap().unwrap(), req, "cut at {cut}");
+        }
+    }
+
     #[test]
     fn reads_a_request_only_when_whole() {
         let req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nPING\r\n";
