@@ -129,6 +129,7 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
     // Listeners whose last accept failed for want of a file descriptor: their waiting
     // connections raise no new edge, so they are retried until accept says `WouldBlock`.
     let mut accept_again: Vec<Token> = Vec::new();
+    let mut ready: Vec<Token> = Vec::new();
     while !shared.stopping.load(Ordering::Acquire) {
         // Connections with work left are served before the loop sleeps.
         let timeout = if !again.is_empty() {
@@ -143,7 +144,9 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        let mut ready: Vec<Token> = again.drain(..).collect();
+        // Reused across rounds: no allocation per poll.
+        ready.clear();
+        ready.extend(again.drain(..));
         let mut accept_now = std::mem::take(&mut accept_again);
         accept_now.extend(events.iter().map(|e| e.token()).filter(|t| matches!(*t, UNIX | TCP)));
         for (t, l) in listeners.iter_mut() {
@@ -164,7 +167,7 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
                 }
             }
         }
-        for token in ready {
+        for &token in &ready {
             if shared.stopping.load(Ordering::Acquire) {
                 break;
             }
