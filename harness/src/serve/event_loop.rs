@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -94,6 +95,9 @@ struct Conn {
     sent: usize,
     /// The request at the front of `input` as far as it was read (see [`resp::Partial`]).
     partial: Option<resp::Partial>,
+    /// Where that request's arguments lie in `input` (see [`resp::parse_from`]); kept
+    /// from request to request so that reading one allocates nothing.
+    spans: Vec<Range<usize>>,
     /// The client shut down its write side (an event said `is_read_closed`). Its end of
     /// stream may sit behind data already read, with no further edge to announce it.
     peer_closed: bool,
@@ -234,6 +238,7 @@ fn accept_all(
                 out: Out::default(),
                 sent: 0,
                 partial: None,
+                spans: Vec::new(),
                 peer_closed: false,
             },
         );
@@ -312,12 +317,26 @@ fn run_requests(shared: &Shared, c: &mut Conn) {
     // Nothing runs once SHUTDOWN has set the stop flag: a write acknowledged after the final
     // save would be lost (Redis exits inside SHUTDOWN).
     while c.out.buf.len() < FLUSH_AT && !c.session.close && !shared.stopping.load(Ordering::Acquire) {
-        match resp::parse_from(&c.input[at..], &mut c.partial) {
-            Ok(Some(mut req)) => {
-                at += req.consumed;
-                if !req.args.is_empty() {
+        let request = &c.input[at..];
+        match resp::parse_from(request, &mut c.partial, &mut c.spans) {
+            Ok(Some(consumed)) => {
+                at += consumed;
+                if !c.spans.is_empty() {
                     shared.commands.fetch_add(1, Ordering::Relaxed);
-                    execute(shared, &mut c.session, &mut req.args, &mut c.out);
+                    // The argument list of a request with few arguments (nearly all of
+                    // them) lives on the stack: no allocation per request.
+                    let mut few: [&[u8]; 8] = [&[]; 8];
+                    let many: Vec<&[u8]>;
+                    let args: &[&[u8]] = if c.spans.len() <= few.len() {
+                        for (arg, span) in few.iter_mut().zip(&c.spans) {
+                            *arg = &request[span.clone()];
+                        }
+                        &few[..c.spans.len()]
+                    } else {
+                        many = c.spans.iter().map(|span| &request[span.clone()]).collect();
+                        &many
+                    };
+                    execute(shared, &mut c.session, args, &mut c.out);
                 }
             }
             Ok(None) => break,

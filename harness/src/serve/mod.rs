@@ -324,6 +324,11 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Arguments the store keeps, copied out of the request.
+fn owned(args: &[&[u8]]) -> Vec<Vec<u8>> {
+    args.iter().map(|a| a.to_vec()).collect()
+}
+
 fn int_arg(b: &[u8]) -> Option<i64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
@@ -424,12 +429,12 @@ fn command_name<'b>(raw: &[u8], buf: &'b mut [u8; MAX_NAME]) -> &'b str {
 }
 
 /// Run one request and append its reply. `args` is the request's (non-empty) argument
-/// list; SET takes its key and value out of it instead of copying them.
-fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &mut Out) {
+/// list, read in place from the connection's input: what the store keeps is copied out.
+fn execute(shared: &Shared, session: &mut Session, args: &[&[u8]], out: &mut Out) {
     let mut name_buf = [0u8; MAX_NAME];
-    let name = command_name(&args[0], &mut name_buf);
+    let name = command_name(args[0], &mut name_buf);
     let Some(n) = arity(name) else {
-        let mut msg = format!("ERR unknown command '{}', with args beginning with: ", text(&args[0]));
+        let mut msg = format!("ERR unknown command '{}', with args beginning with: ", text(args[0]));
         for a in args.iter().skip(1) {
             msg.push_str(&format!("'{}' ", text(a)));
         }
@@ -441,20 +446,20 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
         return;
     }
     let db = session.db;
-    let key = || args[1].clone();
+    let key = || args[1].to_vec();
     let get = |k: &[u8]| shared.store.get(db, k);
     match name {
         "ping" => match args.len() {
             1 => out.simple("PONG"),
-            2 => out.bulk(&args[1]),
+            2 => out.bulk(args[1]),
             _ => out.error("ERR wrong number of arguments for 'ping' command"),
         },
-        "echo" => out.bulk(&args[1]),
+        "echo" => out.bulk(args[1]),
         "quit" => {
             out.ok();
             session.close = true;
         }
-        "select" => match int_arg(&args[1]) {
+        "select" => match int_arg(args[1]) {
             Some(i) if (0..DB_COUNT as i64).contains(&i) => {
                 session.db = i as usize;
                 out.ok();
@@ -478,7 +483,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
             out.bulks([us.as_secs().to_string(), us.subsec_micros().to_string()].iter().map(|s| s.as_bytes()));
         }
 
-        "get" => match typed(&get(&args[1]), "string", out) {
+        "get" => match typed(&get(args[1]), "string", out) {
             Ok(Some(Value::String(s))) => out.bulk(s),
             Ok(_) => out.nil(),
             Err(()) => {}
@@ -487,14 +492,14 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
         "del" => {
             let mut n = 0;
             for k in &args[1..] {
-                let Some(d) = write_int(shared, Command::Del { db, key: k.clone() }, out) else { return };
+                let Some(d) = write_int(shared, Command::Del { db, key: k.to_vec() }, out) else { return };
                 n += d;
             }
             out.int(n);
         }
         "exists" => out.int(args[1..].iter().filter(|k| get(k).is_some()).count() as i64),
         "expire" | "pexpire" | "expireat" | "pexpireat" => expire(shared, db, name, args, out),
-        "ttl" | "pttl" => match get(&args[1]) {
+        "ttl" | "pttl" => match get(args[1]) {
             None => out.int(-2),
             Some(Entry { expire_at_ms: None, .. }) => out.int(-1),
             Some(Entry { expire_at_ms: Some(at), .. }) => {
@@ -503,45 +508,45 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
             }
         },
         "persist" => write(shared, Command::Persist { db, key: key() }, out),
-        "type" => match get(&args[1]) {
+        "type" => match get(args[1]) {
             None => out.simple("none"),
             Some(e) => out.simple(e.value.type_name()),
         },
 
-        "lpush" => write(shared, Command::LPush { db, key: key(), elements: args[2..].to_vec() }, out),
-        "rpush" => write(shared, Command::RPush { db, key: key(), elements: args[2..].to_vec() }, out),
+        "lpush" => write(shared, Command::LPush { db, key: key(), elements: owned(&args[2..]) }, out),
+        "rpush" => write(shared, Command::RPush { db, key: key(), elements: owned(&args[2..]) }, out),
         "lpop" if args.len() == 2 => write(shared, Command::LPop { db, key: key() }, out),
         "lpop" => out.error("ERR LPOP with a count is not served by snaplab serve"),
         "lrange" => {
-            let (Some(start), Some(stop)) = (int_arg(&args[2]), int_arg(&args[3])) else {
+            let (Some(start), Some(stop)) = (int_arg(args[2]), int_arg(args[3])) else {
                 return out.error(NOT_INTEGER);
             };
-            match typed(&get(&args[1]), "list", out) {
+            match typed(&get(args[1]), "list", out) {
                 Ok(Some(Value::List(l))) => out.bulks(l.range(range(l.len(), start, stop)).map(Vec::as_slice)),
                 Ok(_) => out.array(0),
                 Err(()) => {}
             }
         }
-        "llen" => match typed(&get(&args[1]), "list", out) {
+        "llen" => match typed(&get(args[1]), "list", out) {
             Ok(Some(v)) => out.int(v.len() as i64),
             Ok(None) => out.int(0),
             Err(()) => {}
         },
 
-        "sadd" => write(shared, Command::SAdd { db, key: key(), members: args[2..].to_vec() }, out),
-        "srem" => write(shared, Command::SRem { db, key: key(), members: args[2..].to_vec() }, out),
-        "smembers" => match typed(&get(&args[1]), "set", out) {
+        "sadd" => write(shared, Command::SAdd { db, key: key(), members: owned(&args[2..]) }, out),
+        "srem" => write(shared, Command::SRem { db, key: key(), members: owned(&args[2..]) }, out),
+        "smembers" => match typed(&get(args[1]), "set", out) {
             Ok(Some(Value::Set(s))) => out.bulks(s.iter().map(Vec::as_slice)),
             Ok(_) => out.array(0),
             Err(()) => {}
         },
-        "scard" => match typed(&get(&args[1]), "set", out) {
+        "scard" => match typed(&get(args[1]), "set", out) {
             Ok(Some(v)) => out.int(v.len() as i64),
             Ok(None) => out.int(0),
             Err(()) => {}
         },
-        "sismember" => match typed(&get(&args[1]), "set", out) {
-            Ok(Some(Value::Set(s))) => out.int(i64::from(s.contains(&args[2]))),
+        "sismember" => match typed(&get(args[1]), "set", out) {
+            Ok(Some(Value::Set(s))) => out.int(i64::from(s.contains(args[2]))),
             Ok(_) => out.int(0),
             Err(()) => {}
         },
@@ -550,19 +555,19 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
             if !args.len().is_multiple_of(2) {
                 return out.error("ERR wrong number of arguments for 'hset' command");
             }
-            let pairs = args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+            let pairs = args[2..].chunks(2).map(|p| (p[0].to_vec(), p[1].to_vec())).collect();
             write(shared, Command::HSet { db, key: key(), pairs }, out)
         }
-        "hdel" => write(shared, Command::HDel { db, key: key(), fields: args[2..].to_vec() }, out),
-        "hget" => match typed(&get(&args[1]), "hash", out) {
-            Ok(Some(Value::Hash(h))) => match h.get(&args[2]) {
+        "hdel" => write(shared, Command::HDel { db, key: key(), fields: owned(&args[2..]) }, out),
+        "hget" => match typed(&get(args[1]), "hash", out) {
+            Ok(Some(Value::Hash(h))) => match h.get(args[2]) {
                 Some(v) => out.bulk(v),
                 None => out.nil(),
             },
             Ok(_) => out.nil(),
             Err(()) => {}
         },
-        "hgetall" => match typed(&get(&args[1]), "hash", out) {
+        "hgetall" => match typed(&get(args[1]), "hash", out) {
             Ok(Some(Value::Hash(h))) => {
                 out.array(h.len() * 2);
                 for (f, v) in h.iter() {
@@ -573,7 +578,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
             Ok(_) => out.array(0),
             Err(()) => {}
         },
-        "hlen" => match typed(&get(&args[1]), "hash", out) {
+        "hlen" => match typed(&get(args[1]), "hash", out) {
             Ok(Some(v)) => out.int(v.len() as i64),
             Ok(None) => out.int(0),
             Err(()) => {}
@@ -586,14 +591,14 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
             }
             let mut pairs = Vec::with_capacity((args.len() - 2) / 2);
             for p in args[2..].chunks(2) {
-                let Some(score) = float_arg(&p[0]) else { return out.error("ERR value is not a valid float") };
-                pairs.push((score, p[1].clone()));
+                let Some(score) = float_arg(p[0]) else { return out.error("ERR value is not a valid float") };
+                pairs.push((score, p[1].to_vec()));
             }
             write(shared, Command::ZAdd { db, key: key(), pairs }, out)
         }
-        "zrem" => write(shared, Command::ZRem { db, key: key(), members: args[2..].to_vec() }, out),
+        "zrem" => write(shared, Command::ZRem { db, key: key(), members: owned(&args[2..]) }, out),
         "zrange" => {
-            let (Some(start), Some(stop)) = (int_arg(&args[2]), int_arg(&args[3])) else {
+            let (Some(start), Some(stop)) = (int_arg(args[2]), int_arg(args[3])) else {
                 return out.error(NOT_INTEGER);
             };
             let scores = match args.get(4).map(|a| text(a).to_ascii_lowercase()) {
@@ -601,7 +606,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
                 Some(w) if w == "withscores" && args.len() == 5 => true,
                 Some(_) => return out.error(SYNTAX),
             };
-            match typed(&get(&args[1]), "zset", out) {
+            match typed(&get(args[1]), "zset", out) {
                 Ok(Some(Value::ZSet(z))) => {
                     let sorted = sorted_zset(z);
                     let picked = &sorted[range(sorted.len(), start, stop)];
@@ -617,15 +622,15 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
                 Err(()) => {}
             }
         }
-        "zscore" => match typed(&get(&args[1]), "zset", out) {
-            Ok(Some(Value::ZSet(z))) => match z.get(&args[2]) {
+        "zscore" => match typed(&get(args[1]), "zset", out) {
+            Ok(Some(Value::ZSet(z))) => match z.get(args[2]) {
                 Some(s) => out.bulk(digest::format_g17(*s).as_bytes()),
                 None => out.nil(),
             },
             Ok(_) => out.nil(),
             Err(()) => {}
         },
-        "zcard" => match typed(&get(&args[1]), "zset", out) {
+        "zcard" => match typed(&get(args[1]), "zset", out) {
             Ok(Some(v)) => out.int(v.len() as i64),
             Ok(None) => out.int(0),
             Err(()) => {}
@@ -644,7 +649,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
         "scan" => scan(shared, db, args, out),
         "keys" => {
             let ks = shared.store.to_keyspace();
-            let mut keys: Vec<&Bytes> = ks.db(db).keys().filter(|k| glob::matches(&args[1], k)).collect();
+            let mut keys: Vec<&Bytes> = ks.db(db).keys().filter(|k| glob::matches(args[1], k)).collect();
             keys.sort();
             out.bulks(keys.into_iter().map(Vec::as_slice));
         }
@@ -674,7 +679,7 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
             out.bulk(info(shared, &sections).as_bytes());
         }
         "config" => config(shared, args, out),
-        "debug" => match text(&args[1]).to_ascii_lowercase().as_str() {
+        "debug" => match text(args[1]).to_ascii_lowercase().as_str() {
             "digest" if args.len() == 2 => match digest::dataset_digest(&shared.store.to_keyspace()) {
                 Ok(d) => out.simple(&d),
                 Err(e) => out.error(&format!("ERR {e}")),
@@ -686,12 +691,12 @@ fn execute(shared: &Shared, session: &mut Session, args: &mut [Vec<u8>], out: &m
     }
 }
 
-fn set(shared: &Shared, db: usize, args: &mut [Vec<u8>], out: &mut Out) {
+fn set(shared: &Shared, db: usize, args: &[&[u8]], out: &mut Out) {
     let (mut nx, mut xx, mut get_old, mut keepttl) = (false, false, false, false);
     let mut expire_at_ms: Option<i64> = None;
     let mut i = 3;
     while i < args.len() {
-        let opt = text(&args[i]).to_ascii_uppercase();
+        let opt = text(args[i]).to_ascii_uppercase();
         match opt.as_str() {
             "NX" if !xx => nx = true,
             "XX" if !nx => xx = true,
@@ -699,7 +704,7 @@ fn set(shared: &Shared, db: usize, args: &mut [Vec<u8>], out: &mut Out) {
             "KEEPTTL" if expire_at_ms.is_none() => keepttl = true,
             "EX" | "PX" | "EXAT" | "PXAT" if !keepttl && expire_at_ms.is_none() && i + 1 < args.len() => {
                 i += 1;
-                let Some(n) = int_arg(&args[i]) else { return out.error(NOT_INTEGER) };
+                let Some(n) = int_arg(args[i]) else { return out.error(NOT_INTEGER) };
                 let now = unix_ms_now();
                 let at = match opt.as_str() {
                     "EX" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
@@ -719,7 +724,7 @@ fn set(shared: &Shared, db: usize, args: &mut [Vec<u8>], out: &mut Out) {
     // Production note: NX, XX, GET and KEEPTTL read the key and then write it, two steps
     // another connection can come between; Redis runs the whole command at once. The
     // model's SET has no condition to make them one write.
-    let old = if nx || xx || get_old || keepttl { shared.store.get(db, &args[1]) } else { None };
+    let old = if nx || xx || get_old || keepttl { shared.store.get(db, args[1]) } else { None };
     if get_old && old.as_ref().is_some_and(|e| !matches!(e.value, Value::String(_))) {
         return out.error(WRONGTYPE);
     }
@@ -733,8 +738,7 @@ fn set(shared: &Shared, db: usize, args: &mut [Vec<u8>], out: &mut Out) {
     if keepttl {
         expire_at_ms = old.as_ref().and_then(|e| e.expire_at_ms);
     }
-    // The request is done with its key and value: move them into the store.
-    let cmd = Command::Set { db, key: std::mem::take(&mut args[1]), value: std::mem::take(&mut args[2]), expire_at_ms };
+    let cmd = Command::Set { db, key: args[1].to_vec(), value: args[2].to_vec(), expire_at_ms };
     match shared.auto.apply(&cmd) {
         Ok(_) if get_old => reply_old(out),
         Ok(_) => out.ok(),
@@ -742,8 +746,8 @@ fn set(shared: &Shared, db: usize, args: &mut [Vec<u8>], out: &mut Out) {
     }
 }
 
-fn expire(shared: &Shared, db: usize, name: &str, args: &[Vec<u8>], out: &mut Out) {
-    let Some(n) = int_arg(&args[2]) else { return out.error(NOT_INTEGER) };
+fn expire(shared: &Shared, db: usize, name: &str, args: &[&[u8]], out: &mut Out) {
+    let Some(n) = int_arg(args[2]) else { return out.error(NOT_INTEGER) };
     let now = unix_ms_now();
     let at = match name {
         "expire" => n.checked_mul(1000).and_then(|ms| ms.checked_add(now)),
@@ -759,7 +763,7 @@ fn expire(shared: &Shared, db: usize, name: &str, args: &[Vec<u8>], out: &mut Ou
     };
     if let Some(flag) = flag {
         // Production note: read, then write (see SET's NX).
-        let current = shared.store.get(db, &args[1]).map(|e| e.expire_at_ms);
+        let current = shared.store.get(db, args[1]).map(|e| e.expire_at_ms);
         let allowed = match (flag.as_str(), current) {
             (_, None) => false,
             ("NX", Some(t)) => t.is_none(),
@@ -772,10 +776,10 @@ fn expire(shared: &Shared, db: usize, name: &str, args: &[Vec<u8>], out: &mut Ou
             return out.int(0);
         }
     }
-    write(shared, Command::PExpireAt { db, key: args[1].clone(), at_ms: at }, out)
+    write(shared, Command::PExpireAt { db, key: args[1].to_vec(), at_ms: at }, out)
 }
 
-fn hello(session: &mut Session, args: &[Vec<u8>], out: &mut Out) {
+fn hello(session: &mut Session, args: &[&[u8]], out: &mut Out) {
     if let Some(v) = args.get(1) {
         match int_arg(v) {
             Some(2) => {}
@@ -785,9 +789,9 @@ fn hello(session: &mut Session, args: &[Vec<u8>], out: &mut Out) {
     }
     let mut i = 2;
     while i < args.len() {
-        match text(&args[i]).to_ascii_uppercase().as_str() {
+        match text(args[i]).to_ascii_uppercase().as_str() {
             "SETNAME" if i + 1 < args.len() => {
-                session.name = Some(args[i + 1].clone());
+                session.name = Some(args[i + 1].to_vec());
                 i += 2;
             }
             "AUTH" if i + 2 < args.len() => i += 3,
@@ -811,10 +815,10 @@ fn hello(session: &mut Session, args: &[Vec<u8>], out: &mut Out) {
     out.array(0);
 }
 
-fn client(session: &mut Session, args: &[Vec<u8>], out: &mut Out) {
-    match text(&args[1]).to_ascii_uppercase().as_str() {
+fn client(session: &mut Session, args: &[&[u8]], out: &mut Out) {
+    match text(args[1]).to_ascii_uppercase().as_str() {
         "SETNAME" if args.len() == 3 => {
-            session.name = Some(args[2].clone()).filter(|n| !n.is_empty());
+            session.name = Some(args[2].to_vec()).filter(|n| !n.is_empty());
             out.ok();
         }
         "GETNAME" => match &session.name {
@@ -842,8 +846,8 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn config(shared: &Shared, args: &[Vec<u8>], out: &mut Out) {
-    match text(&args[1]).to_ascii_uppercase().as_str() {
+fn config(shared: &Shared, args: &[&[u8]], out: &mut Out) {
+    match text(args[1]).to_ascii_uppercase().as_str() {
         "GET" if args.len() >= 3 => {
             let params = config_params(shared);
             let hits: Vec<&(&str, String)> = params
@@ -858,10 +862,10 @@ fn config(shared: &Shared, args: &[Vec<u8>], out: &mut Out) {
         }
         "SET" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             for p in args[2..].chunks(2) {
-                if let Err(msg) = config_set(shared, &text(&p[0]).to_ascii_lowercase(), &text(&p[1])) {
+                if let Err(msg) = config_set(shared, &text(p[0]).to_ascii_lowercase(), &text(p[1])) {
                     return out.error(&format!(
                         "ERR CONFIG SET failed (possibly related to argument '{}') - {msg}",
-                        text(&p[0])
+                        text(p[0])
                     ));
                 }
             }
@@ -869,7 +873,7 @@ fn config(shared: &Shared, args: &[Vec<u8>], out: &mut Out) {
         }
         "RESETSTAT" => out.ok(),
         "GET" | "SET" => {
-            out.error(&format!("ERR wrong number of arguments for 'config|{}' command", text(&args[1]).to_lowercase()))
+            out.error(&format!("ERR wrong number of arguments for 'config|{}' command", text(args[1]).to_lowercase()))
         }
         other => out.error(&format!("ERR unknown subcommand '{other}'. Try CONFIG HELP.")),
     }
@@ -905,14 +909,14 @@ fn config_set(shared: &Shared, param: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn scan(shared: &Shared, db: usize, args: &[Vec<u8>], out: &mut Out) {
-    let Some(cursor) = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<usize>().ok()) else {
+fn scan(shared: &Shared, db: usize, args: &[&[u8]], out: &mut Out) {
+    let Some(cursor) = std::str::from_utf8(args[1]).ok().and_then(|s| s.parse::<usize>().ok()) else {
         return out.error("ERR invalid cursor");
     };
     let (mut pattern, mut count, mut kind): (Option<&[u8]>, usize, Option<String>) = (None, 10, None);
     let mut i = 2;
     while i < args.len() {
-        let opt = text(&args[i]).to_ascii_uppercase();
+        let opt = text(args[i]).to_ascii_uppercase();
         let Some(v) = args.get(i + 1) else { return out.error(SYNTAX) };
         match opt.as_str() {
             "MATCH" => pattern = Some(v),
@@ -1053,7 +1057,7 @@ fn info(shared: &Shared, sections: &[String]) -> String {
     t
 }
 
-fn shutdown(shared: &Shared, session: &mut Session, args: &[Vec<u8>], out: &mut Out) {
+fn shutdown(shared: &Shared, session: &mut Session, args: &[&[u8]], out: &mut Out) {
     let mut save = None;
     for a in &args[1..] {
         match text(a).to_ascii_uppercase().as_str() {
