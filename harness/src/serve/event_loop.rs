@@ -9,6 +9,13 @@
 //! The price is Redis's: a command that waits (a strategy whose writes wait for its save,
 //! `SAVE`, a slow `KEYS`) holds every client, not only its own.
 //!
+//! When nothing is ready the loop sleeps in `epoll_wait`, and a client's next write wakes
+//! it: a cross-CPU wake-up the client pays for. A server that needs less CPU per request
+//! sleeps more often, so on two cores, where the benchmark client is the bottleneck, it can
+//! get fewer requests through than a slower one (README, "snaplab serve", has the
+//! measurement). Spinning before sleeping would avoid that at the cost of a core a save
+//! needs; like Redis, the loop does not spin.
+//!
 //! Readiness is edge-triggered: epoll reports a socket when it becomes readable or
 //! writable, not while it stays so. So a connection is driven until its socket says
 //! `WouldBlock` (the next edge will wake it), with one exception for fairness: after
