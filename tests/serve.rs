@@ -215,6 +215,50 @@ fn errors_carry_redis_prefixes() {
     assert!(!closed, "errors in commands keep the connection open");
 }
 
+/// Requests are read in place from the connection's input: lists of up to 8 arguments on
+/// the stack, longer ones on the heap, and a request that arrives in pieces is resumed.
+/// Requests of 8, 9 and 40 arguments, sent 7 bytes at a time, all apply whole.
+#[test]
+fn requests_of_every_length_apply_whole_when_sent_in_pieces() {
+    let (_server, _dir, sock) = start("sharded", |o| o);
+    let encode = |args: &[String]| {
+        let mut b = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            b.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        b
+    };
+    let hset = |key: &str, pairs: usize| {
+        let mut a = vec!["HSET".to_string(), key.to_string()];
+        (0..pairs).for_each(|i| a.extend([format!("f{i}"), format!("v{i}")]));
+        a
+    };
+    // 8 arguments (HSET with 3 pairs), 9 (RPUSH with 7 elements), 40 (HSET with 19 pairs).
+    let mut rpush9 = vec!["RPUSH".to_string(), "l9".to_string()];
+    rpush9.extend((0..7).map(|i| format!("e{i}")));
+    let mut all = encode(&hset("h8", 3));
+    all.extend(encode(&rpush9));
+    all.extend(encode(&hset("h40", 19)));
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for piece in all.chunks(7) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let want = ":3\r\n:7\r\n:19\r\n";
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < want.len() {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    assert_eq!(cli(&sock, &["HGET", "h40", "f18"]), "v18");
+    assert_eq!(cli(&sock, &["LRANGE", "l9", "-1", "-1"]), "e6");
+    assert_eq!(cli(&sock, &["HGET", "h8", "f2"]), "v2");
+}
+
 /// A frame cut short, then the client gone: only that connection ends; the server goes on.
 #[test]
 fn truncated_frame_closes_only_its_connection() {
