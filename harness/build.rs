@@ -13,14 +13,16 @@ fn main() {
     // Uncommitted edits are not marked: they do not rerun this script, so a mark would go stale.
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SNAPLAB_COMMIT={commit}");
-    // Rebuild when HEAD moves: the HEAD file (a branch switch) and the branch's ref (a commit).
-    for path in [Some("HEAD".to_string()), git(&["symbolic-ref", "-q", "HEAD"])].into_iter().flatten() {
-        if let Some(p) = git(&["rev-parse", "--git-path", &path]) {
+    // Rebuild when HEAD moves: the HEAD file (a branch switch), the branch's ref (a commit)
+    // and packed-refs (a ref packed by `git gc`). Only files that exist: cargo takes a
+    // missing one as changed, and would rebuild on every build.
+    let paths = [Some("HEAD".to_string()), git(&["symbolic-ref", "-q", "HEAD"]), Some("packed-refs".to_string())];
+    for path in paths.into_iter().flatten() {
+        if let Some(p) = git(&["rev-parse", "--git-path", &path])
+            && std::path::Path::new(&p).exists()
+        {
             println!("cargo:rerun-if-changed={p}");
         }
-    }
-    if let Some(p) = git(&["rev-parse", "--git-path", "packed-refs"]) {
-        println!("cargo:rerun-if-changed={p}");
     }
     println!("cargo:rerun-if-changed=build.rs");
 }
