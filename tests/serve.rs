@@ -424,6 +424,41 @@ fn shutdown_saves_under_rules_and_the_next_start_loads_it() {
     assert!(child.wait().unwrap().success());
 }
 
+/// SIGTERM and SIGINT shut `snaplab serve` down as `SHUTDOWN` does, as redis-server's do:
+/// with save rules set, the writes so far are saved first, the socket file is removed and
+/// the exit status is 0. (With no handler, the signal killed the process: no dump, a stale
+/// socket, and a nonzero status.)
+#[test]
+fn a_signal_saves_under_rules_and_exits_cleanly() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let mut child = Process::new(env!("CARGO_BIN_EXE_snaplab"))
+            .args(["serve", "--strategy", "perkey", "--save", "3600 1000"])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--unixsocket")
+            .arg(&sock)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let limit = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < limit, "the server never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(raw(&sock, b"SET k v\r\nHSET h f v\r\n", 9).0, "+OK\r\n:1\r\n");
+        kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{sig}: {status}");
+        assert!(!sock.exists(), "{sig}: the socket file is left behind");
+        let (keyspace, _) = rdb::load_file(&dir.path().join("dump.rdb")).unwrap();
+        assert_eq!(keyspace.len(), 2, "{sig}: the writes before the signal were saved");
+    }
+}
+
 /// Every type, edge-case strings, fractional and huge scores, expiries, several databases.
 fn every_type_keyspace() -> Keyspace {
     let mut ks = Keyspace::new();

@@ -142,6 +142,11 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
     let mut accept_again: Vec<Token> = Vec::new();
     let mut ready: Vec<Token> = Vec::new();
     while !shared.stopping.load(Ordering::Acquire) {
+        // A signal interrupts the wait below (or the wait times out within POLL_TIMEOUT).
+        super::on_signal(shared);
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
         // Connections with work left are served before the loop sleeps.
         let timeout = if !again.is_empty() {
             Duration::ZERO

@@ -88,7 +88,7 @@ impl SaveTarget for dyn DynStrategy {
 #[derive(Debug, Error)]
 pub enum ServeError {
     /// The dump to start from could not be read.
-    #[error("cannot load {path}: {source}")]
+    #[error("cannot load {path}")]
     Load {
         /// The dump.
         path: PathBuf,
@@ -96,7 +96,7 @@ pub enum ServeError {
         source: RdbError,
     },
     /// A listening socket could not be opened.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The unix socket path or `host:port`.
         addr: String,
@@ -106,6 +106,13 @@ pub enum ServeError {
     /// The `--save` value is not pairs of numbers.
     #[error("bad save rules: {0}")]
     Rules(String),
+    /// The working directory does not exist (redis-server refuses to start too).
+    #[error("the working directory {0} does not exist (--dir: saves go there; create it first)")]
+    NoDir(PathBuf),
+    /// Neither a unix socket nor a TCP port to listen on (Redis: "Configured to not listen
+    /// anywhere, exiting").
+    #[error("configured to listen nowhere: give --unixsocket PATH, or --port N other than 0")]
+    NowhereToListen,
 }
 
 /// How to start a server.
@@ -169,6 +176,9 @@ struct Shared {
     next_client_id: AtomicU64,
     commands: AtomicU64,
     stopping: AtomicBool,
+    /// Set by SIGINT or SIGTERM ([`Server::shut_down_on_signals`]); the event loop then
+    /// shuts down as `SHUTDOWN` would.
+    signalled: Arc<AtomicBool>,
     shutdown_tx: Mutex<Sender<()>>,
 }
 
@@ -187,6 +197,12 @@ impl Server {
     /// [`ServeError`] if the dump cannot be loaded or a socket cannot be opened.
     pub fn start(entry: StrategyEntry, opts: ServeOptions) -> Result<Server, ServeError> {
         let rules = parse_rules(&opts.save).map_err(ServeError::Rules)?;
+        if !opts.dir.is_dir() {
+            return Err(ServeError::NoDir(opts.dir));
+        }
+        if opts.unixsocket.is_none() && opts.tcp.is_none() {
+            return Err(ServeError::NowhereToListen);
+        }
         // Like redis-server: tidy the temp files a killed save left, then load the dump.
         let _ = remove_stale_temp_files(&opts.dir);
         let dump = opts.dir.join(&opts.dbfilename);
@@ -240,6 +256,7 @@ impl Server {
             next_client_id: AtomicU64::new(1),
             commands: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            signalled: Arc::new(AtomicBool::new(false)),
             shutdown_tx: Mutex::new(shutdown_tx),
         });
         let to_mio = |e: io::Error| ServeError::Listen { addr: "the event loop".into(), source: e };
@@ -278,6 +295,23 @@ impl Server {
     /// The strategy served.
     pub fn strategy(&self) -> &'static str {
         self.shared.name
+    }
+
+    /// Shut down on SIGINT or SIGTERM as on `SHUTDOWN` (saving first when save rules are
+    /// set), as redis-server does (src/server.c, `sigShutdownHandler`); a second SIGINT
+    /// during that save exits at once, with status 1. Process-wide: for the `snaplab
+    /// serve` process, not for a server started inside a test.
+    ///
+    /// # Errors
+    /// The handlers could not be installed.
+    pub fn shut_down_on_signals(&self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        // Registered before the flag: it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 1, Arc::clone(&self.shared.signalled))?;
+        for sig in [SIGINT, SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&self.shared.signalled))?;
+        }
+        Ok(())
     }
 
     /// Block until a client's `SHUTDOWN` has done its save; the caller then exits.
@@ -1067,17 +1101,42 @@ fn shutdown(shared: &Shared, session: &mut Session, args: &[&[u8]], out: &mut Ou
             _ => return out.error(SYNTAX),
         }
     }
-    // As Redis: save on shutdown when asked to, or by default when save rules are set.
+    if let Err(e) = shut_down(shared, save) {
+        return out.error(&format!("ERR Errors trying to SHUTDOWN. Check logs. ({e})"));
+    }
+    // Redis closes the connection without a reply.
+    session.close = true;
+}
+
+/// Save if asked to (`Some(true)`), or by default when save rules are set, as Redis does;
+/// then stop serving and let [`Server::wait`] return. Runs on the event loop's thread, so
+/// no write can land between the save and the stop.
+///
+/// # Errors
+/// The save failed: the server keeps running, as Redis does, with nothing lost.
+fn shut_down(shared: &Shared, save: Option<bool>) -> Result<(), SaveError> {
     let save = save.unwrap_or_else(|| !shared.auto.rules().is_empty());
     let now = Instant::now();
     shared.auto.finish(now);
-    if save && let Err(e) = shared.auto.save(now) {
-        return out.error(&format!("ERR Errors trying to SHUTDOWN. Check logs. ({e})"));
+    if save {
+        shared.auto.save(now)?;
     }
     shared.stopping.store(true, Ordering::Release);
     let _ = shared.shutdown_tx.lock().unwrap_or_else(|p| p.into_inner()).send(());
-    // Redis closes the connection without a reply.
-    session.close = true;
+    Ok(())
+}
+
+/// What the event loop does when SIGINT or SIGTERM arrived: shut down as `SHUTDOWN` with
+/// no argument does, or, when that save fails, say so and keep serving (Redis: "Error
+/// trying to save the DB, can't exit").
+fn on_signal(shared: &Shared) {
+    if !shared.signalled.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    eprintln!("snaplab serve: signal received, shutting down");
+    if let Err(e) = shut_down(shared, None) {
+        eprintln!("snaplab serve: the save before exiting failed, still serving: {e}");
+    }
 }
 
 /// Serve until `SHUTDOWN`: what `snaplab serve` runs.
@@ -1089,9 +1148,12 @@ pub fn run(entry: StrategyEntry, opts: ServeOptions) -> Result<(), ServeError> {
         (Some(p), Some((h, port))) => format!("{} and {h}:{port}", p.display()),
         (Some(p), None) => p.display().to_string(),
         (None, Some((h, port))) => format!("{h}:{port}"),
-        (None, None) => "nothing".into(),
+        (None, None) => String::new(),
     };
     let server = Server::start(entry, opts)?;
+    if let Err(e) = server.shut_down_on_signals() {
+        eprintln!("snaplab serve: no handler for SIGINT/SIGTERM ({e}): they will exit without saving");
+    }
     eprintln!("snaplab serve: strategy {} ready to accept connections on {where_}", server.strategy());
     server.wait();
     eprintln!("snaplab serve: shut down");
