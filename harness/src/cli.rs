@@ -148,7 +148,7 @@ struct ServeArgs {
     /// Load this dump at start instead of DIR/DBFILENAME.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Working directory: saves go to DIR/DBFILENAME (Redis `dir`).
+    /// Working directory: saves go to DIR/DBFILENAME (Redis `dir`); it must exist.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
     /// The dump's file name (Redis `dbfilename`).
@@ -163,9 +163,10 @@ struct ServeArgs {
     /// Address to bind the TCP port to.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
-    /// Save rules, as Redis's `save`: "SECONDS CHANGES ..." pairs, e.g. "3600 1 300 100";
-    /// "" for none (the default).
-    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    /// Save rules, as Redis's `save`: "SECONDS CHANGES ..." pairs, e.g. "3600 1 300 100".
+    /// None by default (redis-server with no config file has "3600 1 300 100 60 10000").
+    /// With rules, SHUTDOWN, SIGINT and SIGTERM save first.
+    #[arg(long, default_value = "", hide_default_value = true, allow_hyphen_values = true)]
     save: String,
     /// Serve the strategy with a deliberate bug, for tests that prove a check catches it.
     #[arg(long, hide = true)]
