@@ -259,6 +259,28 @@ fn requests_of_every_length_apply_whole_when_sent_in_pieces() {
     assert_eq!(cli(&sock, &["HGET", "h8", "f2"]), "v2");
 }
 
+/// With `busy_poll` the loop looks for events without sleeping before it waits: requests
+/// arriving inside that window and after it, on an open connection and on new ones, are
+/// all answered.
+#[test]
+fn busy_polling_loses_no_request() {
+    let (_server, _dir, sock) = start("sharded", |o| ServeOptions { busy_poll: Duration::from_millis(2), ..o });
+    let mut a = UnixStream::connect(&sock).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for i in 0..200 {
+        a.write_all(format!("SET k{i} v\r\n").as_bytes()).unwrap();
+        let mut ok = [0u8; 5];
+        a.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n", "request {i}");
+        if i % 50 == 0 {
+            assert_eq!(raw(&sock, b"PING\r\n", 7).0, "+PONG\r\n", "a new connection at request {i}");
+        }
+        // Half the pauses end inside the 2 ms of polling, half after the loop slept.
+        std::thread::sleep(Duration::from_micros(if i % 2 == 0 { 100 } else { 3_000 }));
+    }
+    assert_eq!(raw(&sock, b"DBSIZE\r\n", 6).0, ":200\r\n");
+}
+
 /// A frame cut short, then the client gone: only that connection ends; the server goes on.
 #[test]
 fn truncated_frame_closes_only_its_connection() {

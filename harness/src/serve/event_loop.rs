@@ -13,8 +13,9 @@
 //! it: a cross-CPU wake-up the client pays for. A server that needs less CPU per request
 //! sleeps more often, so on two cores, where the benchmark client is the bottleneck, it can
 //! get fewer requests through than a slower one (README, "snaplab serve", has the
-//! measurement). Spinning before sleeping would avoid that at the cost of a core a save
-//! needs; like Redis, the loop does not spin.
+//! measurement). Polling for a while before sleeping avoids that at the cost of a core a
+//! save may need: off by default, as in Redis; `--busy-poll-us` turns it on
+//! ([`ServeOptions::busy_poll`](super::ServeOptions::busy_poll)), to measure the effect.
 //!
 //! Readiness is edge-triggered: epoll reports a socket when it becomes readable or
 //! writable, not while it stays so. So a connection is driven until its socket says
@@ -33,7 +34,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -155,7 +156,7 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
         } else {
             POLL_TIMEOUT
         };
-        match poll.poll(&mut events, Some(timeout)) {
+        match wait(&mut poll, &mut events, timeout, shared.busy_poll) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -200,6 +201,26 @@ pub(super) fn run(shared: &Arc<Shared>, unix: Option<UnixListener>, tcp: Option<
         }
     }
     Ok(())
+}
+
+/// Wait up to `timeout` for events. With a nonzero `busy_poll`, first look again and again
+/// without sleeping, for up to that long: a client's next request then finds the loop
+/// awake, and its write wakes nobody.
+fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration, busy_poll: Duration) -> io::Result<()> {
+    if !busy_poll.is_zero() && !timeout.is_zero() {
+        let until = Instant::now() + busy_poll;
+        loop {
+            poll.poll(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    poll.poll(events, Some(timeout))
 }
 
 /// A listening socket, of either kind.

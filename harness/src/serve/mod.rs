@@ -135,6 +135,10 @@ pub struct ServeOptions {
     /// A wrong-on-purpose change to the store, for tests that prove a check catches it
     /// through the socket ([`fault::ServeFault`]); `None` serves the strategy as it is.
     pub fault: Option<fault::ServeFault>,
+    /// With nothing ready, keep polling this long before sleeping (zero, the default:
+    /// sleep at once, as Redis does). It spends CPU to spare clients the wake-ups; see
+    /// [`event_loop`]'s notes.
+    pub busy_poll: Duration,
 }
 
 impl ServeOptions {
@@ -150,6 +154,7 @@ impl ServeOptions {
             save: String::new(),
             save_options: SaveOptions::default(),
             fault: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -179,6 +184,8 @@ struct Shared {
     /// Set by SIGINT or SIGTERM ([`Server::shut_down_on_signals`]); the event loop then
     /// shuts down as `SHUTDOWN` would.
     signalled: Arc<AtomicBool>,
+    /// [`ServeOptions::busy_poll`].
+    busy_poll: Duration,
     shutdown_tx: Mutex<Sender<()>>,
 }
 
@@ -257,6 +264,7 @@ impl Server {
             commands: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             signalled: Arc::new(AtomicBool::new(false)),
+            busy_poll: opts.busy_poll,
             shutdown_tx: Mutex::new(shutdown_tx),
         });
         let to_mio = |e: io::Error| ServeError::Listen { addr: "the event loop".into(), source: e };
