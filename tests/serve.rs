@@ -407,6 +407,26 @@ fn config_set_save_drives_an_automatic_bgsave() {
     assert_eq!(keys, (0..5).map(|i| format!("k{i}")).collect::<HashSet<_>>());
 }
 
+/// The `snaplab serve` binary for `strategy` in `dir` on `sock`, with save rules set
+/// ("3600 1000"), once it accepts connections.
+fn spawn_serve(strategy: &str, dir: &Path, sock: &Path) -> std::process::Child {
+    let child = Process::new(env!("CARGO_BIN_EXE_snaplab"))
+        .args(["serve", "--strategy", strategy, "--save", "3600 1000"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--unixsocket")
+        .arg(sock)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let limit = Instant::now() + Duration::from_secs(60);
+    while UnixStream::connect(sock).is_err() {
+        assert!(Instant::now() < limit, "the server never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// The `snaplab serve` binary: `--save` rules make `SHUTDOWN` save first, as Redis; the
 /// next start loads that dump.
 #[test]
@@ -417,23 +437,7 @@ fn shutdown_saves_under_rules_and_the_next_start_loads_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s.sock");
-    let spawn = || {
-        let child = Process::new(env!("CARGO_BIN_EXE_snaplab"))
-            .args(["serve", "--strategy", "sharded", "--save", "3600 1000"])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--unixsocket")
-            .arg(&sock)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let limit = Instant::now() + Duration::from_secs(60);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < limit, "the server never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    };
+    let spawn = || spawn_serve("sharded", dir.path(), &sock);
     let mut child = spawn();
     assert_eq!(cli(&sock, &["SET", "k", "v"]), "OK");
     assert_eq!(cli(&sock, &["HSET", "h", "f", "v"]), "1");
@@ -457,20 +461,7 @@ fn a_signal_saves_under_rules_and_exits_cleanly() {
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("s.sock");
-        let mut child = Process::new(env!("CARGO_BIN_EXE_snaplab"))
-            .args(["serve", "--strategy", "perkey", "--save", "3600 1000"])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--unixsocket")
-            .arg(&sock)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let limit = Instant::now() + Duration::from_secs(60);
-        while UnixStream::connect(&sock).is_err() {
-            assert!(Instant::now() < limit, "the server never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = spawn_serve("perkey", dir.path(), &sock);
         assert_eq!(raw(&sock, b"SET k v\r\nHSET h f v\r\n", 9).0, "+OK\r\n:1\r\n");
         kill(Pid::from_raw(child.id() as i32), sig).unwrap();
         let status = child.wait().unwrap();
